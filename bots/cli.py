@@ -1,0 +1,160 @@
+"""The ``vstage`` command line: ``demo`` (the local studio), ``ask`` (one reply from the shell)
+and ``check`` (validate the configuration)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avatar_engine.errors import VStageError
+from avatar_engine.types import frame_count
+
+logger = logging.getLogger("vstage")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("aiohttp.access", "httpx", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load(args):
+    from bots.config import load_config
+
+    return load_config(Path(args.config) if args.config else None)
+
+
+async def _demo(args) -> int:
+    from bots.app import StudioApp
+
+    app = StudioApp(_load(args), host=args.host, port=args.port)
+    runner = asyncio.create_task(app.run(), name="studio")
+    ready = asyncio.create_task(app.ready.wait(), name="studio:ready")
+    await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if runner.done():
+        ready.cancel()
+        runner.result()  # raises the start-up error
+        return 1
+    assert app.server is not None
+    print("\n  vstage studio is live.\n")
+    print(f"  Studio (type as a viewer):   {app.server.url('studio')}")
+    print(f"  OBS browser source overlay:  {app.server.url('overlay')}")
+    print("\n  These URLs carry your access token; keep them private. Ctrl-C stops.\n",
+          flush=True)
+    try:
+        if args.exit_after:
+            await asyncio.wait_for(asyncio.shield(runner), args.exit_after)
+        else:
+            await runner
+    except TimeoutError:
+        pass
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    return 0
+
+
+async def _ask(args) -> int:
+    from avatar_engine.clips.encode import encode_clip
+    from bots.app import load_personas
+    from bots.moderation.input import clean_viewer_text
+    from bots.orchestrator.pipeline import perform
+
+    config = _load(args)
+    persona_cfg = config.persona(args.persona)
+    text = clean_viewer_text(args.text, max_chars=config.app.studio.max_message_chars)
+    t0 = time.monotonic()
+    personas = await load_personas(config, [persona_cfg.id])
+    persona = personas[persona_cfg.id]
+    loaded = time.monotonic() - t0
+    reply = await perform(persona, viewer=args.user, text=text, keep_media=args.out is not None)
+    print(reply.text)
+    t = reply.trace
+    print(
+        f"\n[{persona.config.name}] models loaded in {loaded:.1f}s; first clip after "
+        f"{t.since_start('first_clip'):.2f}s, reply done after {t.since_start('done'):.2f}s",
+        file=sys.stderr,
+    )
+    for clip in reply.clips:
+        for f in clip.files:
+            print(f"  clip {clip.index}: {f.path}", file=sys.stderr)
+    if args.out:
+        out = Path(args.out)
+        fmt = out.suffix.lstrip(".").lower()
+        if fmt not in ("mp4", "webm"):
+            raise VStageError(f"--out must end in .mp4 or .webm, not {out.suffix!r}")
+        fps = persona.renderer.fps
+        sr = reply.speeches[0].sample_rate
+        audio = []
+        for speech, frames in zip(reply.speeches, reply.frames, strict=True):
+            n = frame_count(speech.duration, fps)
+            pad = round(n * sr / fps) - len(speech.audio)
+            audio.append(np.pad(speech.audio, (0, max(0, pad)))[: round(n * sr / fps)])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        files = encode_clip(
+            frames=np.concatenate(reply.frames), audio=np.concatenate(audio), sample_rate=sr,
+            fps=fps, out_base=out.with_suffix(""), formats=(fmt,),
+        )
+        print(f"  whole reply: {files[0].path}", file=sys.stderr)
+    await persona.aclose()
+    return 0
+
+
+def _check(args) -> int:
+    config = _load(args)
+    print(f"config OK: {config.root}")
+    for p in config.personas.values():
+        print(f"  persona {p.id}: {p.name} ({p.language}), llm={p.llm.provider}:{p.llm.model}, "
+              f"voice={p.voice.provider}:{p.voice.model}, avatar={p.avatar.sprites}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vstage", description="AI virtual streamers.")
+    parser.add_argument("--config", help="config folder (default: the repo's config/)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the local studio on the embedded models")
+    demo.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="port (default from config: 8765)")
+    demo.add_argument("--exit-after", type=float, help=argparse.SUPPRESS)
+
+    ask = sub.add_parser("ask", help="one reply from the shell; prints it and writes clips")
+    ask.add_argument("text")
+    ask.add_argument("--persona", help="persona id (default from config)")
+    ask.add_argument("--user", default="viewer", help="viewer name the persona sees")
+    ask.add_argument("--out", help="also write the whole reply as one .mp4 or .webm")
+
+    sub.add_parser("check", help="validate the configuration and list the personas")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
+        if args.command == "ask":
+            return asyncio.run(_ask(args))
+        return _check(args)
+    except VStageError as e:
+        print(f"vstage: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

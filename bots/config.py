@@ -1,0 +1,281 @@
+"""Settings of the whole app, and the loader that reads them from YAML and the environment.
+
+This is the only module that reads configuration files or environment variables; everything
+else receives pydantic models. A bad file fails at start-up with a message that names the
+file, the line and the field, e.g.::
+
+    config/personas/mika.yaml, line 7: llm.temperature: Input should be less than or equal to 2
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from avatar_engine.errors import ConfigError
+from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LLMSettings(_Model):
+    """Which LLM a persona thinks with, and how long its replies may be."""
+
+    provider: Literal["local", "openai"] = "local"
+    model: str = Field(
+        "embedded",
+        description="local: 'embedded' (SmolLM2-135M from PyPI) or a .gguf path; "
+        "openai: the model name the server knows (gpt-4o-mini, llama3.2, ...)",
+    )
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1 (Ollama)"
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="name of the environment variable holding the API key"
+    )
+    api_key: SecretStr | None = Field(None, exclude=True, description="filled from api_key_env")
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(96, ge=8, le=4096)
+    max_sentences: int = Field(3, ge=1, le=20, description="the reply is cut after this many")
+    max_chars: int = Field(360, ge=20, le=4000, description="hard cap on the spoken reply")
+    history_turns: int = Field(4, ge=0, le=50, description="past exchanges kept as context")
+    timeout_s: float = Field(30.0, gt=0)
+    context_tokens: int = Field(2048, ge=256, description="local models: context window")
+    threads: int | None = Field(None, ge=1, description="local models: CPU threads")
+
+
+class PersonaConfig(_Model):
+    """One persona: who it is, how it thinks, sounds and looks."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    name: str = Field(min_length=1, max_length=40)
+    language: str = Field("en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+    personality: str = Field(min_length=1, description="who the persona is; the system prompt")
+    greeting: str | None = None
+    llm: LLMSettings = LLMSettings()
+    voice: VoiceSettings = VoiceSettings()
+    avatar: AvatarSettings = AvatarSettings()
+    fallback_line: str = Field(
+        "Sorry chat, my brain just buffered. Ask me again?",
+        description="said in character when the LLM fails",
+    )
+
+
+class StudioSettings(_Model):
+    """The local studio / overlay web server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    token: SecretStr | None = Field(
+        None, description="access token for pages and control endpoints; generated when unset"
+    )
+    max_message_chars: int = Field(500, ge=1, le=10_000)
+
+
+class AppSettings(BaseSettings):
+    """Everything in ``config/vstage.yaml``. Environment variables override the file:
+    ``VSTAGE_STUDIO__PORT=9000``, ``VSTAGE_STUDIO__TOKEN=...``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VSTAGE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    personas_dir: Path = Path("personas")
+    default_persona: str = "mika"
+    state_dir: Path = Field(Path("var"), description="clips, tokens, logs (relative to the repo)")
+    studio: StudioSettings = StudioSettings()
+    clips: ClipSettings = ClipSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the YAML file (passed as init kwargs).
+        return env_settings, init_settings, file_secret_settings
+
+
+class Config(_Model):
+    """The loaded configuration: app settings plus every persona, keyed by id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    app: AppSettings
+    personas: dict[str, PersonaConfig]
+    root: Path
+
+    def persona(self, persona_id: str | None = None) -> PersonaConfig:
+        pid = persona_id or self.app.default_persona
+        try:
+            return self.personas[pid]
+        except KeyError:
+            known = ", ".join(sorted(self.personas)) or "none"
+            raise ConfigError(f"no persona {pid!r} (known: {known})") from None
+
+    @property
+    def state_dir(self) -> Path:
+        return _resolve(self.root.parent, self.app.state_dir)
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+def _load_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
+    """Parse a YAML file, keeping the 1-based line of every key and item by its path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from e
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from e
+    lines: dict[tuple, int] = {}
+
+    def walk(n: yaml.Node, loc: tuple) -> None:
+        lines.setdefault(loc, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                lines[(*loc, key)] = k.start_mark.line + 1
+                walk(v, (*loc, key))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                walk(v, (*loc, i))
+
+    if node is not None:
+        walk(node, ())
+    return data, lines
+
+
+def _describe(path: Path, err: ValidationError, lines: Mapping[tuple, int]) -> str:
+    parts = []
+    for e in err.errors():
+        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+        line = None
+        for n in range(len(loc), -1, -1):  # the deepest located ancestor
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        field = ".".join(str(x) for x in loc) or "(top level)"
+        where = f", line {line}" if line else ""
+        parts.append(f"{path}{where}: {field}: {e['msg']}")
+    return "\n".join(parts)
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    p = Path(os.path.expanduser(p))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def load_persona(path: Path, *, env: Mapping[str, str] | None = None) -> PersonaConfig:
+    """Load and validate one persona file; paths inside it are relative to the config folder."""
+    env = os.environ if env is None else env
+    data, lines = _load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}, line 1: a persona file must be a mapping of fields")
+    try:
+        persona = PersonaConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(path, e, lines)) from None
+    if persona.llm.provider == "openai":
+        key = env.get(persona.llm.api_key_env)
+        # Local OpenAI-compatible servers (Ollama, LM Studio, llama.cpp) accept any key.
+        llm = persona.llm.model_copy(update={"api_key": SecretStr(key or "not-needed")})
+        if not key and not persona.llm.base_url:
+            line = lines.get(("llm", "provider"))
+            raise ConfigError(
+                f"{path}{f', line {line}' if line else ''}: llm: provider 'openai' with no "
+                f"base_url needs the API key in ${persona.llm.api_key_env}"
+            )
+        persona = persona.model_copy(update={"llm": llm})
+    expected = path.stem
+    if persona.id != expected:
+        line = lines.get(("id",))
+        raise ConfigError(
+            f"{path}{f', line {line}' if line else ''}: id: {persona.id!r} must match the file "
+            f"name {expected!r}"
+        )
+    return persona
+
+
+def load_config(
+    config_dir: Path | None = None, *, env: Mapping[str, str] | None = None
+) -> Config:
+    """Load ``vstage.yaml`` and every persona in ``personas/`` from ``config_dir``."""
+    root = Path(config_dir or DEFAULT_CONFIG_DIR).resolve()
+    app_path = root / "vstage.yaml"
+    data: Any = {}
+    lines: dict[tuple, int] = {}
+    if app_path.exists():
+        data, lines = _load_yaml(app_path)
+        data = data or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{app_path}, line 1: must be a mapping of settings")
+    try:
+        app = AppSettings(**data)  # VSTAGE_* environment variables override the file
+    except ValidationError as e:
+        raise ConfigError(_describe(app_path, e, lines)) from None
+
+    personas_dir = _resolve(root, app.personas_dir)
+    personas: dict[str, PersonaConfig] = {}
+    errors: list[str] = []
+    for p in sorted(personas_dir.glob("*.yaml")) + sorted(personas_dir.glob("*.yml")):
+        try:
+            persona = load_persona(p, env=env)
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        avatar = persona.avatar.model_copy(update={"sprites": _resolve(root, persona.avatar.sprites)})
+        personas[persona.id] = persona.model_copy(update={"avatar": avatar})
+    if errors:  # report every bad file at once, not one per start-up
+        raise ConfigError("\n".join(errors))
+    if not personas:
+        raise ConfigError(f"{personas_dir}: no persona files (*.yaml) found")
+    if app.default_persona not in personas:
+        line = lines.get(("default_persona",))
+        raise ConfigError(
+            f"{app_path}{f', line {line}' if line else ''}: default_persona: no persona "
+            f"{app.default_persona!r} in {personas_dir} (have: {', '.join(sorted(personas))})"
+        )
+    return Config(app=app, personas=personas, root=root)
+
+
+def studio_token(config: Config) -> SecretStr:
+    """The per-install access token: from settings/env, else generated once and kept (0600)."""
+    if config.app.studio.token is not None:
+        return config.app.studio.token
+    path = config.state_dir / "studio-token"
+    if path.exists():
+        token = path.read_text().strip()
+        if re.fullmatch(r"[A-Za-z0-9_-]{16,}", token):
+            return SecretStr(token)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return SecretStr(token)

@@ -1,0 +1,1 @@
+"""Moderation: what may reach a persona, and what a persona may say."""

@@ -1,0 +1,182 @@
+"""One reply as a pipeline of concurrent stages, sentence by sentence:
+
+    LLM stream -> sentence cutter -> TTS -> render + encode -> clip sink
+
+Stages are tasks joined by small bounded queues, so sentence 1 is voiced and rendered while
+the LLM still writes sentence 2. Cancelling :func:`perform` cancels every stage: nothing of
+an interrupted reply reaches the sink afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from avatar_engine.clips.encode import encode_clip
+from avatar_engine.errors import ProviderError
+from avatar_engine.types import Clip, Speech
+from bots.brain.base import RetryPolicy, stream_with_retry
+from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable
+from bots.personas.prompt import build_messages
+from bots.personas.runtime import PersonaRuntime
+
+logger = logging.getLogger(__name__)
+
+ClipSink = Callable[[Clip], Awaitable[None]]
+_END = object()
+
+
+@dataclass
+class ReplyTrace:
+    """Monotonic timestamps of one reply's milestones (seconds), for logs and benchmarks."""
+
+    started: float = field(default_factory=time.monotonic)
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        self.marks.setdefault(name, time.monotonic())
+
+    def since_start(self, name: str) -> float | None:
+        t = self.marks.get(name)
+        return None if t is None else t - self.started
+
+
+@dataclass
+class Reply:
+    """What a finished reply said and produced."""
+
+    reply_id: str
+    text: str
+    clips: list[Clip]
+    trace: ReplyTrace
+    fell_back: bool = False
+    speeches: list[Speech] = field(default_factory=list, repr=False)
+    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+
+
+async def perform(
+    persona: PersonaRuntime,
+    *,
+    viewer: str,
+    text: str,
+    on_clip: ClipSink | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    keep_media: bool = False,
+    reply_id: str | None = None,
+) -> Reply:
+    """Answer ``text`` from ``viewer`` as ``persona``, handing each clip to ``on_clip`` as soon
+    as it is encoded.
+
+    Args:
+        keep_media: also keep the raw speech and frames (for ``vstage ask --out`` and tests).
+    """
+    reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="", clips=[], trace=ReplyTrace())
+    trace = reply.trace
+    pieces: asyncio.Queue = asyncio.Queue(maxsize=4)
+    speeches: asyncio.Queue = asyncio.Queue(maxsize=2)
+    spoken: list[str] = []
+    counter = itertools.count()
+
+    async def think() -> None:
+        cfg = persona.config.llm
+        cutter = SentenceCutter()
+        budget = ReplyBudget(max_pieces=cfg.max_sentences, max_chars=cfg.max_chars)
+        messages = build_messages(persona.config, persona.history, viewer, text)
+
+        async def emit(raw: str) -> None:
+            piece = speakable(raw)
+            if piece and (piece := budget.admit(piece)):
+                spoken.append(piece)
+                await pieces.put(piece)
+
+        try:
+            stream = stream_with_retry(persona.llm, messages, policy=retry)
+            try:
+                async for delta in stream:
+                    trace.mark("llm_first_token")
+                    for raw in cutter.push(delta):
+                        await emit(raw)
+                    if budget.exhausted:
+                        break
+            finally:
+                await stream.aclose()
+            if not budget.exhausted and (rest := cutter.flush()):
+                await emit(rest)
+        except ProviderError as e:
+            if spoken:
+                logger.warning("%s: LLM failed mid-reply (%s); ending the reply", persona.id, e)
+            else:
+                logger.error("%s: LLM failed (%s); saying the fallback line", persona.id, e)
+                reply.fell_back = True
+                await emit(persona.config.fallback_line)
+        if not spoken:  # the model said nothing usable
+            reply.fell_back = True
+            await emit(persona.config.fallback_line)
+        trace.mark("llm_done")
+        await pieces.put(_END)
+
+    async def voice() -> None:
+        while (piece := await pieces.get()) is not _END:
+            speech = await asyncio.to_thread(persona.tts.synthesize, piece)
+            trace.mark("tts_first_audio")
+            await speeches.put(speech)
+        await speeches.put(_END)
+
+    async def perform_clips() -> None:
+        pending = await speeches.get()
+        while pending is not _END:
+            following = await speeches.get()  # look ahead to know which clip is the last
+            speech: Speech = pending
+            index = next(counter)
+            clip, frames = await asyncio.to_thread(
+                _render_and_encode, persona, speech, reply.reply_id, index, following is _END
+            )
+            trace.mark("first_clip")
+            reply.clips.append(clip)
+            if keep_media:
+                reply.speeches.append(speech)
+                reply.frames.append(frames)
+            if on_clip is not None:
+                await on_clip(clip)
+            pending = following
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(think(), name=f"persona:{persona.id}:llm")
+        tg.create_task(voice(), name=f"persona:{persona.id}:tts")
+        tg.create_task(perform_clips(), name=f"persona:{persona.id}:render")
+    reply.text = " ".join(spoken)
+    trace.mark("done")
+    if not reply.fell_back:
+        persona.remember(viewer, text, reply.text)
+    return reply
+
+
+def _render_and_encode(
+    persona: PersonaRuntime, speech: Speech, reply_id: str, index: int, final: bool
+) -> tuple[Clip, np.ndarray]:
+    """Blocking: render the avatar for one sentence and encode it (runs in a worker thread)."""
+    start = persona.frame_clock
+    frames = persona.renderer.render(speech, start_frame=start)
+    n = int(frames.shape[0])
+    persona.frame_clock = start + n
+    base = persona.clips_dir / f"{reply_id}-{index:02d}"
+    files = encode_clip(
+        frames=frames,
+        audio=speech.audio,
+        sample_rate=speech.sample_rate,
+        fps=persona.renderer.fps,
+        out_base=base,
+        formats=persona.clip_settings.formats,
+    )
+    clip = Clip(
+        reply_id=reply_id, index=index, text=speech.text, duration=n / persona.renderer.fps,
+        fps=persona.renderer.fps, frames=n, files=files, final=final,
+    )
+    return clip, frames.cpu().numpy() if hasattr(frames, "cpu") else np.asarray(frames)

@@ -1,0 +1,89 @@
+"""A persona brought to life: its LLM, voice, renderer and short memory, loaded once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from pathlib import Path
+
+from avatar_engine.renderers.sprite import SpriteRenderer
+from avatar_engine.renderers.spriteset import load_sprite_set
+from avatar_engine.settings import ClipSettings
+from avatar_engine.voice import TTS, create_tts
+from bots.brain import LLM, create_llm
+from bots.config import PersonaConfig
+from bots.personas.prompt import Exchange
+
+logger = logging.getLogger(__name__)
+
+
+class PersonaRuntime:
+    """Everything one persona needs to perform. Build with :meth:`create` (loads models)."""
+
+    def __init__(
+        self,
+        *,
+        config: PersonaConfig,
+        llm: LLM,
+        tts: TTS,
+        renderer: SpriteRenderer,
+        clips_dir: Path,
+        clip_settings: ClipSettings,
+    ) -> None:
+        self.config = config
+        self.llm = llm
+        self.tts = tts
+        self.renderer = renderer
+        self.clips_dir = clips_dir
+        self.clip_settings = clip_settings
+        self.history: deque[Exchange] = deque(maxlen=config.llm.history_turns)
+        # The avatar's global frame index: blinks and breathing continue across clips.
+        self.frame_clock = 0
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @classmethod
+    async def create(
+        cls, config: PersonaConfig, *, clips_dir: Path, clip_settings: ClipSettings
+    ) -> PersonaRuntime:
+        """Load the persona's models off the event loop (in parallel where possible)."""
+        llm = create_llm(config.llm)
+        sprites_task = asyncio.to_thread(load_sprite_set, config.avatar.sprites)
+        tts_task = asyncio.to_thread(create_tts, config.voice)
+        sprites, tts, _ = await asyncio.gather(sprites_task, tts_task, llm.load())
+        renderer = SpriteRenderer(
+            sprites=sprites, fps=config.avatar.fps, device=config.avatar.device
+        )
+        folder = clips_dir / config.id
+        folder.mkdir(parents=True, exist_ok=True)
+        logger.info(
+            "persona %s ready: llm=%s voice=%s avatar=%s on %s",
+            config.id, llm.name, config.voice.model, config.avatar.sprites.name, renderer.device,
+        )
+        return cls(
+            config=config, llm=llm, tts=tts, renderer=renderer, clips_dir=folder,
+            clip_settings=clip_settings,
+        )
+
+    def remember(self, viewer: str, said: str, replied: str) -> None:
+        if self.history.maxlen:
+            self.history.append(Exchange(viewer, said, replied))
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
+
+def prune_clips(folder: Path, *, keep: int) -> int:
+    """Delete the oldest clip files beyond ``keep`` (idle loops are kept); returns how many."""
+    files = [p for p in folder.glob("*") if p.suffix in (".webm", ".mp4")
+             and not p.name.startswith("idle")]
+    if len(files) <= keep:
+        return 0
+    files.sort(key=lambda p: p.stat().st_mtime)
+    doomed = files[: len(files) - keep]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return len(doomed)

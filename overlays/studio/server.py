@@ -1,0 +1,283 @@
+"""aiohttp server behind the studio page and the browser overlays.
+
+Every page, socket, clip and control endpoint needs the per-install token, given as
+``?token=`` (overlay URLs for OBS carry it) or ``Authorization: Bearer``. The server binds
+127.0.0.1 unless configured otherwise. It also implements the :class:`~overlays.stage.Stage`
+interface: whatever the orchestrator performs is pushed to every connected page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import SecretStr
+
+from avatar_engine.types import Clip
+
+logger = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+_CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\.(webm|mp4)$")
+_PERSONA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """What became of a line typed in the studio."""
+
+    accepted: bool
+    trace_id: str | None = None
+    reason: str | None = None
+
+
+ChatHandler = Callable[[str, str, str | None], Awaitable[ChatResult]]
+
+
+class StudioServer:
+    """The studio web server; use as ``async with StudioServer(...) as studio``.
+
+    Args:
+        host: address to bind; 127.0.0.1 by default.
+        port: TCP port; 0 picks a free one (see :attr:`port` after start).
+        token: the per-install access token.
+        clips_dir: folder holding ``<persona>/<clip>.webm|mp4``.
+        personas: persona id -> display name, in display order.
+        on_chat: called with (user, text, persona id or None) for lines typed in the studio.
+        metrics: optional callable returning (body, content type) for ``/metrics``.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        token: SecretStr,
+        clips_dir: Path,
+        personas: dict[str, str],
+        on_chat: ChatHandler,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
+        history: int = 50,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._token = token
+        self._clips_dir = clips_dir
+        self._personas = personas
+        self._on_chat = on_chat
+        self._metrics = metrics
+        self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self._recent: deque[dict[str, Any]] = deque(maxlen=history)
+        self._idle: dict[str, dict[str, str]] = {}
+        self._runner: web.AppRunner | None = None
+        self._sends: set[asyncio.Task] = set()
+        self.app = self._build_app()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> StudioServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            return
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        self.port = sock.getsockname()[1]
+        logger.info("studio listening on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is None:
+            return
+        for ws in list(self._sockets):
+            await ws.close()
+        await self._runner.cleanup()
+        self._runner = None
+
+    # ------------------------------------------------------------------ URLs
+
+    def url(self, page: str = "studio", **params: str) -> str:
+        """A page URL with the token in it (print it; it is the key to the studio)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        query = "&".join(
+            f"{k}={v}" for k, v in {"token": self._token.get_secret_value(), **params}.items()
+        )
+        return f"http://{host}:{self.port}/{page}?{query}"
+
+    def set_idle(self, persona: str, files: dict[str, Path]) -> None:
+        """Register a persona's idle loop (format -> file inside clips_dir)."""
+        self._idle[persona] = {fmt: self._clip_url(p) for fmt, p in files.items()}
+
+    # ------------------------------------------------------------------ Stage interface
+
+    async def show_chat(self, *, persona: str, user: str, text: str) -> None:
+        self._broadcast({"type": "chat", "persona": persona, "user": user, "text": text})
+
+    async def play_clip(self, *, persona: str, clip: Clip) -> None:
+        self._broadcast(
+            {
+                "type": "clip",
+                "persona": persona,
+                "reply_id": clip.reply_id,
+                "index": clip.index,
+                "text": clip.text,
+                "duration": round(clip.duration, 3),
+                "final": clip.final,
+                "urls": {f.format: self._clip_url(f.path) for f in clip.files},
+            }
+        )
+
+    async def reply_finished(self, *, persona: str, reply_id: str, text: str) -> None:
+        self._broadcast({"type": "reply_done", "persona": persona, "reply_id": reply_id,
+                         "text": text})
+
+    async def reply_cancelled(self, *, persona: str, reply_id: str) -> None:
+        self._broadcast({"type": "reply_cancelled", "persona": persona, "reply_id": reply_id})
+
+    def notice(self, persona: str | None, text: str, *, level: str = "info") -> None:
+        """Show a short status line (rejections, errors) on the studio page."""
+        self._broadcast({"type": "notice", "persona": persona, "level": level, "text": text})
+
+    # ------------------------------------------------------------------ internals
+
+    def _clip_url(self, path: Path) -> str:
+        rel = path.resolve().relative_to(self._clips_dir.resolve())
+        return f"/clips/{rel.as_posix()}"
+
+    def _broadcast(self, msg: dict[str, Any]) -> None:
+        if msg["type"] in ("chat", "clip", "reply_done", "reply_cancelled", "notice"):
+            self._recent.append(msg)
+        data = json.dumps(msg)
+        for ws in list(self._sockets):
+            if not ws.closed:
+                # send_str only queues on the transport; a slow page cannot stall the show.
+                task = asyncio.ensure_future(ws.send_str(data))
+                self._sends.add(task)
+                task.add_done_callback(self._sent)
+
+    def _authorized(self, request: web.Request) -> bool:
+        given = request.query.get("token", "")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header[7:]
+        expected = self._token.get_secret_value()
+        return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+    def _build_app(self) -> web.Application:
+        @web.middleware
+        async def guard(request: web.Request, handler):
+            public = request.path in ("/", "/favicon.ico") or request.path.startswith("/static/")
+            if not public and not self._authorized(request):
+                return web.json_response(
+                    {"error": "missing or wrong token: use the URL vstage printed at start-up"},
+                    status=401,
+                )
+            resp = await handler(request)
+            resp.headers.setdefault("Cache-Control", "no-store")
+            resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+            return resp
+
+        app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/studio", self._page("studio.html"))
+        app.router.add_get("/overlay", self._page("overlay.html"))
+        app.router.add_static("/static/", WEB_DIR, show_index=False)
+        app.router.add_get("/ws", self._ws)
+        app.router.add_get("/api/state", self._state)
+        app.router.add_post("/api/chat", self._chat)
+        app.router.add_get("/clips/{persona}/{name}", self._clip)
+        app.router.add_get("/metrics", self._metrics_endpoint)
+        return app
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text="vstage studio: open the studio URL printed in the terminal "
+            "(it carries your access token).\n",
+            content_type="text/plain",
+        )
+
+    def _page(self, name: str):
+        async def handler(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(WEB_DIR / name)
+
+        return handler
+
+    async def _state(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "personas": [{"id": k, "name": v} for k, v in self._personas.items()],
+                "idle": self._idle,
+                "recent": list(self._recent)[-20:],
+            }
+        )
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        text, user, persona = body.get("text"), body.get("user") or "viewer", body.get("persona")
+        if not isinstance(text, str):
+            return web.json_response({"error": "field 'text' must be a string"}, status=400)
+        if not isinstance(user, str) or not 0 < len(user.strip()) <= 40:
+            return web.json_response({"error": "field 'user' must be 1-40 characters"},
+                                     status=400)
+        if persona is not None and persona not in self._personas:
+            return web.json_response({"error": f"unknown persona {persona!r}"}, status=400)
+        result = await self._on_chat(user.strip(), text, persona)
+        if not result.accepted:
+            return web.json_response({"error": result.reason}, status=422)
+        return web.json_response({"trace_id": result.trace_id}, status=202)
+
+    async def _clip(self, request: web.Request) -> web.StreamResponse:
+        persona, name = request.match_info["persona"], request.match_info["name"]
+        if not _PERSONA_ID.match(persona) or not _CLIP_NAME.match(name):
+            raise web.HTTPNotFound()
+        path = self._clips_dir / persona / name
+        if not path.is_file():
+            raise web.HTTPNotFound()
+        resp = web.FileResponse(path)
+        resp.content_type = "video/webm" if name.endswith(".webm") else "video/mp4"
+        return resp
+
+    async def _metrics_endpoint(self, request: web.Request) -> web.Response:
+        if self._metrics is None:
+            raise web.HTTPNotFound()
+        body, ctype = self._metrics()
+        return web.Response(body=body, headers={"Content-Type": ctype})
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=20)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break  # pages only listen; anything they send is ignored
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self._sends.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("dropped a message to a closed page: %s", task.exception())

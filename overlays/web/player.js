@@ -1,0 +1,200 @@
+// vstage avatar player, shared by the studio page and the OBS overlay.
+//
+// Clips of a reply arrive over the websocket while later sentences are still being made.
+// Two <video> elements take turns: the next clip is loaded while the current one plays, and
+// the current one stays visible (holding its last frame) until the next one has really
+// started, so consecutive clips show no blank gap. Between replies the idle loop plays.
+"use strict";
+
+(function () {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token") || "";
+  const onlyPersona = params.get("persona");
+  const preferred = params.get("format") || "webm";
+
+  function withToken(url) {
+    return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+  }
+
+  class AvatarPlayer {
+    constructor(root, subtitleEl, persona) {
+      this.root = root;
+      this.subtitle = subtitleEl;
+      this.persona = persona;
+      this.queue = [];
+      this.playing = null; // {clip, video}
+      this.cancelled = new Set();
+      this.played = []; // for tests and the studio panel
+      this.idle = this._makeVideo("idle");
+      this.idle.loop = true;
+      this.idle.muted = true;
+      this.slots = [this._makeVideo("a"), this._makeVideo("b")];
+      this.turn = 0;
+      this.subtitleTimer = null;
+      this.soundBlocked = false;
+    }
+
+    _makeVideo(name) {
+      const v = document.createElement("video");
+      v.className = "avatar-video";
+      v.dataset.slot = name;
+      v.playsInline = true;
+      v.preload = "auto";
+      v.style.visibility = "hidden";
+      this.root.appendChild(v);
+      return v;
+    }
+
+    setIdle(urls) {
+      const url = urls && (urls[preferred] || urls.webm || urls.mp4);
+      if (!url) return;
+      this.idle.src = withToken(url);
+      if (!this.playing) this._showIdle();
+    }
+
+    _showIdle() {
+      this.idle.style.visibility = "visible";
+      this.idle.play().catch(() => {});
+      for (const v of this.slots) v.style.visibility = "hidden";
+    }
+
+    enqueue(clip) {
+      if (this.cancelled.has(clip.reply_id)) return;
+      this.queue.push(clip);
+      this._preload();
+      if (!this.playing) this._next();
+    }
+
+    cancel(replyId) {
+      this.cancelled.add(replyId);
+      this.queue = this.queue.filter((c) => c.reply_id !== replyId);
+      if (this.playing && this.playing.clip.reply_id === replyId) {
+        this.playing.video.pause();
+        this.playing = null;
+        this._next();
+      }
+    }
+
+    _slotFor(clip) {
+      return this.slots.find((v) => v.dataset.clipKey === this._key(clip));
+    }
+
+    _key(clip) {
+      return clip.reply_id + ":" + clip.index;
+    }
+
+    _preload() {
+      // Load the next queued clip into the free slot while the current one plays.
+      const next = this.queue[0];
+      if (!next || this._slotFor(next)) return;
+      const free = this.slots.find((v) => !this.playing || v !== this.playing.video);
+      if (!free) return;
+      free.dataset.clipKey = this._key(next);
+      free.src = withToken(next.urls[preferred] || next.urls.webm || next.urls.mp4);
+      free.load();
+    }
+
+    _next() {
+      const clip = this.queue.shift();
+      if (!clip) {
+        this.playing = null;
+        this._showIdle();
+        this._fadeSubtitle();
+        return;
+      }
+      this._preload();
+      let video = this._slotFor(clip);
+      if (!video) {
+        this.queue.unshift(clip);
+        this._preload();
+        video = this._slotFor(clip);
+        this.queue.shift();
+      }
+      const previous = this.playing;
+      this.playing = { clip, video };
+      video.muted = this.soundBlocked;
+      video.onplaying = () => {
+        // Swap only once the new clip renders, so the screen is never empty.
+        video.style.visibility = "visible";
+        this.idle.style.visibility = "hidden";
+        this.idle.pause();
+        if (previous && previous.video !== video) previous.video.style.visibility = "hidden";
+        this._setSubtitle(clip.text);
+        this.played.push({ reply_id: clip.reply_id, index: clip.index, text: clip.text,
+                           at: performance.now() });
+        document.dispatchEvent(new CustomEvent("vstage:clip", { detail: clip }));
+      };
+      video.onended = () => {
+        if (this.playing && this.playing.video === video) {
+          this._next();
+        }
+      };
+      video.onerror = () => {
+        console.warn("clip failed to load", clip);
+        if (this.playing && this.playing.video === video) this._next();
+      };
+      const started = video.play();
+      if (started && started.catch) {
+        started.catch((err) => {
+          if (err && err.name === "NotAllowedError" && !video.muted) {
+            // The browser wants a click before sound; play muted and offer to unmute.
+            this.soundBlocked = true;
+            video.muted = true;
+            document.dispatchEvent(new CustomEvent("vstage:sound-blocked"));
+            video.play().catch(() => {});
+          }
+        });
+      }
+      this._preload();
+    }
+
+    _setSubtitle(text) {
+      if (!this.subtitle) return;
+      clearTimeout(this.subtitleTimer);
+      this.subtitle.textContent = text;
+      this.subtitle.classList.add("visible");
+    }
+
+    _fadeSubtitle() {
+      if (!this.subtitle) return;
+      clearTimeout(this.subtitleTimer);
+      this.subtitleTimer = setTimeout(() => this.subtitle.classList.remove("visible"), 1500);
+    }
+
+    unmute() {
+      this.soundBlocked = false;
+      if (this.playing) this.playing.video.muted = false;
+    }
+  }
+
+  function connect(handlers) {
+    let backoff = 500;
+    function open() {
+      const proto = location.protocol === "https:" ? "wss" : "ws";
+      const ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+      ws.onopen = () => {
+        backoff = 500;
+        handlers.onOpen && handlers.onOpen();
+      };
+      ws.onmessage = (ev) => {
+        const msg = JSON.parse(ev.data);
+        if (onlyPersona && msg.persona && msg.persona !== onlyPersona) return;
+        handlers.onMessage(msg);
+      };
+      ws.onclose = () => {
+        handlers.onClose && handlers.onClose();
+        setTimeout(open, backoff);
+        backoff = Math.min(backoff * 2, 8000);
+      };
+    }
+    open();
+  }
+
+  async function api(path, options) {
+    const resp = await fetch(withToken(path), options);
+    const body = await resp.json().catch(() => ({}));
+    return { ok: resp.ok, status: resp.status, body };
+  }
+
+  window.vstage = { AvatarPlayer, connect, api, token, onlyPersona };
+})();

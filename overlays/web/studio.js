@@ -1,0 +1,91 @@
+// The studio page: type as a viewer, watch the persona answer.
+"use strict";
+
+(async function () {
+  const { AvatarPlayer, connect, api, token } = window.vstage;
+  const players = {};
+  const stages = document.getElementById("stages");
+  const log = document.getElementById("chat-log");
+  const status = document.getElementById("status");
+  const personaSelect = document.getElementById("persona");
+  const formError = document.getElementById("form-error");
+  const unmute = document.getElementById("unmute");
+
+  document.getElementById("overlay-link").href = "/overlay?token=" + encodeURIComponent(token);
+
+  function playerFor(id, name) {
+    if (!players[id]) {
+      const slot = document.createElement("div");
+      slot.className = "avatar-slot";
+      slot.dataset.persona = id;
+      const label = document.createElement("div");
+      label.className = "persona-name";
+      label.textContent = name || id;
+      const sub = document.createElement("div");
+      sub.className = "subtitle";
+      slot.append(label, sub);
+      stages.appendChild(slot);
+      players[id] = new AvatarPlayer(slot, sub, id);
+    }
+    return players[id];
+  }
+
+  function addLine(kind, who, text) {
+    const li = document.createElement("li");
+    li.className = kind;
+    const name = document.createElement("b");
+    name.textContent = who;
+    const body = document.createElement("span");
+    body.textContent = text;
+    li.append(name, body);
+    log.appendChild(li);
+    while (log.children.length > 200) log.removeChild(log.firstChild);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  const state = await api("/api/state");
+  const names = {};
+  for (const p of state.body.personas) {
+    names[p.id] = p.name;
+    const opt = document.createElement("option");
+    opt.value = p.id;
+    opt.textContent = p.name;
+    personaSelect.appendChild(opt);
+    playerFor(p.id, p.name).setIdle(state.body.idle[p.id]);
+  }
+  window.vstage.players = players;
+
+  document.addEventListener("vstage:sound-blocked", () => { unmute.hidden = false; });
+  unmute.addEventListener("click", () => {
+    for (const p of Object.values(players)) p.unmute();
+    unmute.hidden = true;
+  });
+
+  connect({
+    onOpen() { status.textContent = "live"; status.className = "status online"; },
+    onClose() { status.textContent = "reconnecting…"; status.className = "status offline"; },
+    onMessage(msg) {
+      if (msg.type === "chat") addLine("viewer", msg.user, msg.text);
+      else if (msg.type === "clip") playerFor(msg.persona).enqueue(msg);
+      else if (msg.type === "reply_done") addLine("persona", names[msg.persona] || msg.persona, msg.text);
+      else if (msg.type === "reply_cancelled") playerFor(msg.persona).cancel(msg.reply_id);
+      else if (msg.type === "notice") addLine("notice " + msg.level, "vstage", msg.text);
+    },
+  });
+
+  document.getElementById("chat-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const text = document.getElementById("text");
+    const user = document.getElementById("user").value;
+    formError.textContent = "";
+    // Sending is a user gesture: let every player use sound from now on.
+    for (const p of Object.values(players)) p.unmute();
+    const res = await api("/api/chat", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user, text: text.value, persona: personaSelect.value }),
+    });
+    if (res.ok) text.value = "";
+    else formError.textContent = res.body.error || `error ${res.status}`;
+  });
+})();
