@@ -82,7 +82,10 @@ class LocalLLM:
         payload = [{"role": m.role, "content": m.content} for m in messages]
 
         def put(item) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                stop.set()
 
         def run() -> None:
             try:

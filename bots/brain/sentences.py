@@ -16,7 +16,7 @@ _ABBREVIATIONS = {
 }
 _CLOSERS = "\"'”’)]}»"
 _SENTENCE_END = re.compile(r"([.!?…。！？]+)([" + re.escape(_CLOSERS) + r"]*)(\s+|$)")
-_CLAUSE_END = re.compile(r"([,;:—–])(\s+)")
+_CLAUSE_END = re.compile(r"([,;:—–]|\s-)(\s+)")
 _MARKDOWN = re.compile(r"(\*\*|__|\*|`+|^#+\s*|^\s*[-*]\s+)", re.MULTILINE)
 _URL = re.compile(r"https?://\S+|www\.\S+")
 # Stage directions small models like to add: "(waves)", "*giggles*", "[laughs]".
@@ -92,7 +92,8 @@ class SentenceCutter:
         if self._emitted == 0 and self.first_clause_words:
             for m in _CLAUSE_END.finditer(buf):
                 if len(buf[: m.start()].split()) >= self.first_clause_words:
-                    return self._take(m.end(1))
+                    piece = self._take(m.end(1))
+                    return piece.rstrip(" -–—") if piece else piece
         if len(buf) > self.max_piece_chars:
             cut = buf.rfind(" ", 0, self.max_piece_chars)
             return self._take(cut if cut > 0 else self.max_piece_chars)

@@ -8,7 +8,7 @@ from collections import deque
 from pathlib import Path
 
 from avatar_engine.renderers.sprite import SpriteRenderer
-from avatar_engine.renderers.spriteset import load_sprite_set
+from avatar_engine.renderers.spriteset import SpriteSet
 from avatar_engine.settings import ClipSettings
 from avatar_engine.voice import TTS, create_tts
 from bots.brain import LLM, create_llm
@@ -51,7 +51,7 @@ class PersonaRuntime:
     ) -> PersonaRuntime:
         """Load the persona's models off the event loop (in parallel where possible)."""
         llm = create_llm(config.llm)
-        sprites_task = asyncio.to_thread(load_sprite_set, config.avatar.sprites)
+        sprites_task = asyncio.to_thread(SpriteSet.load, config.avatar.sprites)
         tts_task = asyncio.to_thread(create_tts, config.voice)
         sprites, tts, _ = await asyncio.gather(sprites_task, tts_task, llm.load())
         renderer = SpriteRenderer(

@@ -62,3 +62,9 @@ def test_budget_caps_pieces_and_chars():
 def test_speakable_strips_markdown_links_emoji_and_stage_directions():
     raw = "**Hi** chat! (waves) Check https://example.com/x 🎉 *giggles* `ok`"
     assert speakable(raw) == "Hi chat! Check a link ok"
+
+
+def test_first_clause_may_end_at_a_spaced_dash():
+    assert cut("the game is called Winners - it is a gamble. Fun!") == [
+        "the game is called Winners", "it is a gamble.", "Fun!",
+    ]

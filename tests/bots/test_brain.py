@@ -1,0 +1,155 @@
+"""The brain's providers against real models: SmolLM2 in process, and the OpenAI client
+against llama.cpp's OpenAI-compatible server. Plus retry behaviour on our own fake."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from avatar_engine.errors import ProviderError
+from bots.brain.base import ChatTurn, RetryPolicy, stream_with_retry
+from bots.brain.local import LocalLLM, embedded_model
+from bots.brain.openai import OpenAILLM
+from bots.config import LLMSettings
+
+MESSAGES = [
+    ChatTurn("system", "You are Mika, a cheerful streamer. Answer in one short sentence."),
+    ChatTurn("user", "bob: What is your favourite colour?"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    """llama.cpp's own OpenAI-compatible server on the embedded model."""
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("llama") / "server.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model()),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"llama_cpp.server died: {log.read()[-2000:]}")
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("llama_cpp.server did not listen within 60 s")
+    yield f"http://127.0.0.1:{port}/v1"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.models
+async def test_local_llm_streams_several_deltas():
+    llm = LocalLLM(settings=LLMSettings(max_tokens=40, temperature=0.0))
+    deltas = [d async for d in llm.stream(MESSAGES)]
+    assert len(deltas) > 3 and len("".join(deltas).split()) >= 2
+
+
+@pytest.mark.models
+async def test_local_llm_stops_when_the_stream_is_closed():
+    llm = LocalLLM(settings=LLMSettings(max_tokens=400, temperature=0.0))
+    stream = llm.stream(MESSAGES)
+    first = await anext(stream)
+    await stream.aclose()
+    assert first
+    # The worker released the model: a new stream starts at once.
+    t = time.monotonic()
+    again = llm.stream(MESSAGES)
+    await anext(again)
+    await again.aclose()
+    assert time.monotonic() - t < 5
+
+
+@pytest.mark.models
+async def test_openai_provider_streams_from_llama_cpp_server(llama_server):
+    llm = OpenAILLM(settings=LLMSettings(provider="openai", model="smollm2",
+                                         base_url=llama_server, max_tokens=40))
+    deltas = [d async for d in llm.stream(MESSAGES)]
+    await llm.aclose()
+    assert len(deltas) > 3 and "".join(deltas).strip()
+
+
+async def test_openai_provider_dead_endpoint_is_retryable_error():
+    port = _free_port()  # nothing listens there
+    llm = OpenAILLM(settings=LLMSettings(provider="openai", model="x",
+                                         base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2))
+    with pytest.raises(ProviderError) as e:
+        [d async for d in llm.stream(MESSAGES)]
+    assert e.value.retryable
+    await llm.aclose()
+
+
+class FlakyLLM:
+    """A fake of our own LLM base: fails ``failures`` times, then streams ``text``."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int, *, retryable: bool = True, text: str = "Hello there.",
+                 fail_after_first: bool = False):
+        self.failures = failures
+        self.retryable = retryable
+        self.text = text
+        self.fail_after_first = fail_after_first
+        self.calls = 0
+
+    async def load(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        self.calls += 1
+        if self.fail_after_first:
+            yield "Hel"
+            raise ProviderError("dropped mid-stream", retryable=True)
+        if self.calls <= self.failures:
+            raise ProviderError("HTTP 500", retryable=self.retryable)
+        for word in self.text.split(" "):
+            await asyncio.sleep(0)
+            yield word + " "
+
+
+NO_WAIT = RetryPolicy(max_attempts=3, base_delay_s=0, max_delay_s=0)
+
+
+async def test_retry_recovers_from_transient_failures():
+    llm = FlakyLLM(2)
+    out = "".join([d async for d in stream_with_retry(llm, MESSAGES, policy=NO_WAIT)])
+    assert out.strip() == "Hello there." and llm.calls == 3
+
+
+async def test_retry_gives_up_after_max_attempts():
+    llm = FlakyLLM(5)
+    with pytest.raises(ProviderError):
+        [d async for d in stream_with_retry(llm, MESSAGES, policy=NO_WAIT)]
+    assert llm.calls == 3
+
+
+async def test_non_retryable_and_mid_stream_failures_are_not_retried():
+    llm = FlakyLLM(1, retryable=False)
+    with pytest.raises(ProviderError):
+        [d async for d in stream_with_retry(llm, MESSAGES, policy=NO_WAIT)]
+    assert llm.calls == 1
+    mid = FlakyLLM(0, fail_after_first=True)
+    with pytest.raises(ProviderError):
+        [d async for d in stream_with_retry(mid, MESSAGES, policy=NO_WAIT)]
+    assert mid.calls == 1

@@ -1,0 +1,96 @@
+"""The studio server: token on everything private, input validation, clips pushed to pages."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from avatar_engine.types import Clip, ClipFile
+from overlays.studio import ChatResult, StudioServer
+
+TOKEN = "t0ken-for-tests-0123456789"
+
+
+@pytest.fixture
+async def studio(tmp_path):
+    (tmp_path / "mika").mkdir()
+    (tmp_path / "mika" / "r1-00.webm").write_bytes(b"\x1aE\xdf\xa3 fake webm")
+    (tmp_path / "secret.txt").write_text("nope")
+    received = []
+
+    async def on_chat(user, text, persona):
+        received.append((user, text, persona))
+        if text == "reject me":
+            return ChatResult(accepted=False, reason="message is empty")
+        return ChatResult(accepted=True, trace_id="abc123")
+
+    server = StudioServer(port=0, token=SecretStr(TOKEN), clips_dir=tmp_path,
+                          personas={"mika": "Mika"}, on_chat=on_chat)
+    async with server:
+        server.received = received
+        yield server
+
+
+def url(server, path):
+    return f"http://127.0.0.1:{server.port}{path}"
+
+
+async def test_binds_loopback_by_default(studio):
+    assert studio.host == "127.0.0.1"
+    assert studio.url("studio").startswith(f"http://127.0.0.1:{studio.port}/studio?token=")
+
+
+@pytest.mark.parametrize("path", ["/studio", "/overlay", "/api/state", "/clips/mika/r1-00.webm",
+                                  "/ws", "/metrics"])
+async def test_private_routes_need_the_token(studio, path):
+    async with aiohttp.ClientSession() as s:
+        for suffix in ("", "?token=wrong", f"?token={TOKEN[:-1]}"):
+            async with s.get(url(studio, path + suffix)) as r:
+                assert r.status == 401, (path, suffix)
+        async with s.post(url(studio, "/api/chat"), json={"text": "hi"}) as r:
+            assert r.status == 401
+
+
+async def test_pages_and_clips_with_token(studio):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url(studio, f"/studio?token={TOKEN}")) as r:
+            assert r.status == 200 and "vstage studio" in await r.text()
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with s.get(url(studio, "/clips/mika/r1-00.webm"), headers=headers) as r:
+            assert r.status == 200 and r.content_type == "video/webm"
+        for bad in ("/clips/mika/..%2Fsecret.txt", "/clips/mika/secret.txt",
+                    "/clips/..%2F..%2Fetc/passwd.webm"):
+            async with s.get(url(studio, bad), headers=headers) as r:
+                assert r.status == 404, bad
+
+
+async def test_chat_validation_and_forwarding(studio):
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=h) as s:
+        async with s.post(url(studio, "/api/chat"), data="not json") as r:
+            assert r.status == 400 and "JSON" in (await r.json())["error"]
+        async with s.post(url(studio, "/api/chat"), json={"text": 5}) as r:
+            assert r.status == 400 and "'text'" in (await r.json())["error"]
+        async with s.post(url(studio, "/api/chat"), json={"text": "hi", "persona": "zed"}) as r:
+            assert r.status == 400 and "zed" in (await r.json())["error"]
+        async with s.post(url(studio, "/api/chat"), json={"text": "reject me"}) as r:
+            assert r.status == 422 and (await r.json())["error"] == "message is empty"
+        async with s.post(url(studio, "/api/chat"),
+                          json={"text": "hello", "user": "ann", "persona": "mika"}) as r:
+            assert r.status == 202 and (await r.json())["trace_id"] == "abc123"
+    assert studio.received[-1] == ("ann", "hello", "mika")
+
+
+async def test_stage_events_reach_connected_pages(studio, tmp_path):
+    clip = Clip(reply_id="r1", index=0, text="Hello chat!", duration=1.2, fps=25, frames=30,
+                files=(ClipFile("webm", tmp_path / "mika" / "r1-00.webm"),), final=True)
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(url(studio, f"/ws?token={TOKEN}")) as ws:
+            await studio.show_chat(persona="mika", user="ann", text="hi")
+            await studio.play_clip(persona="mika", clip=clip)
+            await studio.reply_finished(persona="mika", reply_id="r1", text="Hello chat!")
+            got = [await ws.receive_json(timeout=5) for _ in range(3)]
+    assert [m["type"] for m in got] == ["chat", "clip", "reply_done"]
+    assert got[1]["urls"] == {"webm": "/clips/mika/r1-00.webm"}
+    assert got[1]["text"] == "Hello chat!" and got[1]["final"] is True

