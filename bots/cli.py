@@ -96,7 +96,7 @@ async def _ask(args) -> int:
         fps = persona.renderer.fps
         sr = reply.speeches[0].sample_rate
         audio = []
-        for speech, frames in zip(reply.speeches, reply.frames, strict=True):
+        for speech in reply.speeches:
             n = frame_count(speech.duration, fps)
             pad = round(n * sr / fps) - len(speech.audio)
             audio.append(np.pad(speech.audio, (0, max(0, pad)))[: round(n * sr / fps)])

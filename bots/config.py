@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from avatar_engine.errors import ConfigError
@@ -249,7 +249,8 @@ def load_config(
         except ConfigError as e:
             errors.append(str(e))
             continue
-        avatar = persona.avatar.model_copy(update={"sprites": _resolve(root, persona.avatar.sprites)})
+        sprites = _resolve(root, persona.avatar.sprites)
+        avatar = persona.avatar.model_copy(update={"sprites": sprites})
         personas[persona.id] = persona.model_copy(update={"avatar": avatar})
     if errors:  # report every bad file at once, not one per start-up
         raise ConfigError("\n".join(errors))

@@ -58,13 +58,14 @@ class RetryPolicy:
 
 
 async def stream_with_retry(
-    llm: LLM, messages: Sequence[ChatTurn], *, policy: RetryPolicy = RetryPolicy()
+    llm: LLM, messages: Sequence[ChatTurn], *, policy: RetryPolicy | None = None
 ) -> AsyncIterator[str]:
     """Stream from ``llm``, retrying retryable failures that happen before the first token.
 
     Once text has been yielded it may already be on stage, so a later failure is raised
     rather than retried (the caller ends the reply cleanly).
     """
+    policy = policy or RetryPolicy()
     attempt = 0
     while True:
         started = False

@@ -29,6 +29,7 @@ from bots.personas.runtime import PersonaRuntime
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_RETRY = RetryPolicy()
 ClipSink = Callable[[Clip], Awaitable[None]]
 _END = object()
 
@@ -67,7 +68,7 @@ async def perform(
     viewer: str,
     text: str,
     on_clip: ClipSink | None = None,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
     keep_media: bool = False,
     reply_id: str | None = None,
 ) -> Reply:
