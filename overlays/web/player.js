@@ -32,6 +32,25 @@
       this.turn = 0;
       this.subtitleTimer = null;
       this.soundBlocked = false;
+      this.blankFrames = 0; // animation frames with no avatar on screen (should stay 0)
+      this.blankLog = [];
+      this.everShown = false;
+      this._watch();
+    }
+
+    _watch() {
+      const tick = () => {
+        const shown = [this.idle, ...this.slots].some(
+          (v) => v.style.visibility === "visible" && v.readyState >= 2);
+        if (shown) this.everShown = true;
+        else if (this.everShown) {
+          this.blankFrames += 1;
+          this.blankLog.push({ at: performance.now(), playing: !!this.playing,
+            states: [this.idle, ...this.slots].map((v) => v.style.visibility + ":" + v.readyState) });
+        }
+        requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
     }
 
     _makeVideo(name) {
@@ -87,7 +106,9 @@
       // Load the next queued clip into the free slot while the current one plays.
       const next = this.queue[0];
       if (!next || this._slotFor(next)) return;
-      const free = this.slots.find((v) => !this.playing || v !== this.playing.video);
+      // Never reuse a slot still on screen: it holds the last frame until the next clip runs.
+      const free = this.slots.find(
+        (v) => (!this.playing || v !== this.playing.video) && v.style.visibility !== "visible");
       if (!free) return;
       free.dataset.clipKey = this._key(next);
       free.src = withToken(next.urls[preferred] || next.urls.webm || next.urls.mp4);
@@ -110,6 +131,12 @@
         video = this._slotFor(clip);
         this.queue.shift();
       }
+      if (!video) {
+        // Both slots busy (should not happen): take the one not playing, accept a flicker.
+        video = this.slots.find((v) => !this.playing || v !== this.playing.video) || this.slots[0];
+        video.dataset.clipKey = this._key(clip);
+        video.src = withToken(clip.urls[preferred] || clip.urls.webm || clip.urls.mp4);
+      }
       const previous = this.playing;
       this.playing = { clip, video };
       video.muted = this.soundBlocked;
@@ -119,12 +146,17 @@
         this.idle.style.visibility = "hidden";
         this.idle.pause();
         if (previous && previous.video !== video) previous.video.style.visibility = "hidden";
+        this._preload(); // the slot just hidden can now take the clip after this one
         this._setSubtitle(clip.text);
         this.played.push({ reply_id: clip.reply_id, index: clip.index, text: clip.text,
                            at: performance.now() });
         document.dispatchEvent(new CustomEvent("vstage:clip", { detail: clip }));
       };
       video.onended = () => {
+        const last = this.played[this.played.length - 1];
+        if (last && last.reply_id === clip.reply_id && last.index === clip.index) {
+          last.ended = performance.now();
+        }
         if (this.playing && this.playing.video === video) {
           this._next();
         }
