@@ -23,6 +23,7 @@ class VoiceSettings(_Model):
     )
     speaker: int | None = Field(None, ge=0, description="speaker id for multi-speaker voices")
     speed: float = Field(1.0, gt=0.25, le=4.0, description="1.0 is the voice's own pace")
+    threads: int = Field(1, ge=1, le=64, description="CPU threads for synthesis")
 
 
 class AvatarSettings(_Model):

@@ -51,7 +51,6 @@ class Clip:
     fps: int
     frames: int
     files: tuple[ClipFile, ...] = field(default=())
-    final: bool = False  # the last clip of its reply
 
     def path(self, fmt: str) -> Path | None:
         for f in self.files:

@@ -108,7 +108,7 @@ async def test_reply_is_spoken_words_and_clips_agree(persona, whisper):
             vdur, adur = decoded_durations(f.path, clip.fps)
             assert abs(vdur - clip.duration) < 1e-6, (f.path, vdur, clip.duration)
             assert abs(vdur - adur) <= 1 / clip.fps, (f.path, vdur, adur)
-    assert reply.clips[-1].final and not any(c.final for c in reply.clips[:-1])
+    assert [c.index for c in reply.clips] == list(range(len(reply.clips)))
     heard = " ".join(transcribe(whisper, c.path("mp4")) for c in reply.clips)
     said, got = words(reply.text), set(words(heard))
     hit = sum(w in got for w in said) / len(said)

@@ -56,6 +56,39 @@ def alignments_to_timings(
     return tuple(out)
 
 
+def _load_voice(model: Path, config: Path, *, threads: int):
+    """Load a Piper voice with alignments and our own onnxruntime session options.
+
+    Piper's loader gives onnxruntime its defaults: one spinning worker per core. In a
+    pipeline that also runs the LLM and the encoders on the same few cores, spinning
+    threads steal the CPU from everyone else, so the session gets a fixed thread count and
+    no spinning.
+    """
+    import onnxruntime
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(model, config_path=config, include_alignments=False)
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+
+        proto = onnx.load(str(model))
+        add_alignment_output(proto)
+        source: str | bytes = proto.SerializeToString()
+    except ImportError as e:
+        raise MissingDependency("phoneme timings need piper-tts[alignment]: make install") from e
+    except ValueError:  # the model file already has the alignment output
+        source = str(model)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    voice.session = onnxruntime.InferenceSession(
+        source, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return voice
+
+
 class PiperTTS:
     """A Piper voice, loaded once; thread-safe (one synthesis at a time per voice)."""
 
@@ -73,7 +106,7 @@ class PiperTTS:
                 raise ProviderError(f"Piper voice model not found: {model}")
             if not config.is_file():
                 raise ProviderError(f"Piper voice config not found next to the model: {config}")
-        self._voice = PiperVoice.load(model, config_path=config, include_alignments=True)
+        self._voice = _load_voice(model, config, threads=settings.threads)
         self.sample_rate: int = self._voice.config.sample_rate
         self._syn = SynthesisConfig(speaker_id=settings.speaker, length_scale=1.0 / settings.speed)
         self._lock = threading.Lock()

@@ -65,7 +65,10 @@ class LocalLLM:
             ) from e
         if not self._path.is_file():
             raise ProviderError(f"LLM model file not found: {self._path}")
-        threads = self._settings.threads or max(1, min(4, os.cpu_count() or 1))
+        # Half the cores by default: the rest voice, render and encode the sentences already
+        # written while the model keeps writing (measured: on 2 cores, 1 thread finishes the
+        # reply sooner than 2, because 2 fight the encoders for the CPU).
+        threads = self._settings.threads or max(1, (os.cpu_count() or 2) // 2)
         return Llama(
             model_path=str(self._path),
             n_ctx=self._settings.context_tokens,

@@ -84,6 +84,7 @@ async def perform(
     speeches: asyncio.Queue = asyncio.Queue(maxsize=2)
     spoken: list[str] = []
     counter = itertools.count()
+    first_clip_out = asyncio.Event()
 
     async def think() -> None:
         cfg = persona.config.llm
@@ -124,29 +125,33 @@ async def perform(
         await pieces.put(_END)
 
     async def voice() -> None:
+        voiced = 0
         while (piece := await pieces.get()) is not _END:
+            if voiced == 1:
+                # Only the first clip's latency is felt; later ones just need to be ready
+                # before the one before them has finished playing. Let the first clip have
+                # the CPU instead of voicing sentence 2 beside it.
+                await first_clip_out.wait()
             speech = await asyncio.to_thread(persona.tts.synthesize, piece)
+            voiced += 1
             trace.mark("tts_first_audio")
             await speeches.put(speech)
         await speeches.put(_END)
 
     async def perform_clips() -> None:
-        pending = await speeches.get()
-        while pending is not _END:
-            following = await speeches.get()  # look ahead to know which clip is the last
-            speech: Speech = pending
+        while (speech := await speeches.get()) is not _END:
             index = next(counter)
             clip, frames = await asyncio.to_thread(
-                _render_and_encode, persona, speech, reply.reply_id, index, following is _END
+                _render_and_encode, persona, speech, reply.reply_id, index
             )
             trace.mark("first_clip")
+            first_clip_out.set()
             reply.clips.append(clip)
             if keep_media:
                 reply.speeches.append(speech)
                 reply.frames.append(frames)
             if on_clip is not None:
                 await on_clip(clip)
-            pending = following
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(think(), name=f"persona:{persona.id}:llm")
@@ -160,7 +165,7 @@ async def perform(
 
 
 def _render_and_encode(
-    persona: PersonaRuntime, speech: Speech, reply_id: str, index: int, final: bool
+    persona: PersonaRuntime, speech: Speech, reply_id: str, index: int
 ) -> tuple[Clip, np.ndarray]:
     """Blocking: render the avatar for one sentence and encode it (runs in a worker thread)."""
     start = persona.frame_clock
@@ -178,6 +183,6 @@ def _render_and_encode(
     )
     clip = Clip(
         reply_id=reply_id, index=index, text=speech.text, duration=n / persona.renderer.fps,
-        fps=persona.renderer.fps, frames=n, files=files, final=final,
+        fps=persona.renderer.fps, frames=n, files=files,
     )
     return clip, frames.cpu().numpy() if hasattr(frames, "cpu") else np.asarray(frames)

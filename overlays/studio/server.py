@@ -139,7 +139,6 @@ class StudioServer:
                 "index": clip.index,
                 "text": clip.text,
                 "duration": round(clip.duration, 3),
-                "final": clip.final,
                 "urls": {f.format: self._clip_url(f.path) for f in clip.files},
             }
         )

@@ -84,7 +84,7 @@ async def test_chat_validation_and_forwarding(studio):
 
 async def test_stage_events_reach_connected_pages(studio, tmp_path):
     clip = Clip(reply_id="r1", index=0, text="Hello chat!", duration=1.2, fps=25, frames=30,
-                files=(ClipFile("webm", tmp_path / "mika" / "r1-00.webm"),), final=True)
+                files=(ClipFile("webm", tmp_path / "mika" / "r1-00.webm"),))
     async with aiohttp.ClientSession() as s:
         async with s.ws_connect(url(studio, f"/ws?token={TOKEN}")) as ws:
             await studio.show_chat(persona="mika", user="ann", text="hi")
@@ -93,4 +93,4 @@ async def test_stage_events_reach_connected_pages(studio, tmp_path):
             got = [await ws.receive_json(timeout=5) for _ in range(3)]
     assert [m["type"] for m in got] == ["chat", "clip", "reply_done"]
     assert got[1]["urls"] == {"webm": "/clips/mika/r1-00.webm"}
-    assert got[1]["text"] == "Hello chat!" and got[1]["final"] is True
+    assert got[1]["text"] == "Hello chat!" and got[1]["duration"] == 1.2
