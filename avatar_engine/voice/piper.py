@@ -94,7 +94,7 @@ class PiperTTS:
 
     def __init__(self, *, settings: VoiceSettings) -> None:
         try:
-            from piper import PiperVoice, SynthesisConfig
+            from piper import SynthesisConfig
         except ImportError as e:
             raise MissingDependency("piper-tts is not installed: run `make install`") from e
         if settings.model == "embedded":
