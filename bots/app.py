@@ -11,7 +11,7 @@ import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
 from bots.config import Config, studio_token
-from bots.events import ChatMessage
+from bots.events import ChatMessage, Viewer
 from bots.orchestrator.orchestrator import Orchestrator
 from bots.personas.runtime import PersonaRuntime, prune_clips
 from overlays.studio import ChatResult, StudioServer
@@ -68,7 +68,9 @@ class StudioApp:
 
         async def on_chat(user: str, text: str, persona: str | None) -> ChatResult:
             assert self.orchestrator is not None
-            d = self.orchestrator.submit(ChatMessage(user=user, text=text, persona=persona))
+            event = ChatMessage(viewer=Viewer(id=f"studio:{user.lower()}", name=user),
+                                message=text, persona=persona)
+            d = self.orchestrator.submit(event)
             if not d.accepted and self.server is not None:
                 self.server.notice(persona, f"not answered: {d.reason}", level="warn")
             return ChatResult(accepted=d.accepted, trace_id=d.trace_id, reason=d.reason)

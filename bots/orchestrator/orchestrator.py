@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,18 +78,13 @@ class Orchestrator:
         try:
             text = clean_viewer_text(event.text, max_chars=self.max_message_chars)
         except InputRejected as e:
-            logger.info("rejected %s from %s: %s", event.trace_id, event.user, e.reason)
+            logger.info("rejected %s from %s: %s", event.trace_id, event.viewer.name, e.reason)
             return Decision(False, event.trace_id, e.reason)
         try:
-            queue.put_nowait(
-                ChatMessage(
-                    user=event.user, text=text, platform=event.platform, persona=pid,
-                    msg_id=event.msg_id, trace_id=event.trace_id, received_at=event.received_at,
-                )
-            )
+            queue.put_nowait(dataclasses.replace(event, message=text, persona=pid))
         except asyncio.QueueFull:
             return Decision(False, event.trace_id, f"{pid} has too many questions waiting")
-        logger.info("accepted %s from %s for %s", event.trace_id, event.user, pid)
+        logger.info("accepted %s from %s for %s", event.trace_id, event.viewer.name, pid)
         return Decision(True, event.trace_id)
 
     async def _serve(self, pid: str) -> None:
@@ -105,13 +101,14 @@ class Orchestrator:
 
     async def _answer(self, persona: PersonaRuntime, event: ChatMessage) -> None:
         pid = persona.id
-        await self._each_stage("show_chat", persona=pid, user=event.user, text=event.text)
+        user = event.viewer.name
+        await self._each_stage("show_chat", persona=pid, user=user, text=event.text)
 
         async def on_clip(clip) -> None:
             await self._each_stage("play_clip", persona=pid, clip=clip)
 
         reply = await perform(
-            persona, viewer=event.user, text=event.text, on_clip=on_clip, reply_id=event.trace_id
+            persona, viewer=user, text=event.text, on_clip=on_clip, reply_id=event.trace_id
         )
         t = reply.trace
         logger.info(
