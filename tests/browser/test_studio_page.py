@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 
 from tests.browser.conftest import TOKEN
@@ -63,3 +67,39 @@ def test_wrong_token_is_refused(demo, browser):
     resp = page.goto(f"{demo}/studio?token=wrong")
     assert resp.status == 401
     assert "token" in page.content()
+
+
+ODD_INPUTS = [
+    ("", 422, "empty"),
+    ("   \t\n ", 422, "empty"),
+    ("x" * 10_000, 422, "too long (10000 characters; limit 500)"),
+    ("\x00\x07\x1b", 422, "empty"),
+    ("clear \x1b[2J screen\x07", 202, None),
+    ("h\u0301\u0302\u0303\u0304\u0305\u0306i zalgo", 202, None),
+    ("🎉🔥💯", 202, None),
+    ("שלום, מה שלומך?", 202, None),
+    ("?!?!", 422, "no words"),
+]
+
+
+def _call(url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_odd_messages_get_an_answer_or_a_reason(demo):
+    for text, status, reason in ODD_INPUTS:
+        code, body = _call(f"{demo}/api/chat", {"user": "odd", "text": text})
+        assert code == status, (text[:20], body)
+        if reason:
+            assert reason in body["error"]
+        else:
+            assert body["trace_id"]
+    # The show goes on: the studio still serves.
+    assert _call(f"{demo}/api/state")[0] == 200
