@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
 WHEELS=.cache/wheels
+# A second copy of the built wheel outside the checkout, so a fresh clone on the same
+# machine (CI) does not spend four minutes compiling llama.cpp again.
+USER_WHEELS=${XDG_CACHE_HOME:-$HOME/.cache}/vstage/wheels
 TORCH_VERSION=2.13.0
 LLAMA_VERSION=0.3.36
 # Without these flags llama.cpp compiles for the build CPU (AMX here) and dies with SIGSEGV
@@ -57,6 +60,14 @@ if ! have llama_cpp_python "$LLAMA_VERSION"; then
   mkdir -p "$WHEELS"
   wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
   if [ -z "$wheel" ]; then
+    shared=$(ls "$USER_WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+    if [ -n "$shared" ]; then
+      say "reusing the llama-cpp-python wheel built earlier on this machine ($shared)"
+      cp "$shared" "$WHEELS"/
+      wheel="$WHEELS/$(basename "$shared")"
+    fi
+  fi
+  if [ -z "$wheel" ]; then
     say "building llama-cpp-python $LLAMA_VERSION without native CPU targeting (~4 min, once)"
     if ! CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VPY" -m pip wheel -q --no-deps --no-cache-dir \
         --disable-pip-version-check -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"; then
@@ -65,6 +76,7 @@ if ! have llama_cpp_python "$LLAMA_VERSION"; then
       exit 1
     fi
     wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
+    mkdir -p "$USER_WHEELS" && cp "$wheel" "$USER_WHEELS"/ || true
   fi
   say "installing $wheel"
   "${PIP[@]}" "$wheel"
