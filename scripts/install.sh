@@ -45,7 +45,8 @@ have() { "$VPY" - "$1" "$2" <<'PYEOF'
 import sys
 from importlib.metadata import PackageNotFoundError, version
 try:
-    ok = version(sys.argv[1]) == sys.argv[2] or sys.argv[2] == "*"
+    # Local version labels (2.13.0+cpu) count as the release they build.
+    ok = version(sys.argv[1]).split("+")[0] == sys.argv[2] or sys.argv[2] == "*"
 except PackageNotFoundError:
     ok = False
 sys.exit(0 if ok else 1)
