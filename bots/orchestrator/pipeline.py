@@ -141,9 +141,11 @@ async def perform(
     async def perform_clips() -> None:
         while (speech := await speeches.get()) is not _END:
             index = next(counter)
-            clip, frames = await asyncio.to_thread(
-                _render_and_encode, persona, speech, reply.reply_id, index
-            )
+            job = (_render_and_encode, persona, speech, reply.reply_id, index)
+            if persona.pool is not None:  # shared by all personas, scheduled fairly
+                clip, frames = await persona.pool.run(persona.id, *job)
+            else:
+                clip, frames = await asyncio.to_thread(*job)
             trace.mark("first_clip")
             first_clip_out.set()
             reply.clips.append(clip)

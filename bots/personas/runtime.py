@@ -11,6 +11,7 @@ from avatar_engine.renderers.sprite import SpriteRenderer
 from avatar_engine.renderers.spriteset import SpriteSet
 from avatar_engine.settings import ClipSettings
 from avatar_engine.voice import TTS, create_tts
+from avatar_engine.workers import RenderPool
 from bots.brain import LLM, create_llm
 from bots.config import PersonaConfig
 from bots.personas.prompt import Exchange
@@ -30,6 +31,7 @@ class PersonaRuntime:
         renderer: SpriteRenderer,
         clips_dir: Path,
         clip_settings: ClipSettings,
+        pool: RenderPool | None = None,
     ) -> None:
         self.config = config
         self.llm = llm
@@ -37,6 +39,7 @@ class PersonaRuntime:
         self.renderer = renderer
         self.clips_dir = clips_dir
         self.clip_settings = clip_settings
+        self.pool = pool  # None: render in a thread of its own
         self.history: deque[Exchange] = deque(maxlen=config.llm.history_turns)
         # The avatar's global frame index: blinks and breathing continue across clips.
         self.frame_clock = 0
@@ -47,7 +50,12 @@ class PersonaRuntime:
 
     @classmethod
     async def create(
-        cls, config: PersonaConfig, *, clips_dir: Path, clip_settings: ClipSettings
+        cls,
+        config: PersonaConfig,
+        *,
+        clips_dir: Path,
+        clip_settings: ClipSettings,
+        pool: RenderPool | None = None,
     ) -> PersonaRuntime:
         """Load the persona's models off the event loop (in parallel where possible)."""
         llm = create_llm(config.llm)
@@ -65,7 +73,7 @@ class PersonaRuntime:
         )
         return cls(
             config=config, llm=llm, tts=tts, renderer=renderer, clips_dir=folder,
-            clip_settings=clip_settings,
+            clip_settings=clip_settings, pool=pool,
         )
 
     def remember(self, viewer: str, said: str, replied: str) -> None:
