@@ -41,6 +41,8 @@ def embedded_model() -> Path:
 class LocalLLM:
     """A GGUF model run by llama.cpp in this process."""
 
+    READ_AHEAD = 8  # tokens the model may run ahead of its reader
+
     def __init__(self, *, settings: LLMSettings) -> None:
         self._settings = settings
         self._path = (
@@ -82,6 +84,9 @@ class LocalLLM:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
+        # Back-pressure: the model runs at most a few tokens ahead of the consumer, so a
+        # pipeline that stops reading (to give the CPU to its first clip) pauses it.
+        credits = threading.Semaphore(self.READ_AHEAD)
         payload = [{"role": m.role, "content": m.content} for m in messages]
 
         def put(item) -> None:
@@ -100,11 +105,15 @@ class LocalLLM:
                         temperature=self._settings.temperature,
                         repeat_penalty=1.15,
                     ):
-                        if stop.is_set():
-                            break
                         delta = chunk["choices"][0]["delta"].get("content")
-                        if delta:
-                            put(delta)
+                        if not delta:
+                            continue
+                        while not credits.acquire(timeout=0.1):
+                            if stop.is_set():
+                                return
+                        if stop.is_set():
+                            return
+                        put(delta)
             except Exception as e:  # llama.cpp errors surface as plain exceptions
                 put(ProviderError(f"{self.name} failed: {e}", retryable=False))
             finally:
@@ -119,6 +128,7 @@ class LocalLLM:
                     return
                 if isinstance(item, ProviderError):
                     raise item
+                credits.release()
                 yield item
         finally:
             stop.set()

@@ -65,7 +65,9 @@ _ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
 _ASCII_UPPER = string.ascii_uppercase.encode()
 _ASCII_LOWER = string.ascii_lowercase.encode()
 _ASCII_SYMBOLS = string.punctuation.encode()
-_WORD_PUNCT = string.punctuation + "\u2019\u201c\u201d\u00bf\u00a1"
+_PUNCT_TO_SPACE = str.maketrans(
+    dict.fromkeys(string.punctuation + "\u2019\u201c\u201d\u00bf\u00a1", " ")
+)
 _ALLOWED = Verdict(True)
 
 
@@ -138,7 +140,7 @@ def find_link(
     Catches ``https://...``, ``www...``, bare domains on common TLDs (``discord.gg/x``) and,
     when enabled, spelled-out ones (``example dot com``, ``example[.]com``).
     """
-    if "." not in folded and "dot" not in folded and "/" not in folded:
+    if compiled.link_hint.search(folded) is None:
         return None
     for m in compiled.links.finditer(folded):
         link = m.group(0)
@@ -221,10 +223,10 @@ def _repeated_run(folded: str, spam: SpamSettings, compiled: CompiledModeration)
     min_run = max(math.ceil(spam.repeat_min_share * len(folded)), 2 * (spam.max_repeats + 1))
     if len(folded) < min_run:
         return None
-    words = folded.split()
+    words = folded.translate(_PUNCT_TO_SPACE).split()
     # The regex is slow-ish (every start, every unit length), so it only runs where a run can
     # be: on the whole text when words repeat, else on single words long enough to hold it.
-    if len(words) - len({w.strip(_WORD_PUNCT) for w in words}) >= spam.max_repeats:
+    if len(words) - len(set(words)) >= spam.max_repeats:
         candidates = (folded,)
     else:
         candidates = tuple(w for w in words if len(w) >= min_run)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bots.events import Role
 
@@ -209,23 +210,18 @@ class ModerationSettings(_Model):
         1, ge=0, description="write 1 in N input allows (0: none); rejections are all written"
     )
 
-    _compiled: CompiledModeration | None = PrivateAttr(None)
-
     def model_post_init(self, context: object, /) -> None:
-        self._compiled = _compile(self)
+        self.compiled  # noqa: B018 - compile now, so a problem shows at load
 
     def model_copy(self, *, update=None, deep: bool = False) -> ModerationSettings:
         copy = super().model_copy(update=update, deep=deep)
-        copy._compiled = _compile(copy)
+        copy.__dict__.pop("compiled", None)  # recompiled from the updated fields
         return copy
 
-    @property
+    @cached_property
     def compiled(self) -> CompiledModeration:
-        """The matchers built from these settings (compiled once)."""
-        compiled = self._compiled
-        if compiled is None:  # e.g. built with model_construct()
-            compiled = self._compiled = _compile(self)
-        return compiled
+        """The matchers built from these settings, compiled once (a plain attribute read)."""
+        return _compile(self)
 
 
 # --------------------------------------------------------------------------- compiled form
@@ -233,22 +229,31 @@ class ModerationSettings(_Model):
 
 @dataclass(frozen=True, slots=True)
 class WordMatcher:
-    """One combined regex over folded text, plus the entries to name the one that matched."""
+    """Blocklist entries as one trie-shaped regex over folded text (see :func:`fold`), plus
+    one regex per entry to name the entry that matched."""
 
     combined: re.Pattern[str]
     entries: tuple[tuple[str, re.Pattern[str]], ...]
 
     def find(self, folded: str) -> str | None:
-        """Return the blocklist entry found in ``folded`` (see :func:`fold`), or None."""
+        """Return the blocklist entry found in ``folded`` text, or None."""
         m = self.combined.search(folded)
-        if m is None:
-            return None
-        hit = m.group(0)
+        if m is not None:
+            return self._name(m.group(0))
+        # Spelled out letter by letter ("b.a.d", "s h i t"): join the letters, look again.
+        if len(folded) >= 5:
+            for run in _SPACED_RUN.finditer(folded):
+                joined = _SPACED_SEP.sub("", run.group(0))
+                m = self.combined.search(joined)
+                if m is not None:
+                    return self._name(m.group(0))
+        return None
+
+    def _name(self, hit: str) -> str:
         for entry, pattern in self.entries:
             if pattern.search(hit):
                 return entry
-        return hit  # unreachable in practice: some entry matched
-
+        return hit  # not reached: the combined regex is the union of the entries
 
 @dataclass(frozen=True, slots=True)
 class CompiledModeration:
@@ -258,6 +263,7 @@ class CompiledModeration:
     words: WordMatcher | None
     patterns: tuple[tuple[str, re.Pattern[str]], ...]
     links: re.Pattern[str]
+    link_hint: re.Pattern[str]  # cheap necessary condition for ``links``
     char_run: re.Pattern[str]
     repeat: re.Pattern[str]
     out_words: WordMatcher | None
@@ -271,9 +277,15 @@ _LOOKALIKES = {
     "a": "a4@*", "b": "b8", "e": "e3*", "g": "g9", "i": "i1!|*", "l": "l1|", "o": "o0*",
     "s": "s5$", "t": "t7+", "u": "uv*",
 }
-_SEP = r"[\W_]{1,3}"
 _WORD_START = r"(?<![^\W_])"
 _WORD_END = r"(?![^\W_])"
+_END, _END_AT_BOUNDARY = "", "\x00"  # trie keys marking where an entry ends
+# A run of at least three single letters (or look-alikes) with separators between them.
+_LETTERISH = r"(?:[^\W_]|[@$!|*+])"
+_SPACED_SEP = re.compile(r"(?:[^\w@$!|*+]|_)")
+_SPACED_RUN = re.compile(
+    rf"(?<![^\W_]){_LETTERISH}(?:(?:[^\w@$!|*+]|_){{1,3}}{_LETTERISH}){{2,}}(?![^\W_])"
+)
 
 
 def _letter(ch: str) -> str:
@@ -283,51 +295,67 @@ def _letter(ch: str) -> str:
     return "[" + "".join(re.escape(c) for c in alts) + "]"
 
 
-def _word_regex(entry: str, *, boundaries: bool = True) -> str:
-    """Regex source for one blocklist entry, to run on folded text."""
+def _atoms(entry: str) -> tuple[list[str], bool, bool]:
+    """Regex atoms of one entry (each letter may repeat: "fuuuck"; the words of a phrase may
+    run together: "killyourself"), and whether it starts and ends at a word boundary."""
     body = fold(entry)
-    prefix = body.startswith("*")
-    suffix = body.endswith("*")
-    body = body.strip("*").strip()
-    tokens = re.findall(r"[^\W_]+", body)
-    # Contiguous form: each letter may repeat ("fuuuck"); words may run together.
-    parts = []
-    for token in tokens:
-        runs = [(m.group(0)[0], len(m.group(0))) for m in re.finditer(r"(.)\1*", token)]
-        parts.append("".join(_letter(c) + ("+" if n == 1 else f"{{{n},}}") for c, n in runs))
-    forms = [r"[\W_]*".join(parts)]
-    # Spaced form of a single word: a separator between every letter ("b.a.d", "s h i t").
-    if len(tokens) == 1 and len(tokens[0]) >= 2:
-        forms.append(_SEP.join(_letter(c) for c in tokens[0]))
-    source = "(?:" + "|".join(forms) + ")"
-    if boundaries and not prefix:
-        source = _WORD_START + source
-    if boundaries and not suffix:
-        source = source + _WORD_END
-    return source
+    anywhere_before, anywhere_after = body.startswith("*"), body.endswith("*")
+    atoms: list[str] = []
+    for i, token in enumerate(re.findall(r"[^\W_]+", body)):
+        if i:
+            atoms.append(r"[\W_]*")
+        for m in re.finditer(r"(.)\1*", token):
+            n = len(m.group(0))
+            atoms.append(_letter(m.group(1)) + ("+" if n == 1 else f"{{{n},}}"))
+    return atoms, not anywhere_before, not anywhere_after
+
+
+def _emit(node: dict) -> str:
+    if _END in node:
+        return ""  # an entry is complete here; longer ones need not be tried
+    alts = [_WORD_END if key == _END_AT_BOUNDARY else key + _emit(child)
+            for key, child in node.items()]
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
 
 def _word_matcher(entries: tuple[str, ...], *, boundaries: bool = True) -> WordMatcher | None:
     entries = tuple(dict.fromkeys(entries))
     if not entries:
         return None
-    sources = [_word_regex(e, boundaries=boundaries) for e in entries]
-    # Entries that start at a word boundary share one look-behind, so the regex engine only
-    # tries the alternatives at the start of a word.
-    bounded = [s.removeprefix(_WORD_START) for s in sources if s.startswith(_WORD_START)]
-    free = [s for s in sources if not s.startswith(_WORD_START)]
-    combined = []
-    if bounded:
-        combined.append(_WORD_START + "(?:" + "|".join(bounded) + ")")
-    combined.extend(free)
-    return WordMatcher(
-        combined=re.compile("|".join(combined)),
-        entries=tuple((e, re.compile(s)) for e, s in zip(entries, sources, strict=True)),
-    )
+    # One trie per kind of start, so at each position the regex engine tries each distinct
+    # first letter once instead of every entry; entries starting at a word boundary share one
+    # look-behind, so inside words nothing is tried at all.
+    at_start: dict = {}
+    anywhere: dict = {}
+    named = []
+    for entry in entries:
+        atoms, start, end = _atoms(entry)
+        start, end = start and boundaries, end and boundaries
+        node = at_start if start else anywhere
+        for atom in atoms:
+            node = node.setdefault(atom, {})
+        node[_END_AT_BOUNDARY if end else _END] = {}
+        source = "".join(atoms)
+        source = (_WORD_START if start else "") + source + (_WORD_END if end else "")
+        named.append((entry, re.compile(source)))
+    parts = []
+    if at_start:
+        parts.append(_WORD_START + _emit(at_start))
+    if anywhere:
+        parts.append(_emit(anywhere))
+    return WordMatcher(combined=re.compile("|".join(parts)), entries=tuple(named))
+
+
+_TLD_ALTS = "|".join(sorted(_TLDS, key=len, reverse=True))
+# Every link form holds "://", or "." or "dot" before a TLD; starting each branch with a
+# literal lets the regex engine skip straight to those characters.
+_LINK_HINT = re.compile(
+    rf"\.\s*[)\]}}>]?\s*(?:{_TLD_ALTS})(?![\w-])|://|dot\s*[)\]}}>]?\s*(?:{_TLD_ALTS})(?![\w-])"
+)
 
 
 def _link_regex(spelled_out: bool) -> re.Pattern[str]:
-    tlds = "|".join(sorted(_TLDS, key=len, reverse=True))
+    tlds = _TLD_ALTS
     forms = [
         r"(?<![\w-])(?:https?|ftp)://\S+",
         r"(?<![\w.-])www\.[^\s.]\S*",
@@ -360,6 +388,7 @@ def _compile(settings: ModerationSettings) -> CompiledModeration:
         words=_word_matcher(words),
         patterns=patterns,
         links=_link_regex(settings.links.spelled_out),
+        link_hint=_LINK_HINT,
         char_run=re.compile(rf"(.)\1{{{spam.max_char_run},}}"),
         repeat=re.compile(rf"(\S.{{1,11}}?)(?:\W*\1){{{spam.max_repeats},}}"),
         out_words=_word_matcher(out_words),

@@ -96,6 +96,7 @@ async def perform(
             piece = speakable(raw)
             if piece and (piece := budget.admit(piece)):
                 spoken.append(piece)
+                trace.mark("llm_first_sentence")
                 await pieces.put(piece)
 
         try:
@@ -105,6 +106,11 @@ async def perform(
                     trace.mark("llm_first_token")
                     for raw in cutter.push(delta):
                         await emit(raw)
+                    if spoken and not first_clip_out.is_set():
+                        # The first clip is the only latency viewers feel: stop reading
+                        # (a local model pauses with us) until it is out. Later sentences
+                        # only need to be ready before the one before them ends.
+                        await first_clip_out.wait()
                     if budget.exhausted:
                         break
             finally:

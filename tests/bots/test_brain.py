@@ -153,3 +153,21 @@ async def test_non_retryable_and_mid_stream_failures_are_not_retried():
     with pytest.raises(ProviderError):
         [d async for d in stream_with_retry(mid, MESSAGES, policy=NO_WAIT)]
     assert mid.calls == 1
+
+
+@pytest.mark.models
+async def test_local_llm_pauses_when_its_reader_does():
+    """Back-pressure: a reader that stops reading stops the model a few tokens later."""
+    llm = LocalLLM(settings=LLMSettings(max_tokens=200, temperature=0.0))
+    stream = llm.stream(MESSAGES)
+    await anext(stream)
+    await asyncio.sleep(1.0)  # ~75 tokens/s: unthrottled it would be far ahead by now
+    queued = 0
+    try:
+        while True:
+            await asyncio.wait_for(anext(stream), 0.001)
+            queued += 1
+    except (TimeoutError, StopAsyncIteration):
+        pass
+    await stream.aclose()
+    assert queued <= LocalLLM.READ_AHEAD + 1
