@@ -10,25 +10,30 @@ from pathlib import Path
 import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
+from avatar_engine.workers import LocalRenderPool, RenderPool
+from bots.adapters.studio import StudioAdapter
 from bots.config import Config, studio_token
-from bots.events import ChatMessage, Viewer
+from bots.moderation.audit import AuditLog
 from bots.orchestrator.orchestrator import Orchestrator
+from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
-from overlays.studio import ChatResult, StudioServer
+from overlays.studio import StudioServer
 
 logger = logging.getLogger(__name__)
 
 IDLE_SECONDS = 8.0
 
 
-async def load_personas(config: Config, ids: list[str] | None = None) -> dict[str, PersonaRuntime]:
+async def load_personas(
+    config: Config, ids: list[str] | None = None, *, pool: RenderPool | None = None
+) -> dict[str, PersonaRuntime]:
     """Load the personas (all of them by default), each with its models."""
     clips_dir = config.state_dir / "clips"
     chosen = ids or list(config.personas)
     loaded = await asyncio.gather(
         *(
             PersonaRuntime.create(config.persona(pid), clips_dir=clips_dir,
-                                  clip_settings=config.app.clips)
+                                  clip_settings=config.app.clips, pool=pool)
             for pid in chosen
         )
     )
@@ -60,41 +65,40 @@ class StudioApp:
 
     async def run(self) -> None:
         cfg = self.config
-        personas = await load_personas(cfg)
-        idle = await asyncio.gather(
-            *(asyncio.to_thread(make_idle_loop, p) for p in personas.values())
-        )
-        clips_dir = cfg.state_dir / "clips"
-
-        async def on_chat(user: str, text: str, persona: str | None) -> ChatResult:
-            assert self.orchestrator is not None
-            event = ChatMessage(viewer=Viewer(id=f"studio:{user.lower()}", name=user),
-                                message=text, persona=persona)
-            d = self.orchestrator.submit(event)
-            if not d.accepted and self.server is not None:
-                self.server.notice(persona, f"not answered: {d.reason}", level="warn")
-            return ChatResult(accepted=d.accepted, trace_id=d.trace_id, reason=d.reason)
-
-        server = StudioServer(
-            host=self.host, port=self.port, token=studio_token(cfg), clips_dir=clips_dir,
-            personas={pid: p.config.name for pid, p in personas.items()}, on_chat=on_chat,
-        )
-        for p, files in zip(personas.values(), idle, strict=True):
-            server.set_idle(p.id, files)
-        self.server = server
-        try:
-            async with server, Orchestrator(
-                personas=personas, stages=[server], default_persona=cfg.app.default_persona,
-                max_message_chars=cfg.app.studio.max_message_chars,
-            ) as orch:
-                self.orchestrator = orch
-                self.ready.set()
-                while True:
-                    await asyncio.sleep(30)
-                    for p in personas.values():
-                        await asyncio.to_thread(prune_clips, p.clips_dir,
-                                                keep=cfg.app.clips.keep)
-        finally:
+        show = cfg.app.show
+        async with contextlib.AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(LocalRenderPool(workers=show.render_workers))
+            personas = await load_personas(cfg, pool=pool)
             for p in personas.values():
-                with contextlib.suppress(Exception):
-                    await p.aclose()
+                stack.push_async_callback(p.aclose)
+            idle = await asyncio.gather(
+                *(asyncio.to_thread(make_idle_loop, p) for p in personas.values())
+            )
+            tracer = Tracer(keep=show.traces_kept)
+            server = StudioServer(
+                host=self.host, port=self.port, token=studio_token(cfg),
+                clips_dir=cfg.state_dir / "clips",
+                personas={pid: p.config.name for pid, p in personas.items()},
+                metrics=tracer.exposition,
+            )
+            server.set_traces(tracer.recent)
+            for p, files in zip(personas.values(), idle, strict=True):
+                server.set_idle(p.id, files)
+            audit = None
+            if show.audit_log is not None:
+                audit = await stack.enter_async_context(
+                    AuditLog(cfg.state_dir / show.audit_log))
+            studio_chat = StudioAdapter(server=server)
+            self.server = server
+            self.orchestrator = await stack.enter_async_context(Orchestrator(
+                personas=personas, stages=[server], default_persona=cfg.app.default_persona,
+                adapters=[studio_chat], exclusive_stage=show.exclusive_stage, audit=audit,
+                tracer=tracer,
+            ))
+            await stack.enter_async_context(studio_chat)
+            await stack.enter_async_context(server)
+            self.ready.set()
+            while True:
+                await asyncio.sleep(30)
+                for p in personas.values():
+                    await asyncio.to_thread(prune_clips, p.clips_dir, keep=cfg.app.clips.keep)

@@ -72,7 +72,7 @@ async def _ask(args) -> int:
 
     config = _load(args)
     persona_cfg = config.persona(args.persona)
-    text = clean_viewer_text(args.text, max_chars=config.app.studio.max_message_chars)
+    text = clean_viewer_text(args.text, max_chars=persona_cfg.moderation.max_chars)
     t0 = time.monotonic()
     personas = await load_personas(config, [persona_cfg.id])
     persona = personas[persona_cfg.id]

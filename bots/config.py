@@ -23,6 +23,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from avatar_engine.errors import ConfigError
 from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings
+from bots.moderation.settings import ModerationSettings
+from bots.orchestrator.queue import QueueSettings
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ class PersonaConfig(_Model):
     llm: LLMSettings = LLMSettings()
     voice: VoiceSettings = VoiceSettings()
     avatar: AvatarSettings = AvatarSettings()
+    queue: QueueSettings = QueueSettings()
+    moderation: ModerationSettings = ModerationSettings()
     fallback_line: str = Field(
         "Sorry chat, my brain just buffered. Ask me again?",
         description="said in character when the LLM fails",
@@ -84,7 +88,19 @@ class StudioSettings(_Model):
     token: SecretStr | None = Field(
         None, description="access token for pages and control endpoints; generated when unset"
     )
-    max_message_chars: int = Field(500, ge=1, le=10_000)
+
+
+class ShowSettings(_Model):
+    """How personas share the stage and the render workers."""
+
+    exclusive_stage: bool = Field(
+        True, description="one persona on stage at a time; others wait their turn (fair FIFO)"
+    )
+    render_workers: int = Field(1, ge=1, le=64, description="render jobs run at once, shared")
+    traces_kept: int = Field(500, ge=10, description="recent traces kept for /api/traces")
+    audit_log: Path | None = Field(
+        Path("audit.jsonl"), description="moderation audit log (JSONL), relative to state_dir"
+    )
 
 
 class AppSettings(BaseSettings):
@@ -100,6 +116,7 @@ class AppSettings(BaseSettings):
     state_dir: Path = Field(Path("var"), description="clips, tokens, logs (relative to the repo)")
     studio: StudioSettings = StudioSettings()
     clips: ClipSettings = ClipSettings()
+    show: ShowSettings = ShowSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -141,3 +141,13 @@ class Outcome:
     status: Literal["spoken", "refused", "interrupted", "failed"]
     reason: str | None = None
     reply_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The orchestrator's immediate answer to an event: queued, or rejected with a reason a
+    viewer can read. Paid events that are rejected also get a ``refused`` :class:`Outcome`."""
+
+    accepted: bool
+    trace_id: str
+    reason: str | None = None

@@ -44,11 +44,13 @@ def check_output(
         return Verdict(True, None, None, text if isinstance(text, str) else "")
     out = settings.output
     compiled = settings.compiled
-    folded = fold(text)
 
     def block(rule: str, detail: str | None) -> Verdict:
         return Verdict(False, rule, OUTPUT_REASONS[rule], text, detail)
 
+    if len(text) > out.max_chars:  # first: the regexes below need not see a huge text
+        return block("too_long", f"{len(text)} > {out.max_chars} characters")
+    folded = fold(text)
     if compiled.out_words is not None:
         entry = compiled.out_words.find(folded)
         if entry is not None:
@@ -66,8 +68,6 @@ def check_output(
     if out.block_viewer_names and viewer is not None and name_is_blocked(viewer.name, settings):
         if fold(viewer.name) in folded:
             return block("viewer_name", viewer.name)
-    if len(text) > out.max_chars:
-        return block("too_long", f"{len(text)} > {out.max_chars} characters")
     return Verdict(True, None, None, text)
 
 

@@ -56,14 +56,14 @@ DEFAULT_BLOCKED_WORDS: tuple[str, ...] = (
 
 # What the persona must never say out loud: name -> regex (case-insensitive).
 DEFAULT_PERSONAL_INFO: dict[str, str] = {
-    "email": r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}",
+    "email": r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}",
+    "card_number": r"(?<![\w-])\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}(?![\w-])",
+    "id_number": r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])",
+    "ip_address": r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])",
     "phone": (
         r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}"
         r"(?![\w-])|(?<![\w.,+])\+?\d{10,13}(?![\w.,])"
     ),
-    "ip_address": r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])",
-    "card_number": r"(?<![\w-])\d{4}(?:[ -]?\d{4}){2}[ -]?\d{1,7}(?![\w-])",
-    "id_number": r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])",
 }
 
 # Top-level domains that appear in chat links. A closed list keeps "e.g.", "i.e." and
@@ -310,12 +310,26 @@ def _atoms(entry: str) -> tuple[list[str], bool, bool]:
     return atoms, not anywhere_before, not anywhere_after
 
 
-def _emit(node: dict) -> str:
+def _emit(node: dict, *, top: bool = False) -> str:
     if _END in node:
         return ""  # an entry is complete here; longer ones need not be tried
-    alts = [_WORD_END if key == _END_AT_BOUNDARY else key + _emit(child)
-            for key, child in node.items()]
+    alts = []
+    for key, child in node.items():
+        if key == _END_AT_BOUNDARY:
+            alts.append(_WORD_END)
+        elif top:
+            # Start only where a run of the first letter starts: in "a@a@a@..." every position
+            # would otherwise be tried, each scanning the rest of the run (quadratic). The
+            # check follows the first letter so the engine's quick first-letter test stays.
+            cls, n = _QUANTIFIED.fullmatch(key).groups()
+            rest = "*" if n is None else f"{{{int(n) - 1},}}"
+            alts.append(f"{cls}(?<!{cls}.){cls}{rest}" + _emit(child))
+        else:
+            alts.append(key + _emit(child))
     return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+_QUANTIFIED = re.compile(r"(.+?)(?:\+|\{(\d+),\})")
 
 
 def _word_matcher(entries: tuple[str, ...], *, boundaries: bool = True) -> WordMatcher | None:
@@ -340,9 +354,9 @@ def _word_matcher(entries: tuple[str, ...], *, boundaries: bool = True) -> WordM
         named.append((entry, re.compile(source)))
     parts = []
     if at_start:
-        parts.append(_WORD_START + _emit(at_start))
+        parts.append(_WORD_START + _emit(at_start, top=True))
     if anywhere:
-        parts.append(_emit(anywhere))
+        parts.append(_emit(anywhere, top=True))
     return WordMatcher(combined=re.compile("|".join(parts)), entries=tuple(named))
 
 

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RETRY = RetryPolicy()
 ClipSink = Callable[[Clip], Awaitable[None]]
+# Output moderation: a sentence's text in, the text to say (None: say nothing) out.
+Screen = Callable[[str], str | None]
 _END = object()
 
 
@@ -40,9 +42,13 @@ class ReplyTrace:
 
     started: float = field(default_factory=time.monotonic)
     marks: dict[str, float] = field(default_factory=dict)
+    on_mark: Callable[[str], None] | None = None
 
     def mark(self, name: str) -> None:
-        self.marks.setdefault(name, time.monotonic())
+        if name not in self.marks:
+            self.marks[name] = time.monotonic()
+            if self.on_mark is not None:
+                self.on_mark(name)
 
     def since_start(self, name: str) -> float | None:
         t = self.marks.get(name)
@@ -71,14 +77,20 @@ async def perform(
     retry: RetryPolicy = DEFAULT_RETRY,
     keep_media: bool = False,
     reply_id: str | None = None,
+    screen: Screen | None = None,
+    marks: Callable[[str], None] | None = None,
 ) -> Reply:
     """Answer ``text`` from ``viewer`` as ``persona``, handing each clip to ``on_clip`` as soon
     as it is encoded.
 
     Args:
         keep_media: also keep the raw speech and frames (for ``vstage ask --out`` and tests).
+        screen: output moderation, applied to every sentence before it is voiced; a sentence
+            it refuses is never spoken.
+        marks: called with each milestone's name as it happens (for the orchestrator's trace).
     """
-    reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="", clips=[], trace=ReplyTrace())
+    reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="", clips=[],
+                  trace=ReplyTrace(on_mark=marks))
     trace = reply.trace
     pieces: asyncio.Queue = asyncio.Queue(maxsize=4)
     speeches: asyncio.Queue = asyncio.Queue(maxsize=2)
@@ -92,8 +104,10 @@ async def perform(
         budget = ReplyBudget(max_pieces=cfg.max_sentences, max_chars=cfg.max_chars)
         messages = build_messages(persona.config, persona.history, viewer, text)
 
-        async def emit(raw: str) -> None:
+        async def emit(raw: str, *, screened: bool = True) -> None:
             piece = speakable(raw)
+            if piece and screened and screen is not None:
+                piece = screen(piece)  # blocked text is never spoken
             if piece and (piece := budget.admit(piece)):
                 spoken.append(piece)
                 trace.mark("llm_first_sentence")
@@ -123,10 +137,10 @@ async def perform(
             else:
                 logger.error("%s: LLM failed (%s); saying the fallback line", persona.id, e)
                 reply.fell_back = True
-                await emit(persona.config.fallback_line)
-        if not spoken:  # the model said nothing usable
+                await emit(persona.config.fallback_line, screened=False)
+        if not spoken:  # the model said nothing usable (or only what moderation blocked)
             reply.fell_back = True
-            await emit(persona.config.fallback_line)
+            await emit(persona.config.fallback_line, screened=False)
         trace.mark("llm_done")
         await pieces.put(_END)
 

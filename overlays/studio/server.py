@@ -65,7 +65,7 @@ class StudioServer:
         token: SecretStr,
         clips_dir: Path,
         personas: dict[str, str],
-        on_chat: ChatHandler,
+        on_chat: ChatHandler | None = None,
         metrics: Callable[[], tuple[bytes, str]] | None = None,
         history: int = 50,
     ) -> None:
@@ -76,6 +76,7 @@ class StudioServer:
         self._personas = personas
         self._on_chat = on_chat
         self._metrics = metrics
+        self._traces: Callable[[int], list[dict[str, Any]]] | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._recent: deque[dict[str, Any]] = deque(maxlen=history)
         self._idle: dict[str, dict[str, str]] = {}
@@ -120,6 +121,17 @@ class StudioServer:
             f"{k}={v}" for k, v in {"token": self._token.get_secret_value(), **params}.items()
         )
         return f"http://{host}:{self.port}/{page}?{query}"
+
+    def set_chat_handler(self, on_chat: ChatHandler) -> None:
+        """Route lines typed in the studio to ``on_chat`` (the studio chat adapter)."""
+        self._on_chat = on_chat
+
+    def set_traces(self, traces: Callable[[int], list[dict[str, Any]]]) -> None:
+        """Serve the last traces at ``/api/traces?n=N``."""
+        self._traces = traces
+
+    def set_metrics(self, metrics: Callable[[], tuple[bytes, str]]) -> None:
+        self._metrics = metrics
 
     def set_idle(self, persona: str, files: dict[str, Path]) -> None:
         """Register a persona's idle loop (format -> file inside clips_dir)."""
@@ -203,6 +215,7 @@ class StudioServer:
         app.router.add_post("/api/chat", self._chat)
         app.router.add_get("/clips/{persona}/{name}", self._clip)
         app.router.add_get("/metrics", self._metrics_endpoint)
+        app.router.add_get("/api/traces", self._traces_endpoint)
         return app
 
     async def _index(self, request: web.Request) -> web.Response:
@@ -242,6 +255,8 @@ class StudioServer:
                                      status=400)
         if persona is not None and persona not in self._personas:
             return web.json_response({"error": f"unknown persona {persona!r}"}, status=400)
+        if self._on_chat is None:
+            return web.json_response({"error": "chat is not connected yet"}, status=503)
         result = await self._on_chat(user.strip(), text, persona)
         if not result.accepted:
             return web.json_response({"error": result.reason}, status=422)
@@ -263,6 +278,15 @@ class StudioServer:
             raise web.HTTPNotFound()
         body, ctype = self._metrics()
         return web.Response(body=body, headers={"Content-Type": ctype})
+
+    async def _traces_endpoint(self, request: web.Request) -> web.Response:
+        if self._traces is None:
+            raise web.HTTPNotFound()
+        try:
+            n = max(1, min(500, int(request.query.get("n", "20"))))
+        except ValueError:
+            return web.json_response({"error": "n must be a number"}, status=400)
+        return web.json_response({"traces": self._traces(n)})
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=20)

@@ -72,7 +72,7 @@ def test_wrong_token_is_refused(demo, browser):
 ODD_INPUTS = [
     ("", 422, "empty"),
     ("   \t\n ", 422, "empty"),
-    ("x" * 10_000, 422, "too long (10000 characters; limit 500)"),
+    ("x" * 10_000, 422, "too long (10000 characters; limit"),
     ("\x00\x07\x1b", 422, "empty"),
     ("clear \x1b[2J screen\x07", 202, None),
     ("h\u0301\u0302\u0303\u0304\u0305\u0306i zalgo", 202, None),

@@ -1,0 +1,30 @@
+"""The adapter interface every platform (studio chat, Twitch, Discord) implements."""
+
+from __future__ import annotations
+
+from typing import Protocol, Self, runtime_checkable
+
+from bots.events import Decision, Event, Outcome
+
+
+class EventSink(Protocol):
+    """Where adapters send events: the orchestrator. ``submit`` never blocks."""
+
+    def submit(self, event: Event) -> Decision: ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A platform connection. Lifecycle is ``async with adapter:``; start and stop are
+    idempotent. Events go out through the sink given to :meth:`bind`; outcomes come back
+    through :meth:`deliver` (post the reply, fulfil or refund a redemption, ...)."""
+
+    platform: str
+
+    def bind(self, sink: EventSink) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def deliver(self, outcome: Outcome) -> None: ...
