@@ -9,10 +9,10 @@ buffer is also flushed at interpreter exit.
 
 A line looks like::
 
-    {"ts": "2026-05-09T12:00:00.123Z", "trace_id": "4f1c...", "persona": "mika",
-     "platform": "twitch", "viewer_id": "1234", "viewer_name": "ann", "stage": "input",
-     "decision": "reject", "rule": "links", "reason": "links are not allowed",
-     "detail": "example.com", "text": "go to example.com"}
+    {"ts":"2026-05-09T12:00:00.123Z","stage":"input","decision":"reject","trace_id":"4f1c",
+     "persona":"mika","platform":"twitch","viewer_id":"1234","viewer_name":"ann",
+     "rule":"links","reason":"links are not allowed","detail":"example.com",
+     "text":"go to example.com"}
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import threading
 import time
 from collections import deque
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +39,7 @@ _FIELDS = (
     "ts", "stage", "decision", "trace_id", "persona", "platform", "viewer_id", "viewer_name",
     "rule", "reason", "detail", "text",
 )
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _O_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -78,6 +78,8 @@ class AuditLog:
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
+        self._ts_second = -1
+        self._ts_prefix = ""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,13 +195,16 @@ class AuditLog:
 
     def _format(self, item: tuple) -> str:
         record = dict(zip(_FIELDS, item, strict=True))
-        record["ts"] = (
-            datetime.fromtimestamp(item[0], UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-        )
+        ts = item[0]
+        second = int(ts)
+        if second != self._ts_second:  # strftime once a second, not once a record
+            self._ts_second = second
+            self._ts_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        record["ts"] = f"{self._ts_prefix}.{int((ts - second) * 1000):03d}Z"
         text = record["text"]
         if text is not None and len(text) > self.preview_chars:
             record["text"] = text[: self.preview_chars] + "…"
-        return json.dumps(record, ensure_ascii=False) + "\n"
+        return _encode(record) + "\n"
 
     def _open(self) -> int:
         if self._fd is None:

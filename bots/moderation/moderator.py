@@ -70,7 +70,7 @@ class Moderator:
             decision: Decision = "allow"
         else:
             self.counts[f"{stage}:{verdict.rule}"] += 1
-            logger.info(
+            logger.debug(
                 "%s refused %s from %s: %s", stage, event.trace_id, event.viewer.name,
                 verdict.rule,
             )

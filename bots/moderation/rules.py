@@ -139,6 +139,11 @@ def find_link(
 
     Catches ``https://...``, ``www...``, bare domains on common TLDs (``discord.gg/x``) and,
     when enabled, spelled-out ones (``example dot com``, ``example[.]com``).
+
+    Args:
+        folded: the text after :func:`~bots.moderation.settings.fold`.
+        compiled: the persona's compiled settings (``settings.compiled``).
+        allowed_domains: links to these domains and their subdomains do not count.
     """
     if compiled.link_hint.search(folded) is None:
         return None

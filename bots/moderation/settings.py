@@ -155,7 +155,7 @@ class SpamSettings(_Model):
         3, ge=1, description="a word or fragment repeated more often in a row, e.g. 'lolololol'"
     )
     repeat_min_share: float = Field(
-        0.5, gt=0, le=1, description="...when that run is at least this share of the message"
+        0.5, gt=0, le=1, description="a repeated run counts when it is this share of the message"
     )
 
 

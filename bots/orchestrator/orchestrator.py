@@ -314,10 +314,11 @@ class Orchestrator:
         self._finish(event, outcome)
         if on_stage:
             # Hold the stage until the reply has played, then hand it on.
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 if outcome.status == "spoken":
                     await asyncio.sleep(max(0.0, playback_end - time.monotonic()))
-            self.floor.release(pid)
+            finally:
+                self.floor.release(pid)
 
     def _finish(self, event: Event, outcome: Outcome) -> None:
         """The final word on an accepted event: trace it and tell its adapter."""

@@ -1,0 +1,111 @@
+"""Fakes of our own bases for orchestrator tests: a performer, a stage, an adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from avatar_engine.settings import ClipSettings
+from avatar_engine.types import Clip
+from bots.config import PersonaConfig
+from bots.events import ChatMessage, Outcome, Role, Viewer
+from bots.orchestrator.pipeline import Reply, ReplyTrace
+from bots.personas.runtime import PersonaRuntime
+
+
+def persona(pid: str, tmp: Path, **overrides: Any) -> PersonaRuntime:
+    cfg = PersonaConfig.model_validate(
+        {"id": pid, "name": pid.title(), "personality": "test persona", **overrides})
+    return PersonaRuntime(config=cfg, llm=None, tts=None, renderer=None,  # type: ignore[arg-type]
+                          clips_dir=tmp, clip_settings=ClipSettings())
+
+
+def chat(user: str, text: str, *, persona: str | None = None, bits: int = 0,
+         roles: frozenset[Role] = frozenset(), platform: str = "test") -> ChatMessage:
+    return ChatMessage(viewer=Viewer(id=user, name=user, roles=roles), message=text,
+                       persona=persona, bits=bits, platform=platform)
+
+
+class FakePerformer:
+    """Performs a reply as ``clips`` clips of ``clip_s`` seconds each, taking ``work_s`` per
+    clip (in the shared render pool when one is given), screening each sentence."""
+
+    def __init__(self, *, clips: int = 2, work_s: float = 0.01, clip_s: float = 0.0,
+                 pool=None, fail_on: str | None = None):
+        self.clips, self.work_s, self.clip_s = clips, work_s, clip_s
+        self.pool, self.fail_on = pool, fail_on
+        self.started: list[tuple[str, str]] = []
+
+    async def __call__(self, persona, *, viewer, text, on_clip, reply_id, screen=None,
+                       marks=None) -> Reply:
+        self.started.append((persona.id, text))
+        trace = ReplyTrace(on_mark=marks)
+        spoken = []
+        for i in range(self.clips):
+            if self.fail_on and self.fail_on in text:
+                raise RuntimeError("renderer exploded")
+            sentence = f"{text} part {i}"
+            if screen is not None and screen(sentence) is None:
+                continue
+            if self.pool is not None:
+                await self.pool.run(persona.id, time.sleep, self.work_s)
+            else:
+                await asyncio.sleep(self.work_s)
+            trace.mark("first_clip")
+            clip = Clip(reply_id=reply_id, index=i, text=sentence, duration=self.clip_s,
+                        fps=25, frames=1)
+            spoken.append(sentence)
+            await on_clip(clip)
+        trace.mark("done")
+        return Reply(reply_id=reply_id, text=" ".join(spoken), clips=[], trace=trace)
+
+
+class FakeStage:
+    """Records everything the orchestrator shows, with the time it happened."""
+
+    def __init__(self):
+        self.log: list[tuple[float, str, str, Any]] = []
+
+    async def show_chat(self, *, persona, user, text):
+        self.log.append((time.monotonic(), "chat", persona, text))
+
+    async def play_clip(self, *, persona, clip):
+        self.log.append((time.monotonic(), "clip", persona, clip))
+
+    async def reply_finished(self, *, persona, reply_id, text):
+        self.log.append((time.monotonic(), "done", persona, reply_id))
+
+    async def reply_cancelled(self, *, persona, reply_id):
+        self.log.append((time.monotonic(), "cancelled", persona, reply_id))
+
+    def clips(self, persona: str | None = None) -> list[Clip]:
+        return [x[3] for x in self.log if x[1] == "clip" and (persona is None or x[2] == persona)]
+
+
+class FakeAdapter:
+    """Collects the outcomes the orchestrator reports for its platform."""
+
+    platform = "test"
+
+    def __init__(self):
+        self.outcomes: list[Outcome] = []
+        self.sink = None
+        self.got = asyncio.Event()
+
+    def bind(self, sink):
+        self.sink = sink
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+    async def deliver(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self.got.set()
+
+    def status_of(self, trace_id: str) -> list[str]:
+        return [o.status for o in self.outcomes if o.event.trace_id == trace_id]
