@@ -56,7 +56,9 @@ class LLMSettings(_Model):
     max_sentences: int = Field(3, ge=1, le=20, description="the reply is cut after this many")
     max_chars: int = Field(360, ge=20, le=4000, description="hard cap on the spoken reply")
     history_turns: int = Field(4, ge=0, le=50, description="past exchanges kept as context")
-    timeout_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(
+        20.0, gt=0, description="seconds the first token may take before a retry"
+    )
     context_tokens: int = Field(2048, ge=256, description="local models: context window")
     threads: int | None = Field(None, ge=1, description="local models: CPU threads")
 

@@ -50,6 +50,7 @@ class RetryPolicy:
     max_attempts: int = 3
     base_delay_s: float = 0.5
     max_delay_s: float = 4.0
+    first_token_timeout_s: float | None = 20.0  # a silent model counts as a retryable failure
 
     def delay(self, attempt: int) -> float:
         """Jittered exponential backoff before attempt ``attempt + 1``."""
@@ -69,9 +70,21 @@ async def stream_with_retry(
     attempt = 0
     while True:
         started = False
+        stream = llm.stream(messages)
         try:
-            async for delta in llm.stream(messages):
-                started = True
+            try:
+                async with asyncio.timeout(policy.first_token_timeout_s):
+                    first = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise ProviderError(
+                    f"{llm.name} said nothing within {policy.first_token_timeout_s:g}s",
+                    retryable=True,
+                ) from None
+            started = True
+            yield first
+            async for delta in stream:
                 yield delta
             return
         except ProviderError as e:
@@ -81,6 +94,8 @@ async def stream_with_retry(
             wait = policy.delay(attempt - 1)
             logger.warning("%s failed (%s); retry %d in %.2fs", llm.name, e, attempt, wait)
             await asyncio.sleep(wait)
+        finally:
+            await stream.aclose()
 
 
 def create_llm(settings: LLMSettings) -> LLM:

@@ -29,7 +29,6 @@ from bots.personas.runtime import PersonaRuntime
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RETRY = RetryPolicy()
 ClipSink = Callable[[Clip], Awaitable[None]]
 # Output moderation: a sentence's text in, the text to say (None: say nothing) out.
 Screen = Callable[[str], str | None]
@@ -74,7 +73,7 @@ async def perform(
     viewer: str,
     text: str,
     on_clip: ClipSink | None = None,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    retry: RetryPolicy | None = None,
     keep_media: bool = False,
     reply_id: str | None = None,
     screen: Screen | None = None,
@@ -84,6 +83,8 @@ async def perform(
     as it is encoded.
 
     Args:
+        retry: LLM retries; by default 3 attempts, the first token due within the
+            persona's ``llm.timeout_s``.
         keep_media: also keep the raw speech and frames (for ``vstage ask --out`` and tests).
         screen: output moderation, applied to every sentence before it is voiced; a sentence
             it refuses is never spoken.
@@ -114,7 +115,8 @@ async def perform(
                 await pieces.put(piece)
 
         try:
-            stream = stream_with_retry(persona.llm, messages, policy=retry)
+            policy = retry or RetryPolicy(first_token_timeout_s=cfg.timeout_s)
+            stream = stream_with_retry(persona.llm, messages, policy=policy)
             try:
                 async for delta in stream:
                     trace.mark("llm_first_token")

@@ -171,3 +171,21 @@ async def test_local_llm_pauses_when_its_reader_does():
         pass
     await stream.aclose()
     assert queued <= LocalLLM.READ_AHEAD + 1
+
+
+class SilentLLM(FlakyLLM):
+    """Hangs before its first token the first ``failures`` times."""
+
+    async def stream(self, messages):
+        self.calls += 1
+        if self.calls <= self.failures:
+            await asyncio.sleep(3600)
+        yield "Back again."
+
+
+async def test_a_silent_model_times_out_and_is_retried():
+    llm = SilentLLM(1)
+    policy = RetryPolicy(max_attempts=2, base_delay_s=0, max_delay_s=0,
+                         first_token_timeout_s=0.05)
+    out = "".join([d async for d in stream_with_retry(llm, MESSAGES, policy=policy)])
+    assert out == "Back again." and llm.calls == 2
