@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bots.events import ChatMessage, ModCommand, Notice, Redemption, Role, Utterance, Viewer
@@ -339,3 +341,18 @@ def test_other_events():
 def test_order_links_before_blocklist_before_spam():
     assert rule("FUCK THIS STREAM SO MUCH example.com") == "links"
     assert rule("FUCK THIS STREAM SO MUCH") == "blocked_word"
+
+
+# --------------------------------------------------------------------------- speed
+
+@pytest.mark.parametrize("text", [
+    "f" * 9999, "a@" * 4999, "a." * 4999 + "zz", "a " * 4999, "a dot " * 1666, "fu" * 4999,
+    "1 " * 4999, "www." * 2499, "f.u." * 2499, "hello " * 1666,
+])
+def test_crafted_long_input_stays_fast(text):
+    """No regex here may be quadratic: 10 000 crafted characters take milliseconds."""
+    settings = ModerationSettings(max_chars=10_000)
+    event = chat(text)
+    t0 = time.perf_counter()
+    check_input(event, settings)
+    assert time.perf_counter() - t0 < 0.25
