@@ -12,7 +12,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -205,7 +204,6 @@ class ModerationSettings(_Model):
     links: LinkSettings = LinkSettings()
     spam: SpamSettings = SpamSettings()
     output: OutputSettings = OutputSettings()
-    audit_log: Path | None = Field(None, description="JSONL file of every decision; None: off")
     audit_allow_every: int = Field(
         1, ge=0, description="write 1 in N input allows (0: none); rejections are all written"
     )

@@ -20,7 +20,7 @@ def test_defaults_suit_a_family_stream():
     assert s.blocklist.defaults and "*fuck*" in DEFAULT_BLOCKED_WORDS
     assert s.links.policy == "roles" and s.links.roles == {Role.VIP} and s.links.mods_exempt
     assert s.spam.enabled and s.output.block_links and s.output.personal_info
-    assert not s.mod_only and s.max_chars == 300 and s.audit_log is None
+    assert not s.mod_only and s.max_chars == 300
 
 
 def test_bad_regex_is_a_validation_error_naming_it():
