@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the repo, not bench/ (whose file names may shadow modules)
 
 from avatar_engine.clips.encode import encode_clip  # noqa: E402
 from avatar_engine.types import PhonemeTiming, Speech  # noqa: E402
