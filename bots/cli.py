@@ -14,18 +14,9 @@ import numpy as np
 
 from avatar_engine.errors import VStageError
 from avatar_engine.types import frame_count
+from bots.logs import setup_logging
 
 logger = logging.getLogger("vstage")
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("aiohttp.access", "httpx", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _load(args):
@@ -110,6 +101,41 @@ async def _ask(args) -> int:
     return 0
 
 
+def _trace(args) -> int:
+    """Show the last traces of the running studio (it keeps them in memory)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from bots.config import studio_token
+
+    config = _load(args)
+    studio = config.app.studio
+    host = "127.0.0.1" if studio.host in ("0.0.0.0", "::") else studio.host
+    url = f"http://{host}:{args.port or studio.port}/api/traces?n={args.n}"
+    req = urllib.request.Request(url, headers={
+        "Authorization": f"Bearer {studio_token(config).get_secret_value()}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            traces = json.loads(r.read())["traces"]
+    except urllib.error.URLError as e:
+        raise VStageError(f"no studio answering at {url} ({e.reason}); is `vstage demo` "
+                          "running?") from e
+    if args.json:
+        print(json.dumps(traces, indent=2))
+        return 0
+    cols = ("first_clip", "on_stage", "done")
+    print(f"{'trace':12} {'persona':8} {'user':12} {'status':11} "
+          + " ".join(f"{c:>10}" for c in cols) + "  text / reason")
+    for t in traces:
+        st = t["stages"]
+        times = " ".join(f"{st[c]:>9.2f}s" if c in st else f"{'-':>10}" for c in cols)
+        tail = t["text"][:40] + (f"  [{t['reason']}]" if t.get("reason") else "")
+        print(f"{t['trace_id']:12} {t['persona'][:8]:8} {t['user'][:12]:12} "
+              f"{t['status']:11} {times}  {tail}")
+    return 0
+
+
 def _check(args) -> int:
     config = _load(args)
     print(f"config OK: {config.root}")
@@ -123,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vstage", description="AI virtual streamers.")
     parser.add_argument("--config", help="config folder (default: the repo's config/)")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the local studio on the embedded models")
@@ -137,17 +164,24 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--out", help="also write the whole reply as one .mp4 or .webm")
 
     sub.add_parser("check", help="validate the configuration and list the personas")
+
+    trace = sub.add_parser("trace", help="show the last traces of the running studio")
+    trace.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    trace.add_argument("--port", type=int, help="studio port (default from config)")
+    trace.add_argument("--json", action="store_true", help="raw JSON")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(verbose=args.verbose, json_lines=args.log_json)
     try:
         if args.command == "demo":
             return asyncio.run(_demo(args))
         if args.command == "ask":
             return asyncio.run(_ask(args))
+        if args.command == "trace":
+            return _trace(args)
         return _check(args)
     except VStageError as e:
         print(f"vstage: {e}", file=sys.stderr)

@@ -45,6 +45,7 @@ class Moderator:
         persona: str | None = None,
     ) -> None:
         self.settings = settings
+        _ = settings.compiled  # compile the rules now, not on the first viewer's message
         self.audit = audit
         self.persona = persona
         self.counts: Counter[str] = Counter()

@@ -25,13 +25,14 @@ Admission (in this order; a rejection returns ``Admission(accepted=False, reason
     3. User cooldown (code ``user_cooldown``, ``retry_in_s`` set): a user's next item is not
        accepted until ``user_cooldown_s`` after their last answered one.
     4. Per-user cap (code ``user_cap``): at most ``max_per_user`` unpaid items queued per user.
-    5. Duplicates (code ``duplicate``): the same normalised text (case-folded, punctuation
+    5. Capacity (code ``full`` or ``paid_overflow``; see the overflow policy below).
+    6. Duplicates (code ``duplicate``): the same normalised text (case-folded, punctuation
        stripped, repeated characters and words collapsed) accepted from anyone within
        ``duplicate_window_s``; optionally also a text whose trigram similarity to a recent one
-       reaches ``similarity_threshold``.
-    6. Capacity (below).
-    Paid events (bits, redemptions) skip 3-5 (``paid_bypasses_limits``); moderators and the
-    broadcaster skip 3-4 (``mods_bypass_limits``); live voice skips 3
+       reaches ``similarity_threshold``. Only accepted texts open a window.
+    An eviction happens only once the newcomer has passed every check.
+    Paid events (bits, redemptions) skip 3, 4 and 6 (``paid_bypasses_limits``); moderators
+    and the broadcaster skip 3 and 4 (``mods_bypass_limits``); live voice skips 3
     (``voice_bypasses_cooldown``), since a conversation is a run of short turns.
 
 Overflow policy (``max_length``, ``paid_overflow``)
@@ -416,6 +417,29 @@ class PersonaQueue:
                     code="user_cap",
                 )
 
+        priority = s.base_priority(event)
+        key = priority - self._aging * now
+        victim: QueuedItem | None = None
+        if len(self._live) >= s.max_length:
+            victim = self._lowest_unpaid()
+            if victim is None:
+                if not paid:
+                    return Admission(False, "the queue is full of paid messages", code="full")
+                if len(self._live) >= s.max_length + s.paid_overflow:
+                    logger.warning(
+                        "queue full of paid items (%d); refusing paid %s",
+                        len(self._live),
+                        event.trace_id,
+                    )
+                    return Admission(
+                        False,
+                        "the queue is full of paid messages; refund this one",
+                        code="paid_overflow",
+                    )
+            elif not paid and key <= victim.key:
+                return Admission(False, "the queue is full", code="full")
+
+        # Text checks come after capacity, so a full queue refuses a flood without text work.
         norm = ""
         shingles: frozenset[str] | None = None
         if not free_pass and s.duplicate_window_s > 0:
@@ -436,29 +460,12 @@ class PersonaQueue:
                                 False, "someone just said nearly that", code="duplicate"
                             )
 
-        priority = s.base_priority(event)
-        key = priority - self._aging * now
         evicted: tuple[Outcome, ...] = ()
-        if len(self._live) >= s.max_length:
-            victim = self._lowest_unpaid()
-            if victim is None:
-                if not paid:
-                    return Admission(
-                        False, "the queue is full of paid messages", code="full"
-                    )
-                if len(self._live) >= s.max_length + s.paid_overflow:
-                    return Admission(
-                        False,
-                        "the queue is full of paid messages; refund this one",
-                        code="paid_overflow",
-                    )
-            else:
-                if not paid and key <= victim.key:
-                    return Admission(False, "the queue is full", code="full")
-                self._remove(victim)
-                evicted = (
-                    Outcome(victim.event, "refused", "evicted: queue full of higher priorities"),
-                )
+        if victim is not None:
+            self._remove(victim)
+            evicted = (
+                Outcome(victim.event, "refused", "evicted: queue full of higher priorities"),
+            )
 
         self._admit(event, priority=priority, key=key, now=now, paid=paid, user=user)
         if norm:
@@ -569,9 +576,7 @@ class PersonaQueue:
         Returns:
             One ``Outcome(status="refused")`` per dropped item, oldest first.
         """
-        dropped = [
-            item for item in self._live.values() if include_paid or not item.event.paid
-        ]
+        dropped = [item for item in self._live.values() if include_paid or not item.event.paid]
         for item in dropped:
             self._remove(item)
         self._compact()

@@ -4,11 +4,14 @@ copy-pasta variants collide, and a character-trigram similarity for the optional
 
 from __future__ import annotations
 
+import operator
 import re
 import sys
 import unicodedata
 
 _REPEATS = re.compile(r"(.)\1+")
+_FIRST_GROUP = operator.itemgetter(1)  # a C-level replacement: match -> its group 1
+_ASCII_PUNCTUATION = bytes(c for c in range(128) if unicodedata.category(chr(c))[0] == "P")
 _punctuation: dict[int, None] | None = None
 
 
@@ -18,9 +21,7 @@ def _punctuation_table() -> dict[int, None]:
     global _punctuation
     if _punctuation is None:
         _punctuation = {
-            cp: None
-            for cp in range(sys.maxunicode + 1)
-            if unicodedata.category(chr(cp))[0] == "P"
+            cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp))[0] == "P"
         }
     return _punctuation
 
@@ -38,7 +39,11 @@ def normalize_text(text: str) -> str:
     Returns:
         The normal form; empty when the text has nothing but punctuation and spaces.
     """
-    folded = _REPEATS.sub(r"\1", text.casefold().translate(_punctuation_table()))
+    if text.isascii():  # the common case: bytes.translate is ~5x faster than a dict table
+        stripped = text.lower().encode("ascii").translate(None, _ASCII_PUNCTUATION).decode("ascii")
+    else:
+        stripped = text.casefold().translate(_punctuation_table())
+    folded = _REPEATS.sub(_FIRST_GROUP, stripped)
     words: list[str] = []
     for word in folded.split():
         if not words or words[-1] != word:

@@ -17,6 +17,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "browser-test-token-0123456789"
 
 
+class Demo(str):
+    """The running demo's base URL, knowing its config folder and port."""
+
+    config: Path
+    port: int
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,7 +49,9 @@ def demo(tmp_path_factory):
             proc.kill()
             pytest.fail(f"vstage demo did not start:\n{(tmp / 'demo.log').read_text()[-3000:]}")
         time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
+    demo = Demo(f"http://127.0.0.1:{port}")
+    demo.config, demo.port = config, port
+    yield demo
     proc.terminate()
     try:
         proc.wait(15)

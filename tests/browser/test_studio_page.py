@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -103,3 +106,25 @@ def test_odd_messages_get_an_answer_or_a_reason(demo):
             assert body["trace_id"]
     # The show goes on: the studio still serves.
     assert _call(f"{demo}/api/state")[0] == 200
+
+
+def test_trace_cli_and_metrics_show_what_happened(demo):
+    code, _ = _call(f"{demo}/api/chat", {"user": "tracer", "text": "Hello from the trace test"})
+    assert code == 202
+    env = {**os.environ, "VSTAGE_STUDIO__TOKEN": TOKEN}
+    res = subprocess.run(
+        [sys.executable, "-m", "bots.cli", "--config", str(demo.config), "trace",
+         "--port", str(demo.port), "--json", "-n", "50"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    traces = json.loads(res.stdout)
+    mine = [t for t in traces if t["user"] == "tracer"]
+    assert mine and {"received", "accepted"} <= set(mine[0]["stages"])
+    rejected = [t for t in traces if t["status"] == "rejected"]
+    assert rejected and all(t["reason"] for t in rejected)
+    req = urllib.request.Request(f"{demo}/metrics",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read().decode()
+    assert "vstage_events_total" in body and 'decision="rejected"' in body
