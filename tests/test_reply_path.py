@@ -205,3 +205,36 @@ async def test_cancelled_reply_delivers_nothing_more(persona):
     finally:
         persona.llm = real
     assert got == seen == [0]
+
+
+async def test_orchestrator_survives_a_dead_llm_and_garbage(persona):
+    from bots.orchestrator.orchestrator import Orchestrator
+    from tests.orchestrator.fakes import FakeAdapter, FakeStage, chat
+
+    stage, adapter = FakeStage(), FakeAdapter()
+    real = persona.llm
+    try:
+        async with Orchestrator(personas={"mika": persona}, stages=[stage],
+                                default_persona="mika", adapters=[adapter]) as orch:
+            persona.llm = ScriptedLLM([], fail=True)  # HTTP 500, every time
+            dead = orch.submit(chat("ann", "are you there?"))
+            await asyncio.wait_for(_outcome(adapter, dead.trace_id), 60)
+            persona.llm = ScriptedLLM(["🎉🎉 ** (waves) **"])  # nothing speakable
+            junk = orch.submit(chat("bob", "say something"))
+            await asyncio.wait_for(_outcome(adapter, junk.trace_id), 60)
+            persona.llm = ScriptedLLM(["I am back, chat!"])
+            ok = orch.submit(chat("cy", "welcome back"))
+            await asyncio.wait_for(_outcome(adapter, ok.trace_id), 60)
+    finally:
+        persona.llm = real
+    said = {o.event.trace_id: o.reply_text for o in adapter.outcomes if o.status == "spoken"}
+    assert said[dead.trace_id] == persona.config.fallback_line
+    assert said[junk.trace_id] == persona.config.fallback_line
+    assert said[ok.trace_id] == "I am back, chat!"
+    assert {c.reply_id for c in stage.clips()} == {dead.trace_id, junk.trace_id, ok.trace_id}
+
+
+async def _outcome(adapter, trace_id: str) -> None:
+    while not adapter.status_of(trace_id):
+        adapter.got.clear()
+        await adapter.got.wait()
