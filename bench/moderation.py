@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the repo, not bench/
 
 from avatar_engine.errors import InputRejected  # noqa: E402
 from bots.events import ChatMessage, Role, Viewer  # noqa: E402

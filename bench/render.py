@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[0] = str(ROOT)  # the repo, not bench/
 
 from avatar_engine.renderers.sprite import SpriteRenderer  # noqa: E402
 from avatar_engine.renderers.spriteset import SpriteSet  # noqa: E402

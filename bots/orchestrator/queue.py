@@ -312,6 +312,7 @@ class QueuedItem:
 
     @property
     def paid(self) -> bool:
+        """Whether the event was paid for (never evicted; refused only explicitly)."""
         return self.event.paid
 
     def effective_priority(self, *, now: float, aging_per_s: float) -> float:
@@ -361,6 +362,7 @@ class PersonaQueue:
 
     @property
     def settings(self) -> QueueSettings:
+        """The settings this queue was built with."""
         return self._settings
 
     @property
