@@ -228,5 +228,23 @@
     return { ok: resp.ok, status: resp.status, body };
   }
 
-  window.vstage = { AvatarPlayer, connect, api, token, onlyPersona };
+  // A persona's place on a page: its slot (videos), subtitle line and, optionally, a name tag.
+  function mountPlayer(container, id, name) {
+    const slot = document.createElement("div");
+    slot.className = "avatar-slot";
+    slot.dataset.persona = id;
+    if (name) {
+      const label = document.createElement("div");
+      label.className = "persona-name";
+      label.textContent = name;
+      slot.appendChild(label);
+    }
+    const sub = document.createElement("div");
+    sub.className = "subtitle";
+    slot.appendChild(sub);
+    container.appendChild(slot);
+    return new AvatarPlayer(slot, sub, id);
+  }
+
+  window.vstage = { AvatarPlayer, mountPlayer, connect, api, token, onlyPersona };
 })();

@@ -2,7 +2,7 @@
 "use strict";
 
 (async function () {
-  const { AvatarPlayer, connect, api, token } = window.vstage;
+  const { mountPlayer, connect, api, token } = window.vstage;
   const players = {};
   const stages = document.getElementById("stages");
   const log = document.getElementById("chat-log");
@@ -14,19 +14,7 @@
   document.getElementById("overlay-link").href = "/overlay?token=" + encodeURIComponent(token);
 
   function playerFor(id, name) {
-    if (!players[id]) {
-      const slot = document.createElement("div");
-      slot.className = "avatar-slot";
-      slot.dataset.persona = id;
-      const label = document.createElement("div");
-      label.className = "persona-name";
-      label.textContent = name || id;
-      const sub = document.createElement("div");
-      sub.className = "subtitle";
-      slot.append(label, sub);
-      stages.appendChild(slot);
-      players[id] = new AvatarPlayer(slot, sub, id);
-    }
+    if (!players[id]) players[id] = mountPlayer(stages, id, name || id);
     return players[id];
   }
 

@@ -17,6 +17,7 @@ from bots.brain.base import ChatTurn, RetryPolicy, stream_with_retry
 from bots.brain.local import LocalLLM, embedded_model
 from bots.brain.openai import OpenAILLM
 from bots.config import LLMSettings
+from tests.netutil import free_port
 
 MESSAGES = [
     ChatTurn("system", "You are Mika, a cheerful streamer. Answer in one short sentence."),
@@ -24,16 +25,10 @@ MESSAGES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     """llama.cpp's own OpenAI-compatible server on the embedded model."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model()),
@@ -90,7 +85,7 @@ async def test_openai_provider_streams_from_llama_cpp_server(llama_server):
 
 
 async def test_openai_provider_dead_endpoint_is_retryable_error():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     llm = OpenAILLM(settings=LLMSettings(provider="openai", model="x",
                                          base_url=f"http://127.0.0.1:{port}/v1", timeout_s=2))
     with pytest.raises(ProviderError) as e:

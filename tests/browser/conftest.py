@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.netutil import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -24,12 +25,6 @@ class Demo(str):
     port: int
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """``vstage demo`` on a free port, as a user runs it; yields its base URL."""
@@ -38,7 +33,7 @@ def demo(tmp_path_factory):
     shutil.copytree(REPO / "config", config)
     app = config / "vstage.yaml"
     app.write_text(app.read_text().replace("state_dir: var", f"state_dir: {tmp / 'var'}"))
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "VSTAGE_STUDIO__TOKEN": TOKEN, "VSTAGE_STUDIO__PORT": str(port)}
     log = (tmp / "demo.log").open("w+")
     proc = subprocess.Popen([sys.executable, "-m", "bots.cli", "--config", str(config), "demo"],
