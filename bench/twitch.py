@@ -1,0 +1,100 @@
+"""Twitch adapter benchmark against the local stand-in: ingest rate (stand-in -> twitchio ->
+adapter -> orchestrator accept), reply post latency (p50) and the gap a session_reconnect
+leaves. Writes bench/results/twitch.json. ``--quick`` sends fewer messages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from bots.adapters.twitch.adapter import TwitchAdapter  # noqa: E402
+from bots.adapters.twitch.auth import TokenManager, TokenStore, device_login  # noqa: E402
+from bots.adapters.twitch.events import EventMapper, PersonaTrigger  # noqa: E402
+from bots.events import Decision  # noqa: E402
+from tests.standins.twitch import CLIENT_ID, TwitchStandIn  # noqa: E402
+from tests.twitch.helpers import chat_event, until  # noqa: E402
+
+
+class CountingSink:
+    """Accepts everything, like an orchestrator with room; counts what arrives."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.last = 0.0
+
+    def submit(self, event) -> Decision:
+        self.ids.add(event.msg_id)
+        self.last = time.perf_counter()
+        return Decision(True, event.trace_id)
+
+
+async def _no_sleep(_s: float) -> None:
+    return None
+
+
+async def main(quick: bool) -> dict:
+    n = 2_000 if quick else 20_000
+    replies = 20 if quick else 100
+    tmp = Path(tempfile.mkdtemp())
+    async with TwitchStandIn(pending_polls=0) as tw:
+        with tw.patched():
+            store = TokenStore(path=tmp / "tokens.json")
+            await device_login(client_id=CLIENT_ID, store=store, show=lambda *a: None,
+                               sleep=_no_sleep)
+            mapper = EventMapper(triggers=[PersonaTrigger(persona="mika", name="Mika")])
+            adapter = TwitchAdapter(mapper=mapper, bot_is_mod=True,
+                                    tokens=TokenManager(store=store, client_id=CLIENT_ID))
+            sink = CountingSink()
+            adapter.bind(sink)
+            async with adapter:
+                events = [chat_event(f"!ask q{i}", message_id=f"m{i}") for i in range(n)]
+                t0 = time.perf_counter()
+                for ev in events:
+                    await tw.notify("channel.chat.message", ev)
+                await until(lambda: len(sink.ids) >= n, 60)
+                ingest = n / (sink.last - t0)
+                lost = n - len(sink.ids)
+
+                lat = []
+                for i in range(replies):
+                    s = time.perf_counter()
+                    await adapter.send_chat(f"reply {i}", reply_to=f"m{i}")
+                    lat.append(time.perf_counter() - s)
+
+                before = len(sink.ids)
+                t1 = time.perf_counter()
+                await tw.session_reconnect()
+                # keep sending until one arrives on the new session
+                i = 0
+                while True:
+                    sid = next(iter(tw.sockets))
+                    if "session-1" != sid and len(tw.sockets) == 1:
+                        await tw.notify("channel.chat.message",
+                                        chat_event("!ask after", message_id=f"r{i}"))
+                        break
+                    await asyncio.sleep(0.001)
+                    i += 1
+                await until(lambda: len(sink.ids) > before, 30)
+                gap = sink.last - t1
+    return {"messages": n, "ingest_msgs_per_s": round(ingest), "lost": lost,
+            "reply_post_p50_s": round(statistics.median(lat), 5),
+            "reconnect_gap_s": round(gap, 4), "quick": quick}
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    result = asyncio.run(main(ap.parse_args().quick))
+    out = ROOT / "bench" / "results" / "twitch.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))

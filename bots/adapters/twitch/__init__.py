@@ -1,0 +1,2 @@
+"""Twitch: EventSub chat, cheers, subs, raids and channel-point redemptions in; replies and
+redemption fulfilment out. See docs/twitch.md."""

@@ -1,0 +1,236 @@
+"""The Twitch adapter: EventSub WebSocket notifications in (through twitchio 3), typed events
+to the orchestrator; replies out to chat (Helix ``POST chat/messages``, as replies, split and
+rate limited) and channel-point redemptions fulfilled or cancelled by their outcome.
+
+twitchio reconnects the socket (``session_reconnect``, dropped sockets, keepalive timeouts)
+and resubscribes; this adapter drops EventSub redeliveries by ``metadata.message_id`` so each
+notification is processed exactly once, and the orchestrator's queue drops repeated chat
+message and redemption ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any, Self
+
+from bots.adapters.base import EventSink
+from bots.adapters.twitch.auth import Helix, TokenManager, TwitchError
+from bots.adapters.twitch.chat import LIMITS, RateLimiter, split_message
+from bots.adapters.twitch.events import PLATFORM, EventMapper, notification_id
+from bots.events import ChatMessage, Outcome, Redemption
+
+logger = logging.getLogger(__name__)
+
+# EventSub subscriptions: (type, twitchio's subscription class)
+SUBSCRIPTIONS = (
+    ("channel.chat.message", "ChatMessageSubscription"),
+    ("channel.channel_points_custom_reward_redemption.add", "ChannelPointsRedeemAddSubscription"),
+    ("channel.cheer", "ChannelCheerSubscription"),
+    ("channel.subscribe", "ChannelSubscribeSubscription"),
+    ("channel.subscription.message", "ChannelSubscribeMessageSubscription"),
+    ("channel.subscription.gift", "ChannelSubscriptionGiftSubscription"),
+    ("channel.raid", "ChannelRaidSubscription"),
+)
+
+
+def _make_client_class():
+    import twitchio
+    from twitchio.models.eventsub_ import BaseEvent
+
+    class _BotClient(twitchio.Client):
+        """twitchio's client, handing our notifications to the adapter synchronously (in
+        arrival order, no task per message); everything else goes the usual way."""
+
+        def __init__(self, *, adapter: TwitchAdapter, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._vstage = adapter
+
+        def dispatch(self, event: str, payload: Any | None = None) -> None:
+            if isinstance(payload, BaseEvent):
+                self._vstage.on_notification(payload)
+                return
+            if event == "subscription_revoked":
+                self._vstage.on_revoked(payload)
+            elif event == "token_refreshed":
+                self._vstage.on_token_refreshed(payload)
+            super().dispatch(event, payload)
+
+    return _BotClient
+
+
+class TwitchAdapter:
+    """One Twitch channel. Use as ``async with``; bind it to the orchestrator first.
+
+    Args:
+        mapper: turns notifications into events (the personas' triggers).
+        tokens: the bot account's tokens (``vstage twitch login``).
+        broadcaster_id: the channel's user id; None: the bot's own channel.
+        client_secret: the app's secret, if it is a confidential client.
+        bot_is_mod: the bot may send 100 messages per 30 s instead of 20.
+        keepalive_s: EventSub keepalive timeout (10-600 s).
+        dedupe_memory: how many notification ids are remembered.
+    """
+
+    platform = PLATFORM
+
+    def __init__(self, *, mapper: EventMapper, tokens: TokenManager,
+                 broadcaster_id: str | None = None, client_secret: str | None = None,
+                 bot_is_mod: bool = False, keepalive_s: int = 10,
+                 dedupe_memory: int = 20_000) -> None:
+        self.mapper = mapper
+        self.tokens = tokens
+        self.bot_id = tokens.tokens.user_id
+        self.broadcaster_id = broadcaster_id or self.bot_id
+        self._client_secret = client_secret
+        self.keepalive_s = keepalive_s
+        self.limiter = RateLimiter(limit=LIMITS["moderator" if bot_is_mod else "user"])
+        self.helix = Helix(tokens=tokens)
+        self._sink: EventSink | None = None
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._dedupe_memory = dedupe_memory
+        self._client: Any = None
+        self.counts = collections.Counter[str]()
+        self._pending: set[asyncio.Task] = set()
+
+    def bind(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._client is not None:
+            return self
+        await self.helix.__aenter__()
+        client = _make_client_class()(
+            adapter=self, client_id=self.tokens.client_id, client_secret=self._client_secret,
+            bot_id=self.bot_id, fetch_self=False)
+        try:
+            await client.login(token=self.tokens.access_token, load_tokens=False,
+                               save_tokens=False)
+            await client.add_token(self.tokens.access_token, self.tokens.tokens.refresh_token)
+            self._client = client
+            await self.subscribe()
+        except Exception:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        client, self._client = self._client, None
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        if client is not None:
+            try:
+                await client.close()
+            except Exception:
+                logger.exception("twitch: error while closing the client")
+        await self.helix.__aexit__()
+
+    async def subscribe(self) -> None:
+        """Subscribe to every notification we handle; a refused one is logged, not fatal."""
+        from twitchio import eventsub
+
+        b, bot = self.broadcaster_id, self.bot_id
+        for sub_type, cls_name in SUBSCRIPTIONS:
+            cls = getattr(eventsub, cls_name)
+            if sub_type == "channel.chat.message":
+                payload = cls(broadcaster_user_id=b, user_id=bot)
+            elif sub_type == "channel.raid":
+                payload = cls(to_broadcaster_user_id=b)
+            else:
+                payload = cls(broadcaster_user_id=b)
+            try:
+                await self._client.subscribe_websocket(payload, token_for=bot)
+            except Exception as e:
+                self.counts["subscribe_failed"] += 1
+                logger.error("twitch: cannot subscribe to %s (%s); those events will not "
+                             "arrive. Does the token have the scope? (`vstage twitch login`)",
+                             sub_type, e)
+
+    # ------------------------------------------------------------------ in
+
+    def on_notification(self, payload: Any) -> None:
+        """A notification from the socket: dedupe, map, submit. Never raises."""
+        try:
+            mid = notification_id(payload)
+            if mid is not None:
+                if mid in self._seen:
+                    self.counts["redelivered"] += 1
+                    return
+                self._seen[mid] = None
+                if len(self._seen) > self._dedupe_memory:
+                    self._seen.popitem(last=False)
+            meta = getattr(payload, "_metadata", None) or {}
+            sub_type = meta.get("subscription_type") or type(payload).subscription_type
+            event = self.mapper.map(sub_type, payload)
+            self.counts["notifications"] += 1
+            if event is None or self._sink is None:
+                return
+            decision = self._sink.submit(event)
+            self.counts["accepted" if decision.accepted else "rejected"] += 1
+        except Exception:
+            self.counts["malformed"] += 1
+            logger.exception("twitch: skipped a notification that could not be handled")
+
+    def on_revoked(self, payload: Any) -> None:
+        self.counts["revoked"] += 1
+        logger.error("twitch: subscription %s revoked by Twitch (%s); resubscribing",
+                     getattr(payload, "type", "?"), getattr(payload, "status", "?"))
+        if self._client is not None:
+            task = asyncio.get_running_loop().create_task(self._resubscribe_later(),
+                                                          name="twitch:resubscribe")
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _resubscribe_later(self, delay_s: float = 5.0) -> None:
+        await asyncio.sleep(delay_s)
+        if self._client is not None:
+            await self.subscribe()
+
+    def on_token_refreshed(self, payload: Any) -> None:
+        """twitchio refreshed the token itself: keep ours (and the file) in step."""
+        if str(getattr(payload, "user_id", "")) != self.bot_id:
+            return
+        self.tokens.tokens.access_token = payload.token
+        self.tokens.tokens.refresh_token = payload.refresh_token
+        self.tokens.store.save(self.tokens.tokens)
+
+    # ------------------------------------------------------------------ out
+
+    async def deliver(self, outcome: Outcome) -> None:
+        """Post the reply to chat; fulfil or cancel a redemption by the outcome."""
+        event = outcome.event
+        try:
+            if isinstance(event, Redemption):
+                status = "FULFILLED" if outcome.status == "spoken" else "CANCELED"
+                await self.helix.request(
+                    "PATCH", "channel_points/custom_rewards/redemptions",
+                    params={"broadcaster_id": self.broadcaster_id, "reward_id": event.reward_id,
+                            "id": event.redemption_id},
+                    json_body={"status": status})
+                self.counts[f"redemption_{status.lower()}"] += 1
+            if outcome.status == "spoken" and outcome.reply_text:
+                parent = event.msg_id if isinstance(event, ChatMessage) else None
+                await self.send_chat(outcome.reply_text, reply_to=parent)
+        except TwitchError as e:
+            self.counts["deliver_failed"] += 1
+            logger.error("twitch: could not deliver the outcome of %s: %s", event.trace_id, e)
+
+    async def send_chat(self, text: str, *, reply_to: str | None = None) -> None:
+        """Send ``text`` as the bot, split at 500 characters; the first part replies to
+        ``reply_to``, the others follow it."""
+        for i, part in enumerate(split_message(text)):
+            await self.limiter.acquire()
+            body: dict[str, Any] = {"broadcaster_id": self.broadcaster_id,
+                                    "sender_id": self.bot_id, "message": part}
+            if reply_to and i == 0:
+                body["reply_parent_message_id"] = reply_to
+            result = await self.helix.request("POST", "chat/messages", json_body=body)
+            sent = (result.get("data") or [{}])[0]
+            if not sent.get("is_sent", True):
+                reason = (sent.get("drop_reason") or {}).get("message", "unknown")
+                logger.warning("twitch: chat message dropped by Twitch: %s", reason)
+            self.counts["chat_sent"] += 1

@@ -1,0 +1,260 @@
+"""Twitch user tokens: the Device Code Grant flow (``vstage twitch login``), the token file
+(0600) and refresh, plus a small Helix client that refreshes on 401 and waits out 429s.
+
+Hosts are read from twitchio's ``Route.ID_BASE`` / ``Route.BASE`` at use time, so tests point
+them at a local stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from avatar_engine.errors import MissingDependency, VStageError
+
+logger = logging.getLogger(__name__)
+
+SCOPES = (
+    "user:read:chat",  # receive chat over EventSub (channel.chat.message)
+    "user:write:chat",  # post replies (Helix POST chat/messages)
+    "user:bot",  # appear as a bot in chat
+    "channel:bot",  # the broadcaster lets the bot read its chat
+    "bits:read",  # channel.cheer
+    "channel:read:subscriptions",  # channel.subscribe / .subscription.message / .gift
+    "channel:read:redemptions",  # channel-point redemptions
+    "channel:manage:redemptions",  # fulfil / cancel them, create the "Ask <persona>" reward
+)
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+class TwitchError(VStageError):
+    """Twitch refused or failed a request; ``status`` is the HTTP status, if any."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+def _routes():
+    try:
+        from twitchio.http import Route
+    except ImportError as e:  # pragma: no cover - twitchio is a core dependency
+        raise MissingDependency("pip install 'twitchio>=3.1,<4'") from e
+    return Route
+
+
+def id_url(path: str) -> str:
+    return _routes().ID_BASE.rstrip("/") + "/" + path.lstrip("/")
+
+
+def helix_url(path: str) -> str:
+    return _routes().BASE.rstrip("/") + "/" + path.lstrip("/")
+
+
+@dataclass(slots=True, kw_only=True)
+class Tokens:
+    """A user's tokens, as stored in the token file."""
+
+    access_token: str
+    refresh_token: str
+    user_id: str = ""
+    login: str = ""
+    scopes: list[str] = field(default_factory=list)
+    obtained_at: float = field(default_factory=time.time)
+
+    def __repr__(self) -> str:  # never print the tokens
+        return f"Tokens(login={self.login!r}, user_id={self.user_id!r})"
+
+
+class TokenStore:
+    """Tokens of the bot account in one JSON file, written atomically with mode 0600."""
+
+    def __init__(self, *, path: Path) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> Tokens:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return Tokens(**data)
+        except (OSError, ValueError, TypeError) as e:
+            raise TwitchError(f"{self.path}: no usable Twitch tokens ({e}); run "
+                              "`vstage twitch login`") from e
+
+    def save(self, tokens: Tokens) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(asdict(tokens), f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+
+async def _post_form(session: aiohttp.ClientSession, url: str, data: dict[str, str]
+                     ) -> tuple[int, dict[str, Any]]:
+    async with session.post(url, data=data) as r:
+        try:
+            body = await r.json(content_type=None)
+        except ValueError:
+            body = {}
+        return r.status, body if isinstance(body, dict) else {}
+
+
+async def validate(session: aiohttp.ClientSession, access_token: str) -> dict[str, Any] | None:
+    """``GET /oauth2/validate``: the token's user and scopes, or None when it is not valid."""
+    async with session.get(id_url("oauth2/validate"),
+                           headers={"Authorization": f"OAuth {access_token}"}) as r:
+        if r.status == 401:
+            return None
+        if r.status != 200:
+            raise TwitchError(f"token validation failed: HTTP {r.status}", status=r.status,
+                              retryable=r.status >= 500)
+        return await r.json(content_type=None)
+
+
+async def device_login(
+    *, client_id: str, store: TokenStore, scopes: tuple[str, ...] = SCOPES,
+    show: Callable[[str, str], None] = lambda uri, code: print(
+        f"\n  Open {uri} and enter the code {code}\n", flush=True),
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> Tokens:
+    """Run the Device Code Grant flow: show the URL and code, wait for the user to approve,
+    store the tokens (0600) and return them."""
+    async with aiohttp.ClientSession() as session:
+        status, dev = await _post_form(session, id_url("oauth2/device"),
+                                       {"client_id": client_id, "scopes": " ".join(scopes)})
+        if status != 200 or "device_code" not in dev:
+            raise TwitchError(f"device authorization failed: HTTP {status} {dev.get('message')}",
+                              status=status)
+        show(dev["verification_uri"], dev["user_code"])
+        interval = float(dev.get("interval", 5))
+        deadline = time.monotonic() + float(dev.get("expires_in", 1800))
+        while time.monotonic() < deadline:
+            status, tok = await _post_form(session, id_url("oauth2/token"), {
+                "client_id": client_id, "scopes": " ".join(scopes),
+                "device_code": dev["device_code"], "grant_type": DEVICE_GRANT,
+            })
+            if status == 200 and "access_token" in tok:
+                info = await validate(session, tok["access_token"]) or {}
+                tokens = Tokens(access_token=tok["access_token"],
+                                refresh_token=tok.get("refresh_token", ""),
+                                user_id=str(info.get("user_id", "")), login=info.get("login", ""),
+                                scopes=list(tok.get("scope") or info.get("scopes") or []))
+                store.save(tokens)
+                logger.info("twitch: logged in as %s; tokens in %s", tokens.login, store.path)
+                return tokens
+            message = str(tok.get("message", ""))
+            if message == "slow_down":
+                interval += 5
+            elif message != "authorization_pending":
+                raise TwitchError(f"device login failed: {message or f'HTTP {status}'}",
+                                  status=status)
+            await sleep(interval)
+    raise TwitchError("device login timed out: the code was not entered in time")
+
+
+class TokenManager:
+    """The bot's current tokens; refreshes them (once at a time) and saves the new pair."""
+
+    def __init__(self, *, store: TokenStore, client_id: str, client_secret: str | None = None):
+        self.store = store
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.tokens = store.load()
+        self._lock = asyncio.Lock()
+
+    @property
+    def access_token(self) -> str:
+        return self.tokens.access_token
+
+    async def refresh(self, session: aiohttp.ClientSession, *, stale: str | None = None) -> str:
+        """Refresh the access token (unless another caller already did since ``stale``)."""
+        async with self._lock:
+            if stale is not None and self.tokens.access_token != stale:
+                return self.tokens.access_token
+            form = {"grant_type": "refresh_token", "refresh_token": self.tokens.refresh_token,
+                    "client_id": self.client_id}
+            if self.client_secret:
+                form["client_secret"] = self.client_secret
+            status, tok = await _post_form(session, id_url("oauth2/token"), form)
+            if status != 200 or "access_token" not in tok:
+                logger.error("twitch: token refresh failed (HTTP %s: %s); run `vstage twitch "
+                             "login` if this persists", status, tok.get("message"))
+                raise TwitchError("token refresh failed", status=status,
+                                  retryable=status >= 500)
+            self.tokens.access_token = tok["access_token"]
+            self.tokens.refresh_token = tok.get("refresh_token") or self.tokens.refresh_token
+            self.tokens.obtained_at = time.time()
+            self.store.save(self.tokens)
+            logger.info("twitch: access token refreshed")
+            return self.tokens.access_token
+
+
+class Helix:
+    """Helix requests as the bot user: refresh on 401 (once), wait out 429 (Ratelimit-Reset).
+
+    Args:
+        tokens: the bot's token manager.
+        max_429_wait_s: the longest a 429 is waited out before giving up.
+    """
+
+    def __init__(self, *, tokens: TokenManager, max_429_wait_s: float = 30.0) -> None:
+        self.tokens = tokens
+        self.max_429_wait_s = max_429_wait_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Helix:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise TwitchError("Helix client used outside `async with`")
+        return self._session
+
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                      json_body: dict[str, Any] | None = None) -> dict[str, Any]:
+        refreshed = False
+        for _ in range(5):
+            token = self.tokens.access_token
+            headers = {"Authorization": f"Bearer {token}", "Client-Id": self.tokens.client_id}
+            async with self.session.request(method, helix_url(path), params=params,
+                                            json=json_body, headers=headers) as r:
+                if r.status == 401 and not refreshed:
+                    refreshed = True
+                    await self.tokens.refresh(self.session, stale=token)
+                    continue
+                if r.status == 429:
+                    reset = float(r.headers.get("Ratelimit-Reset", time.time() + 1))
+                    wait = max(0.0, min(reset - time.time(), self.max_429_wait_s))
+                    logger.warning("twitch: rate limited on %s %s; waiting %.1fs", method, path,
+                                   wait)
+                    await asyncio.sleep(wait)
+                    continue
+                body = await r.json(content_type=None) if r.status != 204 else {}
+                if r.status >= 400:
+                    message = body.get("message") if isinstance(body, dict) else None
+                    raise TwitchError(f"{method} {path}: HTTP {r.status} {message or ''}".strip(),
+                                      status=r.status, retryable=r.status >= 500)
+                return body if isinstance(body, dict) else {}
+        raise TwitchError(f"{method} {path}: gave up after repeated 401/429", retryable=True)

@@ -1,0 +1,313 @@
+"""A local stand-in for Twitch (aiohttp): the EventSub WebSocket (welcome, keepalive,
+notification, session_reconnect, revocation) and the Helix / id.twitch.tv endpoints the Twitch
+adapter uses, with message shapes as in Twitch's EventSub and Helix reference.
+
+``patched()`` points twitchio's host constants (read at use time) at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import itertools
+import json
+import uuid
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOT_ID, BOT_LOGIN = "141981764", "vstagebot"
+CLIENT_ID = "standin-client-id"
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class TwitchStandIn:
+    """Start with ``async with TwitchStandIn() as tw:``; ``tw.notify(type, event)`` pushes a
+    notification to the socket that holds a subscription of that type."""
+
+    def __init__(self, *, pending_polls: int = 1, keepalive_s: int = 10) -> None:
+        self.pending_polls = pending_polls
+        self.keepalive_s = keepalive_s
+        self.app = web.Application()
+        r = self.app.router
+        r.add_get("/ws", self._ws)
+        r.add_post("/oauth2/device", self._device)
+        r.add_post("/oauth2/token", self._token)
+        r.add_get("/oauth2/validate", self._validate)
+        r.add_get("/helix/users", self._users)
+        r.add_post("/helix/eventsub/subscriptions", self._subscribe)
+        r.add_get("/helix/eventsub/subscriptions", self._list_subs)
+        r.add_delete("/helix/eventsub/subscriptions", self._delete_sub)
+        r.add_post("/helix/chat/messages", self._chat)
+        r.add_post("/helix/channel_points/custom_rewards", self._create_reward)
+        r.add_get("/helix/channel_points/custom_rewards", self._list_rewards)
+        r.add_patch("/helix/channel_points/custom_rewards/redemptions", self._redemption)
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+        self.sockets: dict[str, web.WebSocketResponse] = {}  # session id -> socket
+        self.subscriptions: dict[str, dict[str, Any]] = {}  # id -> subscription
+        self.chat: list[dict[str, Any]] = []
+        self.redemptions: list[dict[str, Any]] = []
+        self.rewards: list[dict[str, Any]] = []
+        self.access_tokens = {"user-access-0"}
+        self.refreshes = 0
+        self.polls = 0
+        self.expire_next = 0  # answer the next N Helix calls with 401
+        self.chat_event = asyncio.Event()
+        self.welcomed = asyncio.Event()
+        self._seq = itertools.count(1)
+        self._tasks: set[asyncio.Task] = set()
+
+    async def __aenter__(self) -> TwitchStandIn:
+        self.runner = web.AppRunner(self.app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in list(self.sockets.values()):
+            await ws.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @contextlib.contextmanager
+    def patched(self):
+        """Point twitchio's hosts at this stand-in for the duration."""
+        from twitchio.eventsub import websockets
+        from twitchio.http import Route
+
+        saved = Route.BASE, Route.ID_BASE, websockets.WSS
+        Route.BASE, Route.ID_BASE = f"{self.base}/helix/", f"{self.base}/"
+        websockets.WSS = f"ws://127.0.0.1:{self.port}/ws"
+        try:
+            yield self
+        finally:
+            Route.BASE, Route.ID_BASE, websockets.WSS = saved
+
+    # ------------------------------------------------------------------ EventSub WebSocket
+
+    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        old = request.query.get("reconnect")
+        session = f"session-{next(self._seq)}"
+        self.sockets[session] = ws
+        if old:  # Twitch's reconnect: subscriptions move to the new session
+            for sub in self.subscriptions.values():
+                if sub["transport"]["session_id"] == old:
+                    sub["transport"]["session_id"] = session
+        await ws.send_json(self._message("session_welcome", {"session": {
+            "id": session, "status": "connected", "connected_at": _now(),
+            "keepalive_timeout_seconds": self.keepalive_s, "reconnect_url": None,
+            "recovery_url": None}}))
+        self.welcomed.set()
+        if old and old in self.sockets:  # Twitch closes the old one once the new one is up
+            gone = self.sockets.pop(old)
+            await gone.close(code=4004)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:  # clients must not send; Twitch closes with 4001
+                await ws.close(code=4001)
+        if self.sockets.get(session) is ws:
+            del self.sockets[session]
+            for sid, sub in list(self.subscriptions.items()):
+                if sub["transport"]["session_id"] == session:
+                    del self.subscriptions[sid]  # a closed session's subscriptions are gone
+        return ws
+
+    @staticmethod
+    def _message(kind: str, payload: dict[str, Any], *, sub: dict[str, Any] | None = None,
+                 message_id: str | None = None) -> dict[str, Any]:
+        meta = {"message_id": message_id or str(uuid.uuid4()), "message_type": kind,
+                "message_timestamp": _now()}
+        if sub is not None:
+            meta |= {"subscription_type": sub["type"], "subscription_version": sub["version"]}
+        return {"metadata": meta, "payload": payload}
+
+    def _sub_of(self, sub_type: str) -> dict[str, Any]:
+        for sub in self.subscriptions.values():
+            if sub["type"] == sub_type:
+                return sub
+        raise LookupError(f"no subscription of type {sub_type}")
+
+    def has_subscription(self, sub_type: str) -> bool:
+        return any(s["type"] == sub_type for s in self.subscriptions.values())
+
+    async def notify(self, sub_type: str, event: dict[str, Any], *,
+                     message_id: str | None = None) -> str:
+        """Send a notification of ``sub_type`` carrying ``event``; returns its message id."""
+        sub = self._sub_of(sub_type)
+        msg = self._message("notification", {"subscription": sub, "event": event}, sub=sub,
+                            message_id=message_id)
+        await self.sockets[sub["transport"]["session_id"]].send_json(msg)
+        return msg["metadata"]["message_id"]
+
+    async def send_raw(self, text: str) -> None:
+        """Send any text on every open socket (malformed payloads)."""
+        for ws in list(self.sockets.values()):
+            await ws.send_str(text)
+
+    async def keepalive(self) -> None:
+        for ws in list(self.sockets.values()):
+            await ws.send_json(self._message("session_keepalive", {}))
+
+    async def session_reconnect(self) -> None:
+        """Ask every client to move to a new connection (``session_reconnect``)."""
+        for sid, ws in list(self.sockets.items()):
+            url = f"ws://127.0.0.1:{self.port}/ws?reconnect={sid}"
+            await ws.send_json(self._message("session_reconnect", {"session": {
+                "id": sid, "status": "reconnecting", "keepalive_timeout_seconds": None,
+                "reconnect_url": url, "connected_at": _now()}}))
+
+    async def drop(self) -> None:
+        """Close every socket abruptly, as a network failure would."""
+        for ws in list(self.sockets.values()):
+            await ws.close(code=1006)
+
+    async def revoke(self, sub_type: str, status: str = "authorization_revoked") -> None:
+        sub = self._sub_of(sub_type)
+        del self.subscriptions[sub["id"]]
+        sub = {**sub, "status": status}
+        await self.sockets[sub["transport"]["session_id"]].send_json(
+            self._message("revocation", {"subscription": sub}, sub=sub))
+
+    # ------------------------------------------------------------------ id.twitch.tv
+
+    async def _device(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("client_id") != CLIENT_ID:
+            return web.json_response({"status": 400, "message": "invalid client"}, status=400)
+        return web.json_response({
+            "device_code": "dev-code-1", "expires_in": 1800, "interval": 5,
+            "user_code": "ABCDEFGH", "verification_uri":
+                "https://www.twitch.tv/activate?public=true&device-code=ABCDEFGH"})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        grant = form.get("grant_type")
+        if grant == "urn:ietf:params:oauth:grant-type:device_code":
+            self.polls += 1
+            if self.polls <= self.pending_polls:
+                return web.json_response({"status": 400, "message": "authorization_pending"},
+                                         status=400)
+            return web.json_response(self._new_token("user-access-1", "user-refresh-1"))
+        if grant == "refresh_token":
+            self.refreshes += 1
+            n = self.refreshes + 1
+            return web.json_response(self._new_token(f"user-access-{n}", f"user-refresh-{n}"))
+        if grant == "client_credentials":
+            self.access_tokens.add("app-access")
+            return web.json_response({"access_token": "app-access", "expires_in": 5000000,
+                                      "token_type": "bearer"})
+        return web.json_response({"status": 400, "message": "unsupported grant"}, status=400)
+
+    def _new_token(self, access: str, refresh: str) -> dict[str, Any]:
+        self.access_tokens.add(access)
+        return {"access_token": access, "expires_in": 14000, "refresh_token": refresh,
+                "scope": ["user:read:chat", "user:write:chat"], "token_type": "bearer"}
+
+    def _token_of(self, request: web.Request) -> str:
+        return request.headers.get("Authorization", "").partition(" ")[2]
+
+    async def _validate(self, request: web.Request) -> web.Response:
+        token = self._token_of(request)
+        if token not in self.access_tokens:
+            return web.json_response({"status": 401, "message": "invalid access token"},
+                                     status=401)
+        if token == "app-access":
+            return web.json_response({"client_id": CLIENT_ID, "scopes": [],
+                                      "expires_in": 5000000})
+        return web.json_response({"client_id": CLIENT_ID, "login": BOT_LOGIN,
+                                  "scopes": ["user:read:chat", "user:write:chat"],
+                                  "user_id": BOT_ID, "expires_in": 5000000})
+
+    # ------------------------------------------------------------------ Helix
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        if self.expire_next > 0:
+            self.expire_next -= 1
+            self.access_tokens.discard(self._token_of(request))
+        if self._token_of(request) not in self.access_tokens:
+            return web.json_response({"error": "Unauthorized", "status": 401,
+                                      "message": "Invalid OAuth token"}, status=401)
+        return None
+
+    async def _users(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        return web.json_response({"data": [{
+            "id": BOT_ID, "login": BOT_LOGIN, "display_name": "VStageBot", "type": "",
+            "broadcaster_type": "", "description": "", "profile_image_url": "",
+            "offline_image_url": "", "view_count": 0, "created_at": "2020-01-01T00:00:00Z"}]})
+
+    async def _subscribe(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.json()
+        session = body["transport"]["session_id"]
+        if session not in self.sockets:
+            return web.json_response({"error": "Bad Request", "status": 400,
+                                      "message": "websocket transport session does not exist"},
+                                     status=400)
+        sub = {"id": str(uuid.uuid4()), "status": "enabled", "type": body["type"],
+               "version": body["version"], "condition": body["condition"],
+               "transport": {"method": "websocket", "session_id": session,
+                             "connected_at": _now()},
+               "created_at": _now(), "cost": 0}
+        self.subscriptions[sub["id"]] = sub
+        return web.json_response({"data": [sub], "total": len(self.subscriptions),
+                                  "total_cost": 0, "max_total_cost": 10}, status=202)
+
+    async def _list_subs(self, request: web.Request) -> web.Response:
+        return web.json_response({"data": list(self.subscriptions.values()),
+                                  "total": len(self.subscriptions), "total_cost": 0,
+                                  "max_total_cost": 10, "pagination": {}})
+
+    async def _delete_sub(self, request: web.Request) -> web.Response:
+        self.subscriptions.pop(request.query.get("id", ""), None)
+        return web.Response(status=204)
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.json()
+        if len(body.get("message", "")) > 500:
+            return web.json_response({"status": 400, "message": "message too long"}, status=400)
+        self.chat.append(body)
+        self.chat_event.set()
+        return web.json_response({"data": [{"message_id": str(uuid.uuid4()), "is_sent": True,
+                                            "drop_reason": None}]})
+
+    async def _create_reward(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.json()
+        reward = {"id": str(uuid.uuid4()), "broadcaster_id": request.query["broadcaster_id"],
+                  **body}
+        self.rewards.append(reward)
+        return web.json_response({"data": [reward]})
+
+    async def _list_rewards(self, request: web.Request) -> web.Response:
+        return web.json_response({"data": self.rewards})
+
+    async def _redemption(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorized(request)) is not None:
+            return denied
+        body = await request.json()
+        record = {"id": request.query["id"], "reward_id": request.query["reward_id"],
+                  "broadcaster_id": request.query["broadcaster_id"], "status": body["status"]}
+        self.redemptions.append(record)
+        return web.json_response({"data": [{**record, "user_input": ""}]})
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj)
