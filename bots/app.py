@@ -52,6 +52,12 @@ def make_idle_loop(persona: PersonaRuntime) -> dict[str, Path]:
     return {f.format: f.path for f in files}
 
 
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class StudioApp:
     """Runs the local studio until cancelled: ``await StudioApp(config).run()``."""
 
@@ -89,13 +95,28 @@ class StudioApp:
                 audit = await stack.enter_async_context(
                     AuditLog(cfg.state_dir / show.audit_log))
             studio_chat = StudioAdapter(server=server)
+            adapters: list = [studio_chat]
+            twitch = None
+            if cfg.app.twitch.enabled:
+                from bots.adapters.twitch.setup import build_adapter
+
+                twitch = build_adapter(cfg, [p.config for p in personas.values()])
+                if twitch is not None:
+                    adapters.append(twitch)
             self.server = server
             self.orchestrator = await stack.enter_async_context(Orchestrator(
                 personas=personas, stages=[server], default_persona=cfg.app.default_persona,
-                adapters=[studio_chat], exclusive_stage=show.exclusive_stage, audit=audit,
+                adapters=adapters, exclusive_stage=show.exclusive_stage, audit=audit,
                 tracer=tracer,
             ))
             await stack.enter_async_context(studio_chat)
+            if twitch is not None:
+                from bots.adapters.twitch.setup import keep_connected
+
+                task = asyncio.create_task(
+                    keep_connected(twitch, retry_max_s=cfg.app.twitch.retry_max_s),
+                    name="adapter:twitch")
+                stack.push_async_callback(_cancel, task)
             await stack.enter_async_context(server)
             self.ready.set()
             while True:

@@ -136,6 +136,21 @@ def _trace(args) -> int:
     return 0
 
 
+async def _twitch_login(args) -> int:
+    from bots.adapters.twitch.auth import device_login
+    from bots.adapters.twitch.setup import token_store
+
+    config = _load(args)
+    client_id = args.client_id or config.app.twitch.client_id
+    if not client_id:
+        raise VStageError("no Twitch client id: set twitch.client_id in config/vstage.yaml "
+                          "or pass --client-id (see docs/twitch.md)")
+    store = token_store(config)
+    tokens = await device_login(client_id=client_id, store=store)
+    print(f"Logged in to Twitch as {tokens.login}; tokens saved to {store.path} (0600).")
+    return 0
+
+
 def _check(args) -> int:
     config = _load(args)
     print(f"config OK: {config.root}")
@@ -165,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check", help="validate the configuration and list the personas")
 
+    twitch = sub.add_parser("twitch", help="Twitch set-up")
+    twitch_sub = twitch.add_subparsers(dest="twitch_command", required=True)
+    login = twitch_sub.add_parser("login", help="log the bot in (Device Code Grant flow)")
+    login.add_argument("--client-id", help="the application's client id (default: config)")
+
     trace = sub.add_parser("trace", help="show the last traces of the running studio")
     trace.add_argument("-n", type=int, default=20, help="how many (default 20)")
     trace.add_argument("--port", type=int, help="studio port (default from config)")
@@ -182,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_ask(args))
         if args.command == "trace":
             return _trace(args)
+        if args.command == "twitch":
+            return asyncio.run(_twitch_login(args))
         return _check(args)
     except VStageError as e:
         print(f"vstage: {e}", file=sys.stderr)

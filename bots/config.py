@@ -63,6 +63,18 @@ class LLMSettings(_Model):
     threads: int | None = Field(None, ge=1, description="local models: CPU threads")
 
 
+class PersonaTwitchSettings(_Model):
+    """When this persona answers Twitch chat."""
+
+    trigger: Literal["prefix", "mention", "all"] = Field(
+        "prefix", description="prefix: '!ask ...'; mention: '@Mika ...'; all: every message"
+    )
+    prefix: str = Field("!ask", pattern=r"^!\w{1,24}$")
+    reward_title: str | None = Field(
+        None, description="channel-point reward this persona answers, e.g. 'Ask Mika'"
+    )
+
+
 class PersonaConfig(_Model):
     """One persona: who it is, how it thinks, sounds and looks."""
 
@@ -76,6 +88,7 @@ class PersonaConfig(_Model):
     avatar: AvatarSettings = AvatarSettings()
     queue: QueueSettings = QueueSettings()
     moderation: ModerationSettings = ModerationSettings()
+    twitch: PersonaTwitchSettings = PersonaTwitchSettings()
     fallback_line: str = Field(
         "Sorry chat, my brain just buffered. Ask me again?",
         description="said in character when the LLM fails",
@@ -105,6 +118,23 @@ class ShowSettings(_Model):
     )
 
 
+class TwitchSettings(_Model):
+    """The Twitch connection (see docs/twitch.md). Log in once with ``vstage twitch login``."""
+
+    enabled: bool = False
+    client_id: str | None = Field(None, description="your Twitch application's client id")
+    client_secret: SecretStr | None = Field(
+        None, description="only for confidential apps; set VSTAGE_TWITCH__CLIENT_SECRET"
+    )
+    broadcaster_id: str | None = Field(
+        None, description="the channel's user id; unset: the logged-in account's own channel"
+    )
+    bot_is_mod: bool = Field(False, description="the bot is a moderator (higher chat limits)")
+    token_file: Path = Field(Path("twitch-tokens.json"), description="relative to state_dir")
+    keepalive_s: int = Field(10, ge=10, le=600)
+    retry_max_s: float = Field(60.0, gt=0, description="longest wait between reconnect tries")
+
+
 class AppSettings(BaseSettings):
     """Everything in ``config/vstage.yaml``. Environment variables override the file:
     ``VSTAGE_STUDIO__PORT=9000``, ``VSTAGE_STUDIO__TOKEN=...``."""
@@ -119,6 +149,7 @@ class AppSettings(BaseSettings):
     studio: StudioSettings = StudioSettings()
     clips: ClipSettings = ClipSettings()
     show: ShowSettings = ShowSettings()
+    twitch: TwitchSettings = TwitchSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,73 @@
+"""Building the Twitch adapter from settings, and keeping it connected for the whole show."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+
+from bots.adapters.twitch.adapter import TwitchAdapter
+from bots.adapters.twitch.auth import TokenManager, TokenStore
+from bots.adapters.twitch.events import EventMapper, PersonaTrigger
+from bots.config import Config, PersonaConfig
+
+logger = logging.getLogger(__name__)
+
+
+def token_store(config: Config) -> TokenStore:
+    path = config.app.twitch.token_file
+    return TokenStore(path=path if path.is_absolute() else config.state_dir / path)
+
+
+def triggers(personas: list[PersonaConfig], default: str) -> list[PersonaTrigger]:
+    """Each persona's Twitch trigger, the default persona first."""
+    ordered = sorted(personas, key=lambda p: p.id != default)
+    return [PersonaTrigger(persona=p.id, name=p.name, mode=p.twitch.trigger,
+                           prefix=p.twitch.prefix, reward_title=p.twitch.reward_title)
+            for p in ordered]
+
+
+def build_adapter(config: Config, personas: list[PersonaConfig]) -> TwitchAdapter | None:
+    """The adapter, or None (with a log line saying why) when Twitch cannot be used yet."""
+    tw = config.app.twitch
+    if not tw.enabled:
+        return None
+    store = token_store(config)
+    if not tw.client_id:
+        logger.error("twitch: enabled but twitch.client_id is not set; Twitch is off")
+        return None
+    if not store.exists():
+        logger.error("twitch: no tokens in %s; run `vstage twitch login`. Twitch is off",
+                     store.path)
+        return None
+    secret = tw.client_secret.get_secret_value() if tw.client_secret else None
+    tokens = TokenManager(store=store, client_id=tw.client_id, client_secret=secret)
+    return TwitchAdapter(
+        mapper=EventMapper(triggers=triggers(personas, config.app.default_persona)),
+        tokens=tokens, broadcaster_id=tw.broadcaster_id, client_secret=secret,
+        bot_is_mod=tw.bot_is_mod, keepalive_s=tw.keepalive_s,
+    )
+
+
+async def keep_connected(adapter: TwitchAdapter, *, retry_max_s: float = 60.0) -> None:
+    """Connect, stay connected, and reconnect with jittered backoff when the connection
+    fails (Twitch down, tokens revoked, network gone); never raises except on cancel."""
+    delay = 1.0
+    while True:
+        try:
+            async with adapter:
+                logger.info("twitch: connected")
+                delay = 1.0
+                await asyncio.Event().wait()  # until cancelled; twitchio handles reconnects
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            wait = delay * random.uniform(0.5, 1.0)
+            logger.error("twitch: connection failed (%s); retrying in %.0fs", e, wait)
+            await asyncio.sleep(wait)
+            delay = min(retry_max_s, delay * 2)
+
+
+def login_path(config: Config) -> Path:
+    return token_store(config).path
