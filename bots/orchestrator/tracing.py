@@ -8,7 +8,9 @@ trace is also logged as one structured line.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -57,6 +59,7 @@ class Tracer:
     def __init__(self, *, keep: int = 200, registry: CollectorRegistry | None = None) -> None:
         self.keep = keep
         self._traces: OrderedDict[str, Trace] = OrderedDict()
+        self._children: dict[tuple, Any] = {}
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events = Counter("vstage_events_total", "Events received, by decision",
@@ -98,13 +101,21 @@ class Tracer:
             self.stage_latency.labels(stage).observe(at - t.started)
 
     def decide(self, trace: Trace, *, accepted: bool, reason: str | None = None) -> None:
+        decision = "accepted" if accepted else "rejected"
         trace.status = "queued" if accepted else "rejected"
         trace.reason = reason
-        self.mark(trace.trace_id, "accepted" if accepted else "rejected")
-        self.events.labels(trace.persona, trace.kind,
-                           "accepted" if accepted else "rejected").inc()
+        trace.marks.setdefault(decision, time.monotonic())
+        self._child(self.events, trace.persona, trace.kind, decision).inc()
         if not accepted:
-            self.rejections.labels(trace.persona, _reason_label(reason)).inc()
+            self._child(self.rejections, trace.persona, _reason_label(reason)).inc()
+
+    def _child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, cached: the flood path calls it for every event."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def finish(self, trace_id: str, status: str, reason: str | None = None) -> None:
         t = self._traces.get(trace_id)
@@ -122,9 +133,13 @@ class Tracer:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+_HAS_DIGIT = re.compile(r"\S*\d\S*")
+
+
+@functools.lru_cache(maxsize=4096)
 def _reason_label(reason: str | None) -> str:
-    """A low-cardinality label for a rejection reason (numbers stripped)."""
+    """A low-cardinality label for a rejection reason (words with numbers dropped)."""
     if not reason:
         return "unknown"
-    words = [w for w in reason.split() if not any(c.isdigit() for c in w)][:4]
+    words = _HAS_DIGIT.sub(" ", reason).split()[:4]
     return "_".join(words).strip("(),.:;").lower() or "unknown"
