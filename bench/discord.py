@@ -1,0 +1,165 @@
+"""Discord voice benchmark at the audio boundary, with the real codecs and models: Piper speech
+-> opus -> the adapter's receive path -> per-speaker VAD -> whisper -> Utterance.
+
+Writes bench/results/discord.json:
+- transcript_latency_p50_s / _p95_s: end of speech -> Utterance event, ~3 s utterances (speech
+  is fed at once, the silence after it in real time, as a Discord client sends it);
+- wer: word error rate over a fixed set of sentences;
+- speech_start_s: utterance event -> first reply audio frame out of the AudioSource (first
+  sentence of the reply voiced by the real Piper; a player thread reads every 20 ms);
+- realtime_speakers: how many people talking non-stop the hearing path keeps up with, from its
+  measured real-time factor (opus decode + resample + VAD + whisper) on this machine's cores.
+``--quick`` uses fewer sentences."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from discord import opus  # noqa: E402
+
+from avatar_engine.settings import VoiceSettings  # noqa: E402
+from avatar_engine.voice.piper import PiperTTS  # noqa: E402
+from bots.adapters.discord.adapter import DiscordAdapter  # noqa: E402
+from bots.adapters.discord.playback import ReplyAudio  # noqa: E402
+from bots.adapters.discord.receive import VoiceReceiver  # noqa: E402
+from bots.adapters.discord.settings import DiscordSettings  # noqa: E402
+from bots.hearing.audio import FRAME_BYTES, FRAME_SAMPLES  # noqa: E402
+from bots.hearing.listener import Listener  # noqa: E402
+from bots.hearing.segmenter import SpeechSegmenter  # noqa: E402
+from bots.hearing.settings import HearingSettings  # noqa: E402
+from bots.hearing.stt import WhisperSTT  # noqa: E402
+from bots.hearing.vad import SileroVAD  # noqa: E402
+from tests.discord.fakes import Sink  # noqa: E402
+from tests.discord.helpers import speech_packets, word_error_rate  # noqa: E402
+
+SENTENCES = [
+    "I would like a cup of coffee with milk, please.",
+    "Could you tell me the way to the nearest bank?",
+    "My sister lives in a small town near the sea.",
+    "We are going to the cinema on Saturday evening.",
+    "The museum opens at nine in the morning every day.",
+    "I have been learning this language for two years.",
+    "Please speak a little more slowly, I do not understand.",
+    "What time does the last train leave tonight?",
+    "The children are playing football in the park.",
+    "Yesterday I cooked dinner for my whole family.",
+]
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+async def main(quick: bool, end_silence_s: float) -> dict:
+    sentences = SENTENCES[:5] if quick else SENTENCES
+    tts = PiperTTS(settings=VoiceSettings())
+    hearing = HearingSettings(end_silence_s=end_silence_s)
+    vad, stt = SileroVAD(), WhisperSTT(settings=hearing)
+    stt.transcribe(np.zeros(16000, np.float32))  # warm up
+    adapter = DiscordAdapter(settings=DiscordSettings(transcripts=False, hearing=hearing),
+                             listener_factory=functools.partial(Listener, vad=vad, stt=stt))
+    sink = Sink()
+    adapter.bind(sink)
+    session = await adapter.open_session(guild_id=1, text_channel=None)
+
+    latencies, errors, words, durations = [], 0.0, 0, []
+    silence = opus.Encoder().encode(bytes(FRAME_BYTES), FRAME_SAMPLES)
+    for text in sentences:
+        packets, dur = speech_packets(tts, text, lead_s=0.2, tail_s=0.0)
+        durations.append(dur)
+        n = len(sink.events)
+        for p in packets:
+            session.receiver.receive(1, p)
+        speech_end = time.monotonic()
+        while len(sink.events) == n:  # a client keeps sending (silence) in real time
+            session.receiver.receive(1, silence)
+            await asyncio.sleep(0.02)
+            if time.monotonic() - speech_end > 10:
+                raise RuntimeError(f"no utterance for {text!r}")
+        event = sink.events[-1]
+        latencies.append(event.received_at - speech_end)
+        w = len(text.split())
+        errors += word_error_rate(text, event.message) * w
+        words += w
+        print(f"{latencies[-1]:.3f}s  {event.message!r}", flush=True)
+    await adapter.leave(1)
+
+    # Real-time factor of the whole hearing path (opus decode + VAD + whisper), one stream.
+    encoded = [speech_packets(tts, text, lead_s=0.0, tail_s=0.6) for text in sentences]
+    audio_s = sum(dur + 0.6 for _, dur in encoded)
+    t0 = time.perf_counter()
+    for packets, _ in encoded:
+        segmenter = SpeechSegmenter(vad=vad, settings=hearing)
+        segments: list = []
+        rx = VoiceReceiver(on_pcm=lambda _u, pcm, s=segmenter, o=segments: o.extend(
+            s.feed_pcm(pcm)))
+        for p in packets:
+            rx.receive(1, p)
+        for seg in segments:
+            stt.transcribe(seg.audio)
+    rtf = (time.perf_counter() - t0) / audio_s
+
+    # Speech start: utterance event -> first reply frame out (Piper voices sentence one).
+    starts = []
+    for text in ["Très bien! Let us begin with greetings.", "Good question. The answer is yes.",
+                 "Of course. Repeat after me, please."]:
+        audio = ReplyAudio(reply_id="b")
+        stop = threading.Event()
+
+        def player(a=audio, st=stop) -> None:  # discord.py's player reads every 20 ms
+            while not st.is_set() and a.first_frame_at is None:
+                a.read()
+                time.sleep(0.02)
+
+        th = threading.Thread(target=player, daemon=True)
+        th.start()
+        t_event = time.monotonic()
+        first_sentence = text.split(". ")[0] + "."
+        speech = await asyncio.to_thread(tts.synthesize, first_sentence)
+        audio.append_speech(speech.audio, speech.sample_rate)
+        await asyncio.to_thread(th.join, 5)
+        stop.set()
+        starts.append(audio.first_frame_at - t_event)
+
+    cores = os.cpu_count() or 1
+    return {
+        "quick": quick,
+        "cpu_cores": cores,
+        "utterances": len(sentences),
+        "utterance_mean_s": round(statistics.mean(durations), 2),
+        "end_silence_s": hearing.end_silence_s,
+        "whisper": "tiny.en int8, beam 1",
+        "transcript_latency_p50_s": round(_pct(latencies, 0.5), 3),
+        "transcript_latency_p95_s": round(_pct(latencies, 0.95), 3),
+        "wer": round(errors / max(1, words), 3),
+        "speech_start_s": round(statistics.median(starts), 3),
+        "hearing_rtf": round(rtf, 3),
+        "realtime_speakers": int(1 / rtf) if rtf > 0 else 0,
+        "targets": {"transcript_latency_p50_s": 0.6, "wer": 0.15, "realtime_speakers": 3},
+    }
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--end-silence", type=float, default=HearingSettings().end_silence_s)
+    args = ap.parse_args()
+    result = asyncio.run(main(args.quick, args.end_silence))
+    out = ROOT / "bench" / "results" / "discord.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))

@@ -1,0 +1,220 @@
+"""The hearing pipeline for a voice channel: per-speaker segmenters fed from any thread,
+transcription in a worker pool off the event loop, :class:`~bots.events.Utterance` out.
+
+``feed`` is called by the voice receiver's thread with each speaker's 20 ms PCM frames; cheap
+work (resampling, Silero VAD: ~1% of a core per speaker) happens right there, whisper runs in
+the listener's own executor, and results come back on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Self
+
+from bots.events import Utterance, Viewer
+from bots.hearing.segmenter import Segment, SpeechSegmenter
+from bots.hearing.settings import HearingSettings
+from bots.hearing.stt import Transcript, WhisperSTT
+from bots.hearing.vad import SileroVAD
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One transcribed utterance with the audio facts behind it (for transcripts, metrics)."""
+
+    utterance: Utterance
+    segment: Segment
+    transcript: Transcript
+
+
+OnHeard = Callable[[Heard], Awaitable[None] | None]
+OnSpeechStart = Callable[[Viewer], None]
+
+
+class _Speaker:
+    __slots__ = ("viewer", "segmenter", "lock")
+
+    def __init__(self, viewer: Viewer, segmenter: SpeechSegmenter) -> None:
+        self.viewer = viewer
+        self.segmenter = segmenter
+        self.lock = threading.Lock()
+
+
+class Listener:
+    """Hears everyone in one voice channel. Use as ``async with``.
+
+    Args:
+        settings: VAD and whisper settings.
+        on_heard: called on the loop with each transcribed utterance (may be async).
+        on_speech_start: called on the loop when someone starts talking (barge-in).
+        platform: the ``platform`` of the events made.
+        language: the language expected (the persona's), changeable at any time.
+        ignore_ids: speakers never transcribed (the bot itself).
+        vad, stt: preloaded models to share between listeners (loaded here otherwise).
+        clock: monotonic clock.
+    """
+
+    def __init__(self, *, settings: HearingSettings, on_heard: OnHeard,
+                 on_speech_start: OnSpeechStart | None = None, platform: str = "discord",
+                 language: str = "en", persona: str | None = None,
+                 ignore_ids: set[str] | None = None, vad: SileroVAD | None = None,
+                 stt: WhisperSTT | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.language = language
+        self.persona = persona
+        self.platform = platform
+        self.ignore_ids = set(ignore_ids or ())
+        self.speaking = False  # set while the persona's own voice plays
+        self._on_heard = on_heard
+        self._on_speech_start = on_speech_start
+        self._vad = vad
+        self._stt = stt
+        self._clock = clock
+        self._speakers: dict[str, _Speaker] = {}
+        self._speakers_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[Viewer, Segment, str]] = asyncio.Queue()
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.dropped_frames = 0
+        self.failures = 0
+
+    async def __aenter__(self) -> Self:
+        if self._loop is not None:
+            return self
+        self._loop = asyncio.get_running_loop()
+        if self._vad is None:
+            self._vad = await asyncio.to_thread(SileroVAD)
+        if self._stt is None:
+            self._stt = await asyncio.to_thread(WhisperSTT, settings=self.settings)
+        self._executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="stt")
+        for i in range(self.settings.workers):
+            self._own(self._transcriber(), f"hearing:{self.platform}:stt:{i}")
+        self._own(self._idle_watch(), f"hearing:{self.platform}:idle")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._loop = None
+
+    def _own(self, coro, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ intake (any thread)
+
+    def feed(self, viewer: Viewer, pcm: bytes) -> None:
+        """One speaker's Discord PCM (48 kHz stereo s16, usually one 20 ms frame). Thread-safe;
+        never raises (a bad frame is counted and dropped)."""
+        if viewer.id in self.ignore_ids or self._loop is None:
+            return
+        if self.speaking and self.settings.ignore_while_speaking:
+            return
+        speaker = self._speaker(viewer)
+        try:
+            with speaker.lock:
+                was_speaking = speaker.segmenter.in_speech
+                segments = speaker.segmenter.feed_pcm(pcm)
+                started = not was_speaking and (speaker.segmenter.in_speech or bool(segments))
+        except Exception:
+            self.dropped_frames += 1
+            logger.exception("hearing: bad frame from %s dropped", viewer.name)
+            return
+        if started and self._on_speech_start is not None:
+            self._loop.call_soon_threadsafe(self._speech_started, viewer)
+        for seg in segments:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait,
+                                            (viewer, seg, self.language))
+
+    def forget(self, viewer_id: str) -> None:
+        """The speaker left: transcribe what they were saying, drop their state."""
+        with self._speakers_lock:
+            speaker = self._speakers.pop(viewer_id, None)
+        if speaker is not None and self._loop is not None:
+            with speaker.lock:
+                seg = speaker.segmenter.flush()
+            if seg is not None:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait,
+                                                (speaker.viewer, seg, self.language))
+
+    def _speaker(self, viewer: Viewer) -> _Speaker:
+        with self._speakers_lock:
+            speaker = self._speakers.get(viewer.id)
+            if speaker is None:
+                assert self._vad is not None
+                speaker = _Speaker(viewer, SpeechSegmenter(vad=self._vad, settings=self.settings,
+                                                          clock=self._clock))
+                self._speakers[viewer.id] = speaker
+            return speaker
+
+    def _speech_started(self, viewer: Viewer) -> None:
+        try:
+            assert self._on_speech_start is not None
+            self._on_speech_start(viewer)
+        except Exception:
+            logger.exception("hearing: on_speech_start failed")
+
+    # ------------------------------------------------------------------ on the loop
+
+    async def _idle_watch(self) -> None:
+        period = min(0.05, self.settings.end_silence_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = self._clock()
+            with self._speakers_lock:
+                speakers = list(self._speakers.values())
+            for speaker in speakers:
+                with speaker.lock:
+                    seg = speaker.segmenter.flush_if_idle(now)
+                if seg is not None:
+                    self._queue.put_nowait((speaker.viewer, seg, self.language))
+
+    async def _transcriber(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            viewer, seg, language = await self._queue.get()
+            try:
+                assert self._stt is not None
+                transcript = await loop.run_in_executor(
+                    self._executor, lambda s=seg, lang=language: self._stt.transcribe(
+                        s.audio, language=lang))
+                if not transcript.text or _is_noise(transcript.text):
+                    continue
+                utterance = Utterance(viewer=viewer, message=transcript.text,
+                                      language=transcript.language, duration_s=seg.duration_s,
+                                      platform=self.platform, persona=self.persona)
+                result = self._on_heard(Heard(utterance, seg, transcript))
+                if asyncio.iscoroutine(result):
+                    await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.failures += 1
+                logger.exception("hearing: transcription of %s failed", viewer.name)
+
+
+_NOISE = {"", ".", "...", "thanks for watching!"}
+
+
+def _is_noise(text: str) -> bool:
+    """Whisper's habitual hallucinations on near-silence."""
+    return text.strip().lower() in _NOISE

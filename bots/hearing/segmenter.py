@@ -1,0 +1,143 @@
+"""Cuts one speaker's live audio into utterances: Discord frames in, 16 kHz speech segments
+out when the speaker has been silent long enough (or talked too long).
+
+One :class:`SpeechSegmenter` per speaker, so overlapping speech from two people is never mixed:
+each stream has its own resampler, VAD state and buffer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bots.hearing.audio import Downsampler48to16, pcm48_stereo_to_mono
+from bots.hearing.settings import HearingSettings
+from bots.hearing.vad import VAD_RATE, WINDOW, SileroVAD
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One stretch of speech: 16 kHz mono float32 audio and when its speech ended
+    (monotonic clock, at the end of the last voiced window)."""
+
+    audio: np.ndarray
+    speech_end: float
+    detected_at: float
+    cut: bool = False  # True: stopped at max_utterance_s, the speaker may still be talking
+
+    @property
+    def duration_s(self) -> float:
+        return self.audio.size / VAD_RATE
+
+
+class SpeechSegmenter:
+    """Streaming segmentation of one speaker. Not thread-safe: one feeder per instance.
+
+    Args:
+        vad: the shared Silero model.
+        settings: thresholds (end-of-speech silence, max length, ...).
+        clock: monotonic clock; time of the audio is derived from the samples fed, anchored
+            at the clock when a frame arrives.
+    """
+
+    def __init__(self, *, vad: SileroVAD, settings: HearingSettings,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._s = settings
+        self._vad = vad.stream()
+        self._down = Downsampler48to16()
+        self._clock = clock
+        self._pre: deque[np.ndarray] = deque(maxlen=max(1, round(
+            settings.pre_roll_s * VAD_RATE / WINDOW)))
+        self._speech: list[np.ndarray] = []
+        self._unscored = np.zeros(0, np.float32)  # 16 kHz samples waiting for a full window
+        self._in_speech = False
+        self._voiced_windows = 0
+        self._silent_windows = 0
+        self._last_voice_at = 0.0
+        self._last_fed_at = 0.0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    def feed_pcm(self, frame: bytes) -> list[Segment]:
+        """Push one (or more) Discord PCM frames: 48 kHz interleaved stereo s16."""
+        return self.feed_16k(self._down(pcm48_stereo_to_mono(frame)))
+
+    def feed_16k(self, audio: np.ndarray) -> list[Segment]:
+        """Push 16 kHz mono float32 audio; returns the segments it completed."""
+        now = self._clock()
+        self._last_fed_at = now
+        self._unscored = np.concatenate([self._unscored, audio])
+        probs = self._vad.feed(audio)
+        out: list[Segment] = []
+        end_windows = max(1, round(self._s.end_silence_s * VAD_RATE / WINDOW))
+        max_windows = round(self._s.max_utterance_s * VAD_RATE / WINDOW)
+        # The windows just scored end at `now`; the k-th of n ended (n-1-k) windows earlier.
+        n = len(probs)
+        for k, p in enumerate(probs):
+            window = self._unscored[k * WINDOW:(k + 1) * WINDOW]
+            t_end = now - (n - 1 - k) * WINDOW / VAD_RATE - self._vad_pending_s()
+            voiced = p >= self._s.vad_threshold
+            quiet = p < max(0.05, self._s.vad_threshold - 0.15)
+            if not self._in_speech:
+                if voiced:
+                    self._in_speech = True
+                    self._speech = list(self._pre)
+                    self._pre.clear()
+                    self._speech.append(window)
+                    self._voiced_windows, self._silent_windows = 1, 0
+                    self._last_voice_at = t_end
+                else:
+                    self._pre.append(window)
+                continue
+            self._speech.append(window)
+            if quiet:
+                self._silent_windows += 1
+            else:
+                self._silent_windows = 0
+                self._last_voice_at = t_end
+                if voiced:
+                    self._voiced_windows += 1
+            if self._silent_windows >= end_windows:
+                seg = self._close(cut=False)
+                if seg is not None:
+                    out.append(seg)
+            elif len(self._speech) >= max_windows:
+                seg = self._close(cut=True)
+                if seg is not None:
+                    out.append(seg)
+        self._unscored = self._unscored[n * WINDOW:]
+        return out
+
+    def _vad_pending_s(self) -> float:
+        return (self._unscored.size - (self._unscored.size // WINDOW) * WINDOW) / VAD_RATE
+
+    def flush_if_idle(self, now: float | None = None) -> Segment | None:
+        """Close the utterance when no audio has come for ``end_silence_s``: Discord stops
+        sending packets soon after someone stops talking, so silence may never arrive."""
+        now = self._clock() if now is None else now
+        if self._in_speech and now - self._last_fed_at >= self._s.end_silence_s:
+            return self._close(cut=False)
+        return None
+
+    def flush(self) -> Segment | None:
+        """Close whatever is being said now (the speaker left, shutdown)."""
+        return self._close(cut=False) if self._in_speech else None
+
+    def _close(self, *, cut: bool) -> Segment | None:
+        trailing = 0 if cut else max(0, self._silent_windows - 2)  # keep ~64 ms of tail
+        windows = self._speech[: len(self._speech) - trailing] if trailing else self._speech
+        voiced_s = self._voiced_windows * WINDOW / VAD_RATE
+        self._in_speech = False
+        self._speech = []
+        self._silent_windows = 0
+        self._voiced_windows = 0
+        if voiced_s < self._s.min_speech_s or not windows:
+            return None
+        return Segment(audio=np.concatenate(windows), speech_end=self._last_voice_at,
+                       detected_at=self._clock(), cut=cut)

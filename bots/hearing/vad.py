@@ -1,0 +1,87 @@
+"""Silero VAD on onnxruntime with one recurrent state per audio stream.
+
+The model file comes from the ``silero-vad`` package, located without importing it:
+``import silero_vad`` imports torch and calls ``torch.set_num_threads(1)`` for the whole
+process. One onnxruntime session is shared (its ``run`` is thread-safe); each speaker gets its
+own :class:`VadStream` holding the model's state and 64-sample context.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from avatar_engine.errors import MissingDependency
+
+logger = logging.getLogger(__name__)
+
+VAD_RATE = 16_000
+WINDOW = 512  # samples per VAD step at 16 kHz (32 ms)
+_CONTEXT = 64
+
+
+def silero_model_path() -> Path:
+    """Where the ``silero-vad`` package keeps its ONNX model."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependency("silero-vad is not installed: run `make install`")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+    if not path.is_file():
+        raise MissingDependency(f"the Silero VAD model is missing: {path}")
+    return path
+
+
+class SileroVAD:
+    """The Silero VAD model, loaded once; make a :meth:`stream` per speaker."""
+
+    def __init__(self, *, path: Path | None = None, threads: int = 1) -> None:
+        try:
+            import onnxruntime
+        except ImportError as e:
+            raise MissingDependency("onnxruntime is not installed: run `make install`") from e
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(
+            str(path or silero_model_path()), sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+        self._sr = np.array(VAD_RATE, dtype=np.int64)
+
+    def stream(self) -> VadStream:
+        return VadStream(self)
+
+    def _step(self, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
+        out, new_state = self._session.run(
+            None, {"input": window[None, :], "state": state, "sr": self._sr})
+        return float(out[0, 0]), new_state
+
+
+class VadStream:
+    """Speech probabilities for one continuous 16 kHz stream, one per 512-sample window."""
+
+    def __init__(self, vad: SileroVAD) -> None:
+        self._vad = vad
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros((2, 1, 128), np.float32)
+        self._context = np.zeros(_CONTEXT, np.float32)
+        self._pending = np.zeros(0, np.float32)
+
+    def feed(self, audio16k: np.ndarray) -> list[float]:
+        """Push audio; returns the probability of each complete window it finished."""
+        buf = np.concatenate([self._pending, audio16k.astype(np.float32, copy=False)])
+        probs: list[float] = []
+        n = buf.size // WINDOW
+        for i in range(n):
+            window = buf[i * WINDOW:(i + 1) * WINDOW]
+            p, self._state = self._vad._step(np.concatenate([self._context, window]), self._state)
+            self._context = window[-_CONTEXT:]
+            probs.append(p)
+        self._pending = buf[n * WINDOW:].copy()
+        return probs

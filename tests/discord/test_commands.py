@@ -1,0 +1,120 @@
+"""Slash commands and text mentions. Discord's gateway cannot run here, so the commands'
+logic (plain adapter methods) is tested directly and their registration on a real
+discord.py CommandTree is checked; mentions go through the same path ``on_message`` uses."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import discord
+from discord import app_commands
+
+from bots.adapters.discord.adapter import DiscordAdapter, register_commands, viewer_of
+from bots.adapters.discord.settings import DiscordSettings
+from bots.events import ChatMessage, Outcome, Role, Utterance, Viewer
+from tests.discord.fakes import Channel, Member, Sink, VoiceClient
+
+BOT = 555
+
+
+def _adapter(**settings) -> tuple[DiscordAdapter, Sink]:
+    adapter = DiscordAdapter(settings=DiscordSettings(**settings), personas=["mika", "leo"])
+    sink = Sink()
+    adapter.bind(sink)
+    return adapter, sink
+
+
+def test_commands_are_registered_on_a_real_tree():
+    client = discord.Client(intents=discord.Intents.default())
+    tree = app_commands.CommandTree(client)
+    register_commands(tree, _adapter()[0])
+    names = {c.name for c in tree.get_commands()}
+    assert names == {"join", "leave", "persona", "language", "transcript"}
+    transcript = tree.get_command("transcript")
+    assert [c.value for c in transcript.parameters[0].choices] == ["on", "off"]
+    payload = tree.get_command("language").to_dict(tree)
+    assert payload["options"][0]["name"] == "code" and payload["options"][0]["type"] == 3
+
+
+def test_secret_token_never_prints():
+    s = DiscordSettings(token="abc.def")
+    assert "abc.def" not in repr(s) and s.token.get_secret_value() == "abc.def"
+
+
+async def test_persona_language_transcript_logic():
+    adapter, _ = _adapter()
+    assert "Unknown persona" in adapter.set_persona(1, "nobody")
+    assert "mika" in adapter.set_persona(1, "Mika")
+    assert adapter.settings.persona == "mika"
+    assert adapter.set_language(1, "fr") == "Listening in fr."
+    assert "not a language code" in adapter.set_language(1, "french!")
+    assert adapter.settings.language == "fr"
+    assert adapter.set_transcripts(1, False) == "Transcripts off."
+    assert adapter.settings.transcripts is False
+    assert "voice channel first" in await adapter.join(guild_id=1, voice_channel=None,
+                                                       text_channel=Channel())
+    assert "not in a voice channel" in await adapter.leave(1)
+
+
+async def test_mention_becomes_chat_message_and_reply_is_posted():
+    adapter, sink = _adapter(persona="mika")
+    channel = Channel()
+    author = Member(id=42, display_name="Ana")
+    assert await adapter.on_mention(author=author, content=f"<@{BOT}> comment ça va ?",
+                                    message_id=9001, channel=channel, bot_id=BOT)
+    (event,) = sink.events
+    assert isinstance(event, ChatMessage) and event.platform == "discord"
+    assert event.message == "comment ça va ?" and event.persona == "mika"
+    assert event.viewer == Viewer(id="discord:42", name="Ana") and event.msg_id == "9001"
+    await adapter.deliver(Outcome(event, "spoken", reply_text="Ça va bien !"))
+    assert channel.sent == ["Ça va bien !"]
+    # not mentioned, or the bot itself: ignored
+    assert not await adapter.on_mention(author=author, content="hello", message_id=1,
+                                        channel=channel, bot_id=BOT)
+    assert not await adapter.on_mention(author=Member(id=BOT, display_name="me"),
+                                        content=f"<@{BOT}> hi", message_id=2,
+                                        channel=channel, bot_id=BOT)
+
+
+async def test_refused_mention_is_told():
+    adapter, sink = _adapter()
+    sink.accept = False
+    channel = Channel()
+    await adapter.on_mention(author=Member(id=1, display_name="x"), content=f"<@!{BOT}> hi",
+                             message_id=3, channel=channel, bot_id=BOT)
+    assert channel.sent == ["(not answered: queue full)"]
+
+
+def test_owner_and_managers_are_moderators():
+    guild = SimpleNamespace(owner_id=1)
+    owner = Member(id=1, display_name="o", guild=guild)
+    mod = Member(id=2, display_name="m", guild=guild,
+                 guild_permissions=SimpleNamespace(manage_messages=True))
+    assert Role.BROADCASTER in viewer_of(owner).roles
+    assert viewer_of(mod).is_mod and not viewer_of(Member(id=3, display_name="u")).is_mod
+
+
+async def test_replies_are_voiced_sentence_by_sentence_and_transcribed(tts):
+    from avatar_engine.types import Clip
+    from bots.adapters.discord.adapter import VoiceSession
+
+    adapter = DiscordAdapter(settings=DiscordSettings(persona="mika"),
+                             synthesize=tts.synthesize)
+    channel = Channel()
+    session = VoiceSession(guild_id=1, text_channel=channel, persona="mika", language="en",
+                           transcripts=True, voice_client=VoiceClient())
+    adapter.sessions[1] = session
+    clip = Clip(reply_id="r1", index=0, text="Hello there.", duration=1.0, fps=25, frames=25)
+    await adapter.play_clip(persona="mika", clip=clip)
+    audio = session.voice_client.source
+    assert audio is not None and audio.buffered_s > 0.4
+    await adapter.play_clip(persona="mika", clip=Clip(
+        reply_id="r1", index=1, text="Nice to meet you.", duration=1.0, fps=25, frames=25))
+    await adapter.reply_finished(persona="mika", reply_id="r1", text="")
+    assert audio.sentences == 2
+    utter = Utterance(viewer=Viewer(id="discord:3", name="Ana"), message="hi",
+                      persona="mika", platform="discord")
+    await adapter.deliver(Outcome(utter, "spoken", reply_text="Hello there. Nice to meet you."))
+    assert channel.sent == ["**Mika**: Hello there. Nice to meet you."]
+    await adapter.reply_cancelled(persona="mika", reply_id="r1")
+    assert audio.read() == b""

@@ -1,0 +1,75 @@
+"""The receive path's DAVE step and opus decoding, as far as they run offline: real opus
+codec, a real davey session (which cannot hold keys without the voice gateway) and a
+stand-in for a session that has them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import davey
+import numpy as np
+from discord import opus
+
+from bots.adapters.discord.receive import OPUS_SILENCE, DaveStep, VoiceReceiver
+from bots.hearing.audio import FRAME_BYTES, FRAME_SAMPLES
+
+
+def _packet(seed: int = 0) -> tuple[bytes, bytes]:
+    t = np.arange(FRAME_SAMPLES) / 48000
+    tone = (8000 * np.sin(2 * np.pi * (300 + seed) * t)).astype("<i2")
+    pcm = np.repeat(tone, 2).tobytes()
+    return opus.Encoder().encode(pcm, FRAME_SAMPLES), pcm
+
+
+def test_no_dave_passes_payloads_through():
+    step = DaveStep(SimpleNamespace(dave_session=None, dave_protocol_version=0))
+    assert step(1, b"abc") == b"abc" and step.passed == 1
+
+
+def test_real_davey_session_without_keys_drops_audio():
+    session = davey.DaveSession(davey.DAVE_PROTOCOL_VERSION, 1111, 2222)
+    step = DaveStep(SimpleNamespace(dave_session=session,
+                                    dave_protocol_version=davey.DAVE_PROTOCOL_VERSION))
+    packet, _ = _packet()
+    assert step(42, packet) is None and step.failed == 1
+    assert step(42, OPUS_SILENCE) == OPUS_SILENCE  # comfort silence is never encrypted
+
+
+class _ReadySession:
+    ready = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def decrypt(self, user_id, media_type, payload):
+        self.calls.append((user_id, media_type, payload))
+        return payload[::-1]  # "decrypt": the test encrypts by reversing
+
+    def can_passthrough(self, user_id) -> bool:
+        return False
+
+
+def test_ready_session_decrypts_before_opus_decoding():
+    session = _ReadySession()
+    step = DaveStep(SimpleNamespace(dave_session=session, dave_protocol_version=1))
+    got: list[tuple[int, bytes]] = []
+    receiver = VoiceReceiver(on_pcm=lambda u, pcm: got.append((u, pcm)), dave=step)
+    packet, pcm = _packet()
+    out = receiver.receive(7, packet[::-1])
+    assert session.calls == [(7, davey.MediaType.audio, packet[::-1])]
+    assert out is not None and len(out) == FRAME_BYTES and got[0][0] == 7
+    assert step.decrypted == 1
+
+
+def test_decoders_are_per_speaker_and_bad_frames_are_dropped():
+    got: list[int] = []
+    receiver = VoiceReceiver(on_pcm=lambda u, pcm: got.append(u), ignore_ids={9})
+    a, _ = _packet(0)
+    b, _ = _packet(50)
+    receiver.receive(1, a)
+    receiver.receive(2, b)
+    receiver.receive(9, a)  # the bot itself
+    assert got == [1, 2] and len(receiver._decoders) == 2
+    receiver.receive(1, b"\xff" * 3)  # corrupt
+    assert receiver.errors == 1
+    assert receiver.receive(1, None) is not None  # packet loss: concealed
