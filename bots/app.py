@@ -12,6 +12,7 @@ import numpy as np
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.workers import LocalRenderPool, RenderPool
 from bots.adapters.studio import StudioAdapter
+from bots.adapters.supervise import keep_connected
 from bots.config import Config, studio_token
 from bots.moderation.audit import AuditLog
 from bots.orchestrator.orchestrator import Orchestrator
@@ -103,20 +104,30 @@ class StudioApp:
                 twitch = build_adapter(cfg, [p.config for p in personas.values()])
                 if twitch is not None:
                     adapters.append(twitch)
+            stages: list = [server]
+            discord = None
+            if cfg.app.discord is not None:
+                from bots.adapters.discord.adapter import DiscordAdapter
+
+                speaker = personas[cfg.app.discord.persona or cfg.app.default_persona]
+                # Discord is both a platform (voice and mentions in) and a stage (voice out).
+                discord = DiscordAdapter(settings=cfg.app.discord, personas=list(personas),
+                                         synthesize=speaker.tts.synthesize)
+                adapters.append(discord)
+                stages.append(discord)
             self.server = server
             self.orchestrator = await stack.enter_async_context(Orchestrator(
-                personas=personas, stages=[server], default_persona=cfg.app.default_persona,
+                personas=personas, stages=stages, default_persona=cfg.app.default_persona,
                 adapters=adapters, exclusive_stage=show.exclusive_stage, audit=audit,
                 tracer=tracer,
             ))
             await stack.enter_async_context(studio_chat)
-            if twitch is not None:
-                from bots.adapters.twitch.setup import keep_connected
-
-                task = asyncio.create_task(
-                    keep_connected(twitch, retry_max_s=cfg.app.twitch.retry_max_s),
-                    name="adapter:twitch")
-                stack.push_async_callback(_cancel, task)
+            for adapter in (twitch, discord):
+                if adapter is not None:
+                    task = asyncio.create_task(
+                        keep_connected(adapter, retry_max_s=cfg.app.twitch.retry_max_s),
+                        name=f"adapter:{adapter.platform}")
+                    stack.push_async_callback(_cancel, task)
             await stack.enter_async_context(server)
             self.ready.set()
             while True:

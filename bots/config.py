@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from avatar_engine.errors import ConfigError
 from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings
+from bots.adapters.discord.settings import DiscordSettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.queue import QueueSettings
 
@@ -150,6 +151,9 @@ class AppSettings(BaseSettings):
     clips: ClipSettings = ClipSettings()
     show: ShowSettings = ShowSettings()
     twitch: TwitchSettings = TwitchSettings()
+    discord: DiscordSettings | None = Field(
+        None, description="set (even to {}) to join Discord; token from DISCORD_TOKEN"
+    )
 
     @classmethod
     def settings_customise_sources(

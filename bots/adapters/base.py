@@ -12,6 +12,10 @@ class EventSink(Protocol):
 
     def submit(self, event: Event) -> Decision: ...
 
+    def interrupt(self, persona: str | None, *, reason: str) -> bool:
+        """Cut the persona's reply in flight (a voice barge-in); True if there was one."""
+        ...
+
 
 @runtime_checkable
 class Adapter(Protocol):

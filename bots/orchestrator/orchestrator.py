@@ -47,7 +47,7 @@ class _Persona:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     current: asyncio.Task | None = None
     current_event: Event | None = None
-    skipped: bool = False
+    interrupt_reason: str = "skipped by a moderator"
 
 
 class StageFloor:
@@ -194,14 +194,19 @@ class Orchestrator:
         elif command == "clear":
             self.clear(pid)
 
-    def skip(self, pid: str) -> bool:
+    def skip(self, pid: str, *, reason: str = "skipped by a moderator") -> bool:
         """Interrupt the reply in flight; nothing more of it is shown. True if there was one."""
         slot = self._personas[pid]
         if slot.current is None or slot.current.done():
             return False
-        slot.skipped = True
+        slot.interrupt_reason = reason
         slot.current.cancel()
         return True
+
+    def interrupt(self, persona: str | None, *, reason: str) -> bool:
+        """An adapter cuts the persona's reply in flight (a voice barge-in)."""
+        pid = persona or self.default_persona
+        return pid in self._personas and self.skip(pid, reason=reason)
 
     def pause(self, pid: str) -> None:
         self._personas[pid].queue.pause()
@@ -274,7 +279,6 @@ class Orchestrator:
             verdict = slot.moderator.check_output(text, event=event)
             return verdict.text or text if verdict.allowed else None
 
-        slot.skipped = False
         slot.current_event = event
         # The reply runs as a child task, so a skip cancels the reply and not this consumer.
         reply_task = asyncio.create_task(
@@ -296,7 +300,7 @@ class Orchestrator:
                 self._finish(event, Outcome(event, "interrupted", "shutting down"))
                 raise
             await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
-            outcome = Outcome(event, "interrupted", "skipped by a moderator")
+            outcome = Outcome(event, "interrupted", slot.interrupt_reason)
         except Exception as e:
             logger.exception("%s: reply to %s failed", pid, tid)
             self.tracer.errors.labels("reply").inc()

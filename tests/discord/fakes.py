@@ -27,6 +27,7 @@ class Sink:
 
     def __init__(self, *, accept: bool = True) -> None:
         self.events: list[Event] = []
+        self.interrupts: list[tuple[str | None, str]] = []
         self.accept = accept
         self.got = asyncio.Event()
 
@@ -34,6 +35,10 @@ class Sink:
         self.events.append(event)
         self.got.set()
         return Decision(self.accept, event.trace_id, None if self.accept else "queue full")
+
+    def interrupt(self, persona: str | None, *, reason: str) -> bool:
+        self.interrupts.append((persona, reason))
+        return True
 
 
 class VoiceClient:

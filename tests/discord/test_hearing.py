@@ -126,6 +126,8 @@ async def test_speech_start_barges_in_on_the_reply(tts, vad, stt):
         await _feed(session, {101: packets})
         await asyncio.sleep(0.1)
         assert audio.stopped and audio.read() == b""
+        # The reply still being made is cut too, not only the audio.
+        assert sink.interrupts and "started talking" in sink.interrupts[0][1]
         await _wait_events(sink, 1)
     finally:
         await adapter.leave(7)

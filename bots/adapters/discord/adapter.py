@@ -352,6 +352,9 @@ class DiscordAdapter:
         if self.settings.barge_in and session.replies:
             if self.barge_in(session):
                 logger.info("discord: %s barged in", viewer.name)
+                if self._sink is not None:  # the reply still being made is dropped too
+                    self._sink.interrupt(session.persona or self.settings.persona,
+                                         reason=f"{viewer.name} started talking")
 
     # ------------------------------------------------------------------ helpers
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from pathlib import Path
 
+from bots.adapters.supervise import keep_connected  # noqa: F401 (re-exported)
 from bots.adapters.twitch.adapter import TwitchAdapter
 from bots.adapters.twitch.auth import TokenManager, TokenStore
 from bots.adapters.twitch.events import EventMapper, PersonaTrigger
@@ -48,25 +47,6 @@ def build_adapter(config: Config, personas: list[PersonaConfig]) -> TwitchAdapte
         tokens=tokens, broadcaster_id=tw.broadcaster_id, client_secret=secret,
         bot_is_mod=tw.bot_is_mod, keepalive_s=tw.keepalive_s,
     )
-
-
-async def keep_connected(adapter: TwitchAdapter, *, retry_max_s: float = 60.0) -> None:
-    """Connect, stay connected, and reconnect with jittered backoff when the connection
-    fails (Twitch down, tokens revoked, network gone); never raises except on cancel."""
-    delay = 1.0
-    while True:
-        try:
-            async with adapter:
-                logger.info("twitch: connected")
-                delay = 1.0
-                await asyncio.Event().wait()  # until cancelled; twitchio handles reconnects
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            wait = delay * random.uniform(0.5, 1.0)
-            logger.error("twitch: connection failed (%s); retrying in %.0fs", e, wait)
-            await asyncio.sleep(wait)
-            delay = min(retry_max_s, delay * 2)
 
 
 def login_path(config: Config) -> Path:
