@@ -86,8 +86,11 @@ class Listener:
         self._queue: asyncio.Queue[tuple[Viewer, Segment, str]] = asyncio.Queue()
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task] = set()
+        # Transcriptions started early from previews, by (speaker id, preview key).
+        self._early: dict[tuple[str, int], asyncio.Future] = {}
         self.dropped_frames = 0
         self.failures = 0
+        self.reused = 0  # final segments whose early transcription was used
 
     async def __aenter__(self) -> Self:
         if self._loop is not None:
@@ -142,8 +145,11 @@ class Listener:
         if started and self._on_speech_start is not None:
             self._loop.call_soon_threadsafe(self._speech_started, viewer)
         for seg in segments:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait,
-                                            (viewer, seg, self.language))
+            if seg.final:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait,
+                                                (viewer, seg, self.language))
+            else:
+                self._loop.call_soon_threadsafe(self._start_early, viewer, seg, self.language)
 
     def forget(self, viewer_id: str) -> None:
         """The speaker left: transcribe what they were saying, drop their state."""
@@ -188,15 +194,31 @@ class Listener:
                 if seg is not None:
                     self._queue.put_nowait((speaker.viewer, seg, self.language))
 
+    def _start_early(self, viewer: Viewer, seg: Segment, language: str) -> None:
+        """A preview: the speaker paused. Start transcribing now; if the pause turns out to
+        end the turn, the final segment (same audio) takes this result instead of waiting."""
+        if self._executor is None or self._stt is None:
+            return
+        for key in [k for k in self._early if k[0] == viewer.id]:  # older previews are moot
+            self._early.pop(key).cancel()
+        stt = self._stt
+        self._early[(viewer.id, seg.key)] = asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: stt.transcribe(seg.audio, language=language))
+
     async def _transcriber(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             viewer, seg, language = await self._queue.get()
             try:
                 assert self._stt is not None
-                transcript = await loop.run_in_executor(
-                    self._executor, lambda s=seg, lang=language: self._stt.transcribe(
-                        s.audio, language=lang))
+                early = self._early.pop((viewer.id, seg.key), None) if seg.key else None
+                if early is not None and not early.cancelled():
+                    self.reused += 1
+                    transcript = await early
+                else:
+                    transcript = await loop.run_in_executor(
+                        self._executor, lambda s=seg, lang=language: self._stt.transcribe(
+                            s.audio, language=lang))
                 if not transcript.text or _is_noise(transcript.text):
                     continue
                 utterance = Utterance(viewer=viewer, message=transcript.text,

@@ -28,6 +28,8 @@ class Segment:
     speech_end: float
     detected_at: float
     cut: bool = False  # True: stopped at max_utterance_s, the speaker may still be talking
+    final: bool = True  # False: a preview, sent early so transcription can start
+    key: int = 0  # a final segment has the key of its preview when its audio is the same
 
     @property
     def duration_s(self) -> float:
@@ -59,6 +61,8 @@ class SpeechSegmenter:
         self._silent_windows = 0
         self._last_voice_at = 0.0
         self._last_fed_at = 0.0
+        self._keys = 0
+        self._preview_key = 0  # key of the preview still valid for this utterance (0: none)
 
     @property
     def in_speech(self) -> bool:
@@ -76,6 +80,9 @@ class SpeechSegmenter:
         probs = self._vad.feed(audio)
         out: list[Segment] = []
         end_windows = max(1, round(self._s.end_silence_s * VAD_RATE / WINDOW))
+        preempt = self._s.preempt_after_s
+        preview_windows = (max(1, round(preempt * VAD_RATE / WINDOW))
+                           if preempt is not None and preempt < self._s.end_silence_s else 0)
         max_windows = round(self._s.max_utterance_s * VAD_RATE / WINDOW)
         # The windows just scored end at `now`; the k-th of n ended (n-1-k) windows earlier.
         n = len(probs)
@@ -100,9 +107,14 @@ class SpeechSegmenter:
                 self._silent_windows += 1
             else:
                 self._silent_windows = 0
+                self._preview_key = 0  # they went on talking: a preview is out of date
                 self._last_voice_at = t_end
                 if voiced:
                     self._voiced_windows += 1
+            if preview_windows and self._silent_windows == preview_windows:
+                seg = self._preview()
+                if seg is not None:
+                    out.append(seg)
             if self._silent_windows >= end_windows:
                 seg = self._close(cut=False)
                 if seg is not None:
@@ -129,15 +141,31 @@ class SpeechSegmenter:
         """Close whatever is being said now (the speaker left, shutdown)."""
         return self._close(cut=False) if self._in_speech else None
 
-    def _close(self, *, cut: bool) -> Segment | None:
+    def _spoken_windows(self, *, cut: bool) -> list[np.ndarray]:
         trailing = 0 if cut else max(0, self._silent_windows - 2)  # keep ~64 ms of tail
-        windows = self._speech[: len(self._speech) - trailing] if trailing else self._speech
+        return self._speech[: len(self._speech) - trailing] if trailing else self._speech
+
+    def _preview(self) -> Segment | None:
+        """The utterance so far, as it will be if the speaker stays quiet: the same windows
+        the final segment will hold, so its transcription can be reused."""
+        windows = self._spoken_windows(cut=False)
+        if self._voiced_windows * WINDOW / VAD_RATE < self._s.min_speech_s or not windows:
+            return None
+        self._keys += 1
+        self._preview_key = self._keys
+        return Segment(audio=np.concatenate(windows), speech_end=self._last_voice_at,
+                       detected_at=self._clock(), final=False, key=self._keys)
+
+    def _close(self, *, cut: bool) -> Segment | None:
+        windows = self._spoken_windows(cut=cut)
         voiced_s = self._voiced_windows * WINDOW / VAD_RATE
+        key = 0 if cut else self._preview_key
         self._in_speech = False
         self._speech = []
         self._silent_windows = 0
         self._voiced_windows = 0
+        self._preview_key = 0
         if voiced_s < self._s.min_speech_s or not windows:
             return None
         return Segment(audio=np.concatenate(windows), speech_end=self._last_voice_at,
-                       detected_at=self._clock(), cut=cut)
+                       detected_at=self._clock(), cut=cut, key=key)

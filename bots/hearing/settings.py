@@ -24,6 +24,11 @@ class HearingSettings(BaseModel):
     beam_size: int = Field(1, ge=1, le=10, description="1 is greedy: fastest, good on tiny")
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="speech probability to start")
     end_silence_s: float = Field(0.4, ge=0.1, le=5.0, description="silence that ends a turn")
+    preempt_after_s: float | None = Field(
+        0.12, ge=0.03, le=5.0,
+        description="start transcribing after this much silence, before the turn is sure to "
+        "be over (the result is used if the speaker stays quiet; None: off)",
+    )
     min_speech_s: float = Field(0.25, ge=0.0, le=5.0, description="shorter sounds are dropped")
     max_utterance_s: float = Field(15.0, ge=1.0, le=60.0, description="longer speech is cut")
     pre_roll_s: float = Field(0.2, ge=0.0, le=1.0, description="audio kept before speech starts")
