@@ -1,0 +1,69 @@
+"""Settings of the OBS stage: how to reach the streamer's OBS and what vstage names in it.
+
+Names may contain ``{persona}`` (the persona id); a scene name without it is shared by every
+persona. Inputs (sources) are global in OBS, so the avatar and subtitle names must keep
+``{persona}`` when more than one persona is on the show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObsSceneNames(_Model):
+    """The scene shown for each persona state (``{persona}`` is replaced by the persona id)."""
+
+    idle: str = Field("vstage idle", description="nobody speaks: the avatar idles")
+    talking: str = Field("vstage {persona}", description="the persona speaks, with subtitles")
+    brb: str = Field("vstage brb", description="'be right back': renderer stalled or LLM down")
+
+    def name(self, state: str, persona: str) -> str:
+        return getattr(self, state).format(persona=persona)
+
+
+class ObsSourceNames(_Model):
+    """Names of the inputs vstage creates and drives."""
+
+    avatar: str = Field("vstage {persona} avatar", description="media source playing the clips")
+    subtitles: str = Field("vstage {persona} subtitles", description="text source")
+    brb_image: str = Field("vstage brb image", description="image on the 'be right back' scene")
+
+    def name(self, kind: str, persona: str) -> str:
+        return getattr(self, kind).format(persona=persona)
+
+
+class ObsSettings(_Model):
+    """The streamer's OBS (obs-websocket 5.x; OBS 28 or newer). See docs/obs.md."""
+
+    enabled: bool = Field(False, description="drive OBS in addition to the browser overlays")
+    host: str = "127.0.0.1"
+    port: int = Field(4455, ge=1, le=65535)
+    password: SecretStr | None = Field(
+        None, description="obs-websocket server password; set VSTAGE_OBS__PASSWORD"
+    )
+    scenes: ObsSceneNames = ObsSceneNames()
+    sources: ObsSourceNames = ObsSourceNames()
+    switch_scenes: bool = Field(True, description="switch the program scene by persona state")
+    brb_image: Path | None = Field(None, description="picture for the 'be right back' scene")
+    avatar_box: tuple[int, int, int, int] | None = Field(
+        None,
+        description="where the avatar goes on the canvas: x, y, width, height in pixels; "
+        "unset: a square of 80% of the canvas height, centred, at the bottom",
+    )
+    chroma_key: bool = Field(
+        True, description="key out the green the MP4 clips are composited over"
+    )
+    subtitle_font: str = "DejaVu Sans"
+    subtitle_size: int = Field(48, ge=8, le=400)
+    request_timeout_s: float = Field(3.0, gt=0, description="one request's time limit")
+    reconnect_min_s: float = Field(0.25, ge=0, description="first wait before reconnecting")
+    reconnect_max_s: float = Field(2.0, ge=0, description="longest wait between reconnects")
+    health_interval_s: float = Field(
+        0.5, gt=0, description="how often an idle connection is checked"
+    )
