@@ -105,6 +105,15 @@ class StudioApp:
                 if twitch is not None:
                     adapters.append(twitch)
             stages: list = [server]
+            if cfg.app.obs.enabled:
+                from overlays.obs import ObsStage
+
+                obs = await stack.enter_async_context(
+                    ObsStage(settings=cfg.app.obs, personas=list(personas)))
+                for p, files in zip(personas.values(), idle, strict=True):
+                    if "mp4" in files:
+                        obs.set_idle(p.id, files["mp4"])
+                stages.append(obs)  # OBS away: its calls return at once; the overlays go on
             discord = None
             if cfg.app.discord is not None:
                 from bots.adapters.discord.adapter import DiscordAdapter

@@ -151,6 +151,24 @@ async def _twitch_login(args) -> int:
     return 0
 
 
+async def _obs_setup(args) -> int:
+    from overlays.obs import ObsDriver, setup_obs
+
+    config = _load(args)
+    obs = config.app.obs
+    async with ObsDriver(settings=obs) as driver:
+        if not await driver.wait_ready(10):
+            raise VStageError(f"OBS is not reachable at {obs.host}:{obs.port}: is it running, "
+                              "with the WebSocket server on and VSTAGE_OBS__PASSWORD right?")
+        report = await setup_obs(driver, obs, list(config.personas))
+    for item in report.created:
+        print(f"  created {item}")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
+    print("OBS is set up" + (" (nothing to change)" if not report.created else "") + ".")
+    return 0
+
+
 def _check(args) -> int:
     config = _load(args)
     print(f"config OK: {config.root}")
@@ -185,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     login = twitch_sub.add_parser("login", help="log the bot in (Device Code Grant flow)")
     login.add_argument("--client-id", help="the application's client id (default: config)")
 
+    obs = sub.add_parser("obs", help="OBS set-up")
+    obs_sub = obs.add_subparsers(dest="obs_command", required=True)
+    obs_sub.add_parser("setup", help="create the personas' scenes and sources (idempotent)")
+
     trace = sub.add_parser("trace", help="show the last traces of the running studio")
     trace.add_argument("-n", type=int, default=20, help="how many (default 20)")
     trace.add_argument("--port", type=int, help="studio port (default from config)")
@@ -204,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             return _trace(args)
         if args.command == "twitch":
             return asyncio.run(_twitch_login(args))
+        if args.command == "obs":
+            return asyncio.run(_obs_setup(args))
         return _check(args)
     except VStageError as e:
         print(f"vstage: {e}", file=sys.stderr)

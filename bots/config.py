@@ -26,6 +26,7 @@ from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings
 from bots.adapters.discord.settings import DiscordSettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.queue import QueueSettings
+from overlays.obs.settings import ObsSettings
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class AppSettings(BaseSettings):
     clips: ClipSettings = ClipSettings()
     show: ShowSettings = ShowSettings()
     twitch: TwitchSettings = TwitchSettings()
+    obs: ObsSettings = ObsSettings()
     discord: DiscordSettings | None = Field(
         None, description="set (even to {}) to join Discord; token from DISCORD_TOKEN"
     )

@@ -119,6 +119,7 @@ class Orchestrator:
         self._tasks: set[asyncio.Task] = set()
         self._reports: set[asyncio.Task] = set()
         self.replies: list[Reply] = []  # recent, newest last
+        self.healthy = True  # False after a failed reply or a fallback line, until one works
         for adapter in adapters:
             adapter.bind(self)
 
@@ -291,6 +292,7 @@ class Orchestrator:
         )
         slot.current = reply_task
         outcome: Outcome
+        reply = None
         try:
             reply = await reply_task
         except asyncio.CancelledError:
@@ -316,6 +318,10 @@ class Orchestrator:
             slot.current = None
             slot.current_event = None
         self._finish(event, outcome)
+        # The LLM down (fallback line) or the renderer failing: "be right back" on stages
+        # that have such a scene, until a reply goes through again.
+        await self._set_healthy(outcome.status != "failed" and not (
+            outcome.status == "spoken" and getattr(reply, "fell_back", False)))
         if on_stage:
             # Hold the stage until the reply has played, then hand it on.
             try:
@@ -323,6 +329,20 @@ class Orchestrator:
                     await asyncio.sleep(max(0.0, playback_end - time.monotonic()))
             finally:
                 self.floor.release(pid)
+
+    async def _set_healthy(self, healthy: bool) -> None:
+        if healthy == self.healthy:
+            return
+        self.healthy = healthy
+        logger.warning("show is %s", "back" if healthy else "degraded: be right back")
+        for stage in self.stages:
+            brb = getattr(stage, "be_right_back", None)
+            if brb is not None:
+                try:
+                    await brb(not healthy)
+                except Exception:
+                    self.tracer.errors.labels("stage").inc()
+                    logger.exception("stage %s.be_right_back failed", type(stage).__name__)
 
     def _finish(self, event: Event, outcome: Outcome) -> None:
         """The final word on an accepted event: trace it and tell its adapter."""

@@ -216,3 +216,22 @@ async def test_traces_and_metrics(parts):
     assert "vstage_stage_seconds_bucket" in text and ctype.startswith("text/plain")
     recent = orch.tracer.recent(5)
     assert recent[0]["trace_id"] in (ok.trace_id, bad.trace_id)
+
+
+async def test_failures_put_stages_on_be_right_back_until_a_reply_works(parts):
+    stage, adapter, personas = parts
+    calls: list[bool] = []
+
+    async def be_right_back(on: bool = True) -> None:
+        calls.append(on)
+
+    stage.be_right_back = be_right_back
+    perf = FakePerformer(clips=1, fail_on="boom")
+    async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
+                            adapters=[adapter], performer=perf) as orch:
+        orch.submit(chat("a", "boom"))
+        orch.submit(chat("b", "boom again"))
+        ok = orch.submit(chat("c", "fine"))
+        await until(lambda: adapter.status_of(ok.trace_id))
+        await asyncio.sleep(0.05)
+    assert calls == [True, False]  # on at the first failure, off after the next good reply
