@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Model(BaseModel):
@@ -36,6 +36,37 @@ class AvatarSettings(_Model):
     )
     fps: int = Field(25, ge=5, le=60)
     device: str = Field("auto", description="auto (cuda > mps > cpu), cuda, mps or cpu")
+
+
+DEFAULT_CHECKPOINT = Path("models/wav2lip.pth")
+
+
+class Wav2LipSettings(_Model):
+    """Avatar settings of a Wav2Lip persona (``avatar: {renderer: wav2lip, ...}``).
+
+    Paths are relative to the config folder. ``face_box`` is ``(x, y, width, height)`` in
+    pixels of ``avatar_image``: the face from the brows to below the chin, roughly square.
+    """
+
+    renderer: Literal["wav2lip"] = "wav2lip"
+    checkpoint: Path = Field(
+        DEFAULT_CHECKPOINT, description="Wav2Lip generator checkpoint (published .pth format)"
+    )
+    avatar_image: Path = Field(..., description="still picture of the avatar (PNG, RGB or RGBA)")
+    face_box: tuple[int, int, int, int] = Field(
+        ..., description="x, y, width, height of the face in avatar_image"
+    )
+    fps: int = Field(25, ge=5, le=60)
+    device: str = Field("auto", description="auto (cuda > mps > cpu), cuda, mps or cpu")
+    batch_size: int = Field(16, ge=1, le=512, description="frames per network call")
+
+    @field_validator("face_box")
+    @classmethod
+    def _positive_box(cls, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        x, y, w, h = box
+        if x < 0 or y < 0 or w < 16 or h < 16:
+            raise ValueError("face_box is (x, y, width, height) with x, y >= 0 and sides >= 16")
+        return box
 
 
 class ClipSettings(_Model):

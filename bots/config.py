@@ -15,14 +15,14 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from avatar_engine.errors import ConfigError
-from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings
+from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings, Wav2LipSettings
 from bots.adapters.discord.settings import DiscordSettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.queue import QueueSettings
@@ -87,7 +87,9 @@ class PersonaConfig(_Model):
     greeting: str | None = None
     llm: LLMSettings = LLMSettings()
     voice: VoiceSettings = VoiceSettings()
-    avatar: AvatarSettings = AvatarSettings()
+    avatar: Annotated[AvatarSettings | Wav2LipSettings, Field(discriminator="renderer")] = (
+        AvatarSettings()
+    )
     queue: QueueSettings = QueueSettings()
     moderation: ModerationSettings = ModerationSettings()
     twitch: PersonaTwitchSettings = PersonaTwitchSettings()
@@ -305,8 +307,12 @@ def load_config(
         except ConfigError as e:
             errors.append(str(e))
             continue
-        sprites = _resolve(root, persona.avatar.sprites)
-        avatar = persona.avatar.model_copy(update={"sprites": sprites})
+        av = persona.avatar
+        if isinstance(av, Wav2LipSettings):
+            avatar = av.model_copy(update={"checkpoint": _resolve(root, av.checkpoint),
+                                           "avatar_image": _resolve(root, av.avatar_image)})
+        else:
+            avatar = av.model_copy(update={"sprites": _resolve(root, av.sprites)})
         personas[persona.id] = persona.model_copy(update={"avatar": avatar})
     if errors:  # report every bad file at once, not one per start-up
         raise ConfigError("\n".join(errors))

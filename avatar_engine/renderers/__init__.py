@@ -14,15 +14,17 @@ if TYPE_CHECKING:
     from avatar_engine.renderers.base import Renderer
     from avatar_engine.renderers.sprite import SpriteRenderer
     from avatar_engine.renderers.spriteset import Layer, SpriteSet
+    from avatar_engine.renderers.wav2lip import Wav2LipRenderer
 
 _EXPORTS = {
     "Renderer": "avatar_engine.renderers.base",
     "SpriteRenderer": "avatar_engine.renderers.sprite",
     "Layer": "avatar_engine.renderers.spriteset",
     "SpriteSet": "avatar_engine.renderers.spriteset",
+    "Wav2LipRenderer": "avatar_engine.renderers.wav2lip",
 }
 
-__all__ = ["Layer", "Renderer", "SpriteRenderer", "SpriteSet"]
+__all__ = ["Layer", "Renderer", "SpriteRenderer", "SpriteSet", "Wav2LipRenderer"]
 
 
 def __getattr__(name: str) -> Any:

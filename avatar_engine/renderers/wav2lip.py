@@ -12,17 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from avatar_engine.device import pick_device
 from avatar_engine.errors import ConfigError, MissingDependency
 from avatar_engine.renderers.mel import WAV2LIP_MEL, MelSpectrogram
+from avatar_engine.settings import Wav2LipSettings
 from avatar_engine.types import Speech, frame_count
 
 logger = logging.getLogger(__name__)
@@ -30,42 +29,11 @@ logger = logging.getLogger(__name__)
 FACE_SIZE = 96
 """Side of the square face crop the published network sees and draws."""
 
-DEFAULT_CHECKPOINT = Path("models/wav2lip.pth")
 """Where a persona's checkpoint is looked for when its settings name none (from the config
 folder)."""
 
 
 # --- settings ------------------------------------------------------------------------------
-
-
-class Wav2LipSettings(BaseModel):
-    """Avatar settings of a Wav2Lip persona (``avatar: {renderer: wav2lip, ...}``).
-
-    Paths are relative to the config folder. ``face_box`` is ``(x, y, width, height)`` in
-    pixels of ``avatar_image``: the face from the brows to below the chin, roughly square.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    renderer: Literal["wav2lip"] = "wav2lip"
-    checkpoint: Path = Field(
-        DEFAULT_CHECKPOINT, description="Wav2Lip generator checkpoint (published .pth format)"
-    )
-    avatar_image: Path = Field(..., description="still picture of the avatar (PNG, RGB or RGBA)")
-    face_box: tuple[int, int, int, int] = Field(
-        ..., description="x, y, width, height of the face in avatar_image"
-    )
-    fps: int = Field(25, ge=5, le=60)
-    device: str = Field("auto", description="auto (cuda > mps > cpu), cuda, mps or cpu")
-    batch_size: int = Field(16, ge=1, le=512, description="frames per network call")
-
-    @field_validator("face_box")
-    @classmethod
-    def _positive_box(cls, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-        x, y, w, h = box
-        if x < 0 or y < 0 or w < 16 or h < 16:
-            raise ValueError("face_box is (x, y, width, height) with x, y >= 0 and sides >= 16")
-        return box
 
 
 # --- the published generator ---------------------------------------------------------------

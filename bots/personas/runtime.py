@@ -7,9 +7,8 @@ import logging
 from collections import deque
 from pathlib import Path
 
-from avatar_engine.renderers.sprite import SpriteRenderer
-from avatar_engine.renderers.spriteset import SpriteSet
-from avatar_engine.settings import ClipSettings
+from avatar_engine.renderers.base import Renderer
+from avatar_engine.settings import AvatarSettings, ClipSettings, Wav2LipSettings
 from avatar_engine.voice import TTS, create_tts
 from avatar_engine.workers import RenderPool
 from bots.brain import LLM, create_llm
@@ -28,7 +27,7 @@ class PersonaRuntime:
         config: PersonaConfig,
         llm: LLM,
         tts: TTS,
-        renderer: SpriteRenderer,
+        renderer: Renderer,
         clips_dir: Path,
         clip_settings: ClipSettings,
         pool: RenderPool | None = None,
@@ -59,17 +58,14 @@ class PersonaRuntime:
     ) -> PersonaRuntime:
         """Load the persona's models off the event loop (in parallel where possible)."""
         llm = create_llm(config.llm)
-        sprites_task = asyncio.to_thread(SpriteSet.load, config.avatar.sprites)
+        renderer_task = asyncio.to_thread(create_renderer, config.avatar)
         tts_task = asyncio.to_thread(create_tts, config.voice)
-        sprites, tts, _ = await asyncio.gather(sprites_task, tts_task, llm.load())
-        renderer = SpriteRenderer(
-            sprites=sprites, fps=config.avatar.fps, device=config.avatar.device
-        )
+        renderer, tts, _ = await asyncio.gather(renderer_task, tts_task, llm.load())
         folder = clips_dir / config.id
         folder.mkdir(parents=True, exist_ok=True)
         logger.info(
             "persona %s ready: llm=%s voice=%s avatar=%s on %s",
-            config.id, llm.name, config.voice.model, config.avatar.sprites.name, renderer.device,
+            config.id, llm.name, config.voice.model, config.avatar.renderer, renderer.device,
         )
         return cls(
             config=config, llm=llm, tts=tts, renderer=renderer, clips_dir=folder,
@@ -82,6 +78,19 @@ class PersonaRuntime:
 
     async def aclose(self) -> None:
         await self.llm.aclose()
+
+
+def create_renderer(settings: AvatarSettings | Wav2LipSettings) -> Renderer:
+    """Blocking: build the avatar renderer a persona's settings ask for (paths resolved)."""
+    if isinstance(settings, Wav2LipSettings):
+        from avatar_engine.renderers.wav2lip import Wav2LipRenderer
+
+        return Wav2LipRenderer.from_settings(settings)
+    from avatar_engine.renderers.sprite import SpriteRenderer
+    from avatar_engine.renderers.spriteset import SpriteSet
+
+    return SpriteRenderer(sprites=SpriteSet.load(settings.sprites), fps=settings.fps,
+                          device=settings.device)
 
 
 def prune_clips(folder: Path, *, keep: int) -> int:

@@ -118,3 +118,26 @@ def test_studio_token_is_generated_once_and_private(config_copy):
     assert t1.get_secret_value() == t2.get_secret_value() and len(t1.get_secret_value()) >= 24
     mode = (cfg.state_dir / "studio-token").stat().st_mode & 0o777
     assert mode == 0o600
+
+
+def test_wav2lip_persona_without_a_checkpoint_refuses_to_start(config_copy):
+    from avatar_engine.errors import MissingDependency
+    from bots.personas.runtime import create_renderer
+
+    p = config_copy / "personas" / "mika.yaml"
+    body = p.read_text()
+    start = body.index("avatar:")
+    p.write_text(body[:start] + "avatar:\n  renderer: wav2lip\n  avatar_image: avatars/"
+                 "default/base.png\n  face_box: [176, 150, 160, 160]\n")
+    cfg = load_config(config_copy)
+    avatar = cfg.persona("mika").avatar
+    assert avatar.renderer == "wav2lip" and avatar.checkpoint.is_absolute()
+    with pytest.raises(MissingDependency, match=r"models/wav2lip\.pth"):
+        create_renderer(avatar)
+
+
+def test_unknown_renderer_is_named(config_copy):
+    p = config_copy / "personas" / "mika.yaml"
+    p.write_text(p.read_text().replace("renderer: sprite", "renderer: live2d"))
+    with pytest.raises(ConfigError, match=r"mika\.yaml, line \d+: avatar"):
+        load_config(config_copy)
