@@ -74,7 +74,14 @@ class StudioApp:
         cfg = self.config
         show = cfg.app.show
         async with contextlib.AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(LocalRenderPool(workers=show.render_workers))
+            if show.broker_url is not None:  # render jobs go to `vstage worker` processes
+                from avatar_engine.workers.rabbit import RabbitRenderPool
+
+                pool = await stack.enter_async_context(
+                    RabbitRenderPool(url=show.broker_url.get_secret_value()))
+            else:
+                pool = await stack.enter_async_context(
+                    LocalRenderPool(workers=show.render_workers))
             personas = await load_personas(cfg, pool=pool)
             for p in personas.values():
                 stack.push_async_callback(p.aclose)

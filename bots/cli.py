@@ -1,5 +1,6 @@
-"""The ``vstage`` command line: ``demo`` (the local studio), ``ask`` (one reply from the shell)
-and ``check`` (validate the configuration)."""
+"""The ``vstage`` command line: ``demo`` (the local studio), ``ask`` (one reply from the shell),
+``worker`` (render clips for a studio over RabbitMQ) and ``check`` (validate the
+configuration)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from avatar_engine.errors import VStageError
 from avatar_engine.types import frame_count
+from avatar_engine.workers.worker import DEFAULT_QUEUE
 from bots.logs import setup_logging
 
 logger = logging.getLogger("vstage")
@@ -169,6 +171,24 @@ async def _obs_setup(args) -> int:
     return 0
 
 
+def _worker(args) -> int:
+    """Serve render jobs from RabbitMQ until SIGINT/SIGTERM (see docs/workers.md)."""
+    import os
+
+    from avatar_engine.workers import jobs, worker
+
+    broker = args.broker or os.environ.get("VSTAGE_BROKER")
+    if broker is None:
+        url = _load(args).app.show.broker_url
+        if url is None:
+            raise VStageError("no broker: pass --broker amqp://user:pass@host:5672/ or set "
+                              "VSTAGE_SHOW__BROKER_URL (see docs/workers.md)")
+        broker = url.get_secret_value()
+    argv = ["--broker", broker, "--queue", args.queue, "--prefetch", str(args.prefetch),
+            "--import", jobs.__name__]
+    return worker.main([*argv, *(["--verbose"] if args.verbose else [])])
+
+
 def _check(args) -> int:
     config = _load(args)
     print(f"config OK: {config.root}")
@@ -207,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     obs_sub = obs.add_subparsers(dest="obs_command", required=True)
     obs_sub.add_parser("setup", help="create the personas' scenes and sources (idempotent)")
 
+    work = sub.add_parser("worker", help="render clips for a studio on this machine (RabbitMQ)")
+    work.add_argument("--broker", help="amqp://user:pass@host:5672/vhost (default: "
+                      "$VSTAGE_BROKER, then show.broker_url)")
+    work.add_argument("--queue", default=DEFAULT_QUEUE, help="job queue (default %(default)s)")
+    work.add_argument("--prefetch", type=int, default=1, help="jobs held at once (default 1)")
+
     trace = sub.add_parser("trace", help="show the last traces of the running studio")
     trace.add_argument("-n", type=int, default=20, help="how many (default 20)")
     trace.add_argument("--port", type=int, help="studio port (default from config)")
@@ -226,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
             return _trace(args)
         if args.command == "twitch":
             return asyncio.run(_twitch_login(args))
+        if args.command == "worker":
+            return _worker(args)
         if args.command == "obs":
             return asyncio.run(_obs_setup(args))
         return _check(args)

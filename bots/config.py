@@ -120,6 +120,11 @@ class ShowSettings(_Model):
     audit_log: Path | None = Field(
         Path("audit.jsonl"), description="moderation audit log (JSONL), relative to state_dir"
     )
+    broker_url: SecretStr | None = Field(
+        None,
+        description="amqp://user:pass@host:5672/vhost: render on `vstage worker` processes over "
+        "RabbitMQ instead of in this process; set VSTAGE_SHOW__BROKER_URL",
+    )
 
 
 class TwitchSettings(_Model):

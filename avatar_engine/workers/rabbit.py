@@ -66,6 +66,10 @@ class RabbitRenderPool:
     back, under the same id.
     """
 
+    remote = True
+    """Jobs leave this process: callers must submit registered jobs with arguments that pickle
+    (see :mod:`avatar_engine.workers.jobs`), never closures over in-process objects."""
+
     def __init__(
         self,
         *,

@@ -22,6 +22,7 @@ import numpy as np
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.errors import ProviderError
 from avatar_engine.types import Clip, Speech
+from avatar_engine.workers.jobs import avatar_payload, render_clip, save_clip
 from bots.brain.base import RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable
 from bots.personas.prompt import build_messages
@@ -64,7 +65,8 @@ class Reply:
     trace: ReplyTrace
     fell_back: bool = False
     speeches: list[Speech] = field(default_factory=list, repr=False)
-    frames: list[np.ndarray] = field(default_factory=list, repr=False)
+    # None where the clip was rendered on a remote worker: its frames never come back.
+    frames: list[np.ndarray | None] = field(default_factory=list, repr=False)
 
 
 async def perform(
@@ -85,7 +87,8 @@ async def perform(
     Args:
         retry: LLM retries; by default 3 attempts, the first token due within the
             persona's ``llm.timeout_s``.
-        keep_media: also keep the raw speech and frames (for ``vstage ask --out`` and tests).
+        keep_media: also keep the raw speech and frames (for ``vstage ask --out`` and tests);
+            frames are None for clips rendered on remote workers.
         screen: output moderation, applied to every sentence before it is voiced; a sentence
             it refuses is never spoken.
         marks: called with each milestone's name as it happens (for the orchestrator's trace).
@@ -164,7 +167,9 @@ async def perform(
         while (speech := await speeches.get()) is not _END:
             index = next(counter)
             job = (_render_and_encode, persona, speech, reply.reply_id, index)
-            if persona.pool is not None:  # shared by all personas, scheduled fairly
+            if getattr(persona.pool, "remote", False):  # workers on other machines
+                clip, frames = await _render_remotely(persona, speech, reply.reply_id, index)
+            elif persona.pool is not None:  # shared by all personas, scheduled fairly
                 clip, frames = await persona.pool.run(persona.id, *job)
             else:
                 clip, frames = await asyncio.to_thread(*job)
@@ -210,3 +215,26 @@ def _render_and_encode(
         fps=persona.renderer.fps, frames=n, files=files,
     )
     return clip, frames.cpu().numpy() if hasattr(frames, "cpu") else np.asarray(frames)
+
+
+async def _render_remotely(
+    persona: PersonaRuntime, speech: Speech, reply_id: str, index: int
+) -> tuple[Clip, None]:
+    """Render and encode one sentence on a remote worker (a pool with ``remote = True``) and
+    write the files it sends back into the persona's clips folder.
+
+    Only plain data crosses: the avatar settings (their paths must exist on the worker), the
+    speech and the frame to start at. The frames stay on the worker, so ``keep_media`` gets
+    None for them.
+    """
+    start = persona.frame_clock
+    rendered = await persona.pool.run(
+        persona.id, render_clip, avatar_payload(persona.config.avatar),
+        tuple(persona.clip_settings.formats), speech, reply_id, index, start,
+    )
+    persona.frame_clock = start + rendered.frames
+    clip = await asyncio.to_thread(
+        save_clip, rendered, clips_dir=persona.clips_dir, reply_id=reply_id, index=index,
+        text=speech.text,
+    )
+    return clip, None

@@ -8,7 +8,8 @@ from collections import deque
 from pathlib import Path
 
 from avatar_engine.renderers.base import Renderer
-from avatar_engine.settings import AvatarSettings, ClipSettings, Wav2LipSettings
+from avatar_engine.renderers.factory import create_renderer
+from avatar_engine.settings import ClipSettings
 from avatar_engine.voice import TTS, create_tts
 from avatar_engine.workers import RenderPool
 from bots.brain import LLM, create_llm
@@ -78,19 +79,6 @@ class PersonaRuntime:
 
     async def aclose(self) -> None:
         await self.llm.aclose()
-
-
-def create_renderer(settings: AvatarSettings | Wav2LipSettings) -> Renderer:
-    """Blocking: build the avatar renderer a persona's settings ask for (paths resolved)."""
-    if isinstance(settings, Wav2LipSettings):
-        from avatar_engine.renderers.wav2lip import Wav2LipRenderer
-
-        return Wav2LipRenderer.from_settings(settings)
-    from avatar_engine.renderers.sprite import SpriteRenderer
-    from avatar_engine.renderers.spriteset import SpriteSet
-
-    return SpriteRenderer(sprites=SpriteSet.load(settings.sprites), fps=settings.fps,
-                          device=settings.device)
 
 
 def prune_clips(folder: Path, *, keep: int) -> int:

@@ -30,22 +30,18 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 class Worker:
-    """One ``python -m avatar_engine.workers.worker`` process."""
+    """One ``python -m avatar_engine.workers.worker`` process (with ``cli``: one ``vstage
+    worker``, which serves the render jobs of :mod:`avatar_engine.workers.jobs`)."""
 
-    def __init__(self, url: str, queue: str, log: Path) -> None:
+    def __init__(self, url: str, queue: str, log: Path, *, cli: bool = False) -> None:
         self.log = log
+        if cli:
+            argv = ["-m", "bots.cli", "worker", "--broker", url, "--queue", queue]
+        else:
+            argv = ["-m", "avatar_engine.workers.worker", "--broker", url, "--queue", queue,
+                    "--import", "tests.rabbit.jobs"]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "avatar_engine.workers.worker",
-                "--broker",
-                url,
-                "--queue",
-                queue,
-                "--import",
-                "tests.rabbit.jobs",
-            ],
+            [sys.executable, *argv],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=open(log, "wb"),  # noqa: SIM115 - owned by the process
@@ -84,8 +80,8 @@ def queue(request: pytest.FixtureRequest) -> str:
 def start_worker(broker: Broker, queue: str, tmp_path: Path):
     started: list[Worker] = []
 
-    def start() -> Worker:
-        w = Worker(broker.url, queue, tmp_path / f"worker{len(started)}.log")
+    def start(*, cli: bool = False) -> Worker:
+        w = Worker(broker.url, queue, tmp_path / f"worker{len(started)}.log", cli=cli)
         started.append(w)
         return w
 
