@@ -96,6 +96,9 @@ class StudioApp:
                 metrics=tracer.exposition,
             )
             server.set_traces(tracer.recent)
+            server.set_queues(lambda: {
+                pid: self.orchestrator.queue_snapshot(pid) for pid in personas
+            } if self.orchestrator is not None else {})
             for p, files in zip(personas.values(), idle, strict=True):
                 server.set_idle(p.id, files)
             audit = None

@@ -42,6 +42,8 @@ async def _demo(args) -> int:
     print("\n  vstage studio is live.\n")
     print(f"  Studio (type as a viewer):   {app.server.url('studio')}")
     print(f"  OBS browser source overlay:  {app.server.url('overlay')}")
+    print(f"  Chat overlay (on stage):     {app.server.url('overlay/chat')}")
+    print(f"  Queue overlay:               {app.server.url('overlay/queue')}")
     print("\n  These URLs carry your access token; keep them private. Ctrl-C stops.\n",
           flush=True)
     try:

@@ -77,6 +77,7 @@ class StudioServer:
         self._on_chat = on_chat
         self._metrics = metrics
         self._traces: Callable[[int], list[dict[str, Any]]] | None = None
+        self._queues: Callable[[], dict[str, list[dict[str, Any]]]] | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._recent: deque[dict[str, Any]] = deque(maxlen=history)
         self._idle: dict[str, dict[str, str]] = {}
@@ -129,6 +130,10 @@ class StudioServer:
     def set_traces(self, traces: Callable[[int], list[dict[str, Any]]]) -> None:
         """Serve the last traces at ``/api/traces?n=N``."""
         self._traces = traces
+
+    def set_queues(self, queues: Callable[[], dict[str, list[dict[str, Any]]]]) -> None:
+        """Serve each persona's queue (persona id -> rows in answer order) at ``/api/queue``."""
+        self._queues = queues
 
     def set_metrics(self, metrics: Callable[[], tuple[bytes, str]]) -> None:
         self._metrics = metrics
@@ -209,6 +214,9 @@ class StudioServer:
         app.router.add_get("/", self._index)
         app.router.add_get("/studio", self._page("studio.html"))
         app.router.add_get("/overlay", self._page("overlay.html"))
+        app.router.add_get("/overlay/chat", self._page("chat.html"))
+        app.router.add_get("/overlay/queue", self._page("queue.html"))
+        app.router.add_get("/api/queue", self._queue_endpoint)
         app.router.add_static("/static/", WEB_DIR, show_index=False)
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/api/state", self._state)
@@ -278,6 +286,16 @@ class StudioServer:
             raise web.HTTPNotFound()
         body, ctype = self._metrics()
         return web.Response(body=body, headers={"Content-Type": ctype})
+
+    async def _queue_endpoint(self, request: web.Request) -> web.Response:
+        queues = self._queues() if self._queues is not None else {}
+        # Viewers' ids and trace ids stay private; an overlay shows names and previews.
+        public = {
+            pid: [{k: row[k] for k in ("user", "platform", "kind", "text", "waited_s", "paid")
+                   if k in row} for row in rows]
+            for pid, rows in queues.items()
+        }
+        return web.json_response({"queues": public})
 
     async def _traces_endpoint(self, request: web.Request) -> web.Response:
         if self._traces is None:

@@ -128,3 +128,43 @@ def test_trace_cli_and_metrics_show_what_happened(demo):
     with urllib.request.urlopen(req, timeout=10) as r:
         body = r.read().decode()
     assert "vstage_events_total" in body and 'decision="rejected"' in body
+
+
+def test_queue_and_chat_overlays(demo, browser, artifacts):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!pause"})[0] == 202
+    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!clear"})[0] == 202
+    for user in ("queue_ann", "queue_bob"):
+        code, _ = _call(f"{demo}/api/chat", {"user": user, "text": f"Hello from {user}!"})
+        assert code == 202
+    page = browser.new_page(viewport={"width": 600, "height": 400})
+    page.goto(f"{demo}/overlay/queue?token={TOKEN}&rows=20")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-persona=mika] li b')]"
+        ".filter(b => b.textContent.startsWith('queue_')).length === 2", timeout=10_000)
+    names = page.locator("[data-persona=mika] li b").all_inner_texts()
+    mine = [n for n in names if n.startswith("queue_")]
+    assert mine == ["queue_ann", "queue_bob"]  # answer order: equal priority, FIFO
+    assert "waiting" in page.inner_text("[data-persona=mika] h2")
+    png = page.screenshot(omit_background=True, path=str(artifacts / "queue-overlay.png"))
+    alpha = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))[..., 3]
+    assert alpha[-50:, :].max() == 0 and alpha[:, -50:].max() == 0  # nothing but the text
+
+    chat = browser.new_page(viewport={"width": 600, "height": 400})
+    chat.goto(f"{demo}/overlay/chat?token={TOKEN}")
+    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!resume"})[0] == 202
+    page.wait_for_function(
+        "() => ![...document.querySelectorAll('[data-persona=mika] li b')]"
+        ".some(b => b.textContent.startsWith('queue_'))", timeout=90_000)
+    chat.wait_for_function(
+        "() => [...document.querySelectorAll('#feed li.viewer b')]"
+        ".some(b => b.textContent === 'queue_bob')", timeout=90_000)
+    chat.wait_for_selector("#feed li.persona", timeout=60_000)
+    # Private details stay private: no viewer ids or trace ids in the queue feed.
+    code, body = _call(f"{demo}/api/queue")
+    assert code == 200 and all("trace_id" not in r and "user_id" not in r
+                               for rows in body["queues"].values() for r in rows)
