@@ -141,17 +141,21 @@ def _trace(args) -> int:
 
 
 async def _twitch_login(args) -> int:
-    from bots.adapters.twitch.auth import device_login
-    from bots.adapters.twitch.setup import token_store
+    from bots.adapters.twitch.auth import BROADCASTER_SCOPES, SCOPES, device_login
+    from bots.adapters.twitch.setup import broadcaster_token_store, token_store
 
     config = _load(args)
     client_id = args.client_id or config.app.twitch.client_id
     if not client_id:
         raise VStageError("no Twitch client id: set twitch.client_id in config/vstage.yaml "
                           "or pass --client-id (see docs/twitch.md)")
-    store = token_store(config)
-    tokens = await device_login(client_id=client_id, store=store)
-    print(f"Logged in to Twitch as {tokens.login}; tokens saved to {store.path} (0600).")
+    if args.broadcaster:
+        store, scopes, who = broadcaster_token_store(config), BROADCASTER_SCOPES, "broadcaster"
+        print("Approve with the broadcaster's account (the channel owner), not the bot's.")
+    else:
+        store, scopes, who = token_store(config), SCOPES, "bot"
+    tokens = await device_login(client_id=client_id, store=store, scopes=scopes)
+    print(f"Logged in to Twitch as {tokens.login} ({who}); tokens saved to {store.path} (0600).")
     return 0
 
 
@@ -224,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     twitch_sub = twitch.add_subparsers(dest="twitch_command", required=True)
     login = twitch_sub.add_parser("login", help="log the bot in (Device Code Grant flow)")
     login.add_argument("--client-id", help="the application's client id (default: config)")
+    login.add_argument("--broadcaster", action="store_true",
+                       help="log the broadcaster in instead (channel events and redemptions "
+                       "when the bot is another account); tokens go to "
+                       "twitch.broadcaster_token_file")
 
     obs = sub.add_parser("obs", help="OBS set-up")
     obs_sub = obs.add_subparsers(dest="obs_command", required=True)

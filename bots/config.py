@@ -140,6 +140,11 @@ class TwitchSettings(_Model):
     )
     bot_is_mod: bool = Field(False, description="the bot is a moderator (higher chat limits)")
     token_file: Path = Field(Path("twitch-tokens.json"), description="relative to state_dir")
+    broadcaster_token_file: Path = Field(
+        Path("twitch-broadcaster-tokens.json"),
+        description="the broadcaster's tokens (`vstage twitch login --broadcaster`), relative "
+        "to state_dir; used when the file exists",
+    )
     keepalive_s: int = Field(10, ge=10, le=600)
     retry_max_s: float = Field(60.0, gt=0, description="longest wait between reconnect tries")
 

@@ -111,6 +111,7 @@ def test_odd_messages_get_an_answer_or_a_reason(demo):
 def test_trace_cli_and_metrics_show_what_happened(demo):
     code, _ = _call(f"{demo}/api/chat", {"user": "tracer", "text": "Hello from the trace test"})
     assert code == 202
+    assert _call(f"{demo}/api/chat", {"user": "tracer2", "text": "   "})[0] == 422
     env = {**os.environ, "VSTAGE_STUDIO__TOKEN": TOKEN}
     res = subprocess.run(
         [sys.executable, "-m", "bots.cli", "--config", str(demo.config), "trace",

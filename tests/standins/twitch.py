@@ -2,7 +2,10 @@
 notification, session_reconnect, revocation) and the Helix / id.twitch.tv endpoints the Twitch
 adapter uses, with message shapes as in Twitch's EventSub and Helix reference.
 
-``patched()`` points twitchio's host constants (read at use time) at it.
+It knows two users, the bot and the broadcaster: each token validates to its user, and, as
+Twitch does, broadcaster-only subscriptions, redemption updates and chat messages made with
+another user's token are refused (HTTP 403). ``patched()`` points twitchio's host constants
+(read at use time) at it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 BOT_ID, BOT_LOGIN = "141981764", "vstagebot"
+BROADCASTER_ID, BROADCASTER_LOGIN = "1971641", "mikachannel"
 CLIENT_ID = "standin-client-id"
+LOGINS = {BOT_ID: BOT_LOGIN, BROADCASTER_ID: BROADCASTER_LOGIN}
+TOKEN_PREFIX = {BOT_ID: "user", BROADCASTER_ID: "broadcaster"}
+# need a token of the broadcaster named in the condition (Twitch's EventSub reference)
+BROADCASTER_ONLY = frozenset({
+    "channel.channel_points_custom_reward_redemption.add", "channel.cheer",
+    "channel.subscribe", "channel.subscription.message", "channel.subscription.gift",
+})
 
 
 def _now() -> str:
@@ -50,10 +61,14 @@ class TwitchStandIn:
         self.port = 0
         self.sockets: dict[str, web.WebSocketResponse] = {}  # session id -> socket
         self.subscriptions: dict[str, dict[str, Any]] = {}  # id -> subscription
+        self.subscribed_by: dict[str, str] = {}  # subscription id -> the token's user id
         self.chat: list[dict[str, Any]] = []
         self.redemptions: list[dict[str, Any]] = []
         self.rewards: list[dict[str, Any]] = []
-        self.access_tokens = {"user-access-0"}
+        self.access_tokens: dict[str, str] = {"user-access-0": BOT_ID}  # token -> user id
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> user id
+        self.approve_as = BOT_ID  # the user who approves the next device code
+        self.refused: list[dict[str, Any]] = []  # 403s: what was asked, by whom
         self.refreshes = 0
         self.polls = 0
         self.expire_next = 0  # answer the next N Helix calls with 401
@@ -139,6 +154,10 @@ class TwitchStandIn:
                 return sub
         raise LookupError(f"no subscription of type {sub_type}")
 
+    def subscriber(self, sub_type: str) -> str:
+        """The user whose token created the subscription of ``sub_type``."""
+        return self.subscribed_by[self._sub_of(sub_type)["id"]]
+
     def has_subscription(self, sub_type: str) -> bool:
         return any(s["type"] == sub_type for s in self.subscriptions.values())
 
@@ -186,6 +205,9 @@ class TwitchStandIn:
         form = await request.post()
         if form.get("client_id") != CLIENT_ID:
             return web.json_response({"status": 400, "message": "invalid client"}, status=400)
+        self.polls = 0
+        self._device_user = self.approve_as
+        self._device_scopes = str(form.get("scopes", "")).split()
         return web.json_response({
             "device_code": "dev-code-1", "expires_in": 1800, "interval": 5,
             "user_code": "ABCDEFGH", "verification_uri":
@@ -199,21 +221,32 @@ class TwitchStandIn:
             if self.polls <= self.pending_polls:
                 return web.json_response({"status": 400, "message": "authorization_pending"},
                                          status=400)
-            return web.json_response(self._new_token("user-access-1", "user-refresh-1"))
+            user = self._device_user
+            prefix = TOKEN_PREFIX[user]
+            return web.json_response(self._new_token(
+                user, f"{prefix}-access-1", f"{prefix}-refresh-1", self._device_scopes))
         if grant == "refresh_token":
+            user = self.refresh_tokens.get(str(form.get("refresh_token")))
+            if user is None:
+                return web.json_response({"status": 400, "message": "Invalid refresh token"},
+                                         status=400)
             self.refreshes += 1
-            n = self.refreshes + 1
-            return web.json_response(self._new_token(f"user-access-{n}", f"user-refresh-{n}"))
+            n, prefix = self.refreshes + 1, TOKEN_PREFIX[user]
+            return web.json_response(self._new_token(user, f"{prefix}-access-{n}",
+                                                     f"{prefix}-refresh-{n}"))
         if grant == "client_credentials":
-            self.access_tokens.add("app-access")
+            self.access_tokens["app-access"] = ""
             return web.json_response({"access_token": "app-access", "expires_in": 5000000,
                                       "token_type": "bearer"})
         return web.json_response({"status": 400, "message": "unsupported grant"}, status=400)
 
-    def _new_token(self, access: str, refresh: str) -> dict[str, Any]:
-        self.access_tokens.add(access)
+    def _new_token(self, user: str, access: str, refresh: str,
+                   scopes: list[str] | None = None) -> dict[str, Any]:
+        self.access_tokens[access] = user
+        self.refresh_tokens[refresh] = user
         return {"access_token": access, "expires_in": 14000, "refresh_token": refresh,
-                "scope": ["user:read:chat", "user:write:chat"], "token_type": "bearer"}
+                "scope": scopes or ["user:read:chat", "user:write:chat"],
+                "token_type": "bearer"}
 
     def _token_of(self, request: web.Request) -> str:
         return request.headers.get("Authorization", "").partition(" ")[2]
@@ -226,26 +259,38 @@ class TwitchStandIn:
         if token == "app-access":
             return web.json_response({"client_id": CLIENT_ID, "scopes": [],
                                       "expires_in": 5000000})
-        return web.json_response({"client_id": CLIENT_ID, "login": BOT_LOGIN,
+        user = self.access_tokens[token]
+        return web.json_response({"client_id": CLIENT_ID, "login": LOGINS[user],
                                   "scopes": ["user:read:chat", "user:write:chat"],
-                                  "user_id": BOT_ID, "expires_in": 5000000})
+                                  "user_id": user, "expires_in": 5000000})
 
     # ------------------------------------------------------------------ Helix
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
         if self.expire_next > 0:
             self.expire_next -= 1
-            self.access_tokens.discard(self._token_of(request))
+            self.access_tokens.pop(self._token_of(request), None)
         if self._token_of(request) not in self.access_tokens:
             return web.json_response({"error": "Unauthorized", "status": 401,
                                       "message": "Invalid OAuth token"}, status=401)
         return None
 
+    def _forbidden(self, request: web.Request, need: str | None, what: str,
+                   message: str) -> web.Response | None:
+        """403 unless the token belongs to the user ``need``, as Twitch answers it."""
+        user = self.access_tokens.get(self._token_of(request))
+        if user == need:
+            return None
+        self.refused.append({"what": what, "token_user": user, "needed": need})
+        return web.json_response({"error": "Forbidden", "status": 403, "message": message},
+                                 status=403)
+
     async def _users(self, request: web.Request) -> web.Response:
         if (denied := self._unauthorized(request)) is not None:
             return denied
+        user = self.access_tokens.get(self._token_of(request)) or BOT_ID
         return web.json_response({"data": [{
-            "id": BOT_ID, "login": BOT_LOGIN, "display_name": "VStageBot", "type": "",
+            "id": user, "login": LOGINS[user], "display_name": LOGINS[user], "type": "",
             "broadcaster_type": "", "description": "", "profile_image_url": "",
             "offline_image_url": "", "view_count": 0, "created_at": "2020-01-01T00:00:00Z"}]})
 
@@ -253,6 +298,15 @@ class TwitchStandIn:
         if (denied := self._unauthorized(request)) is not None:
             return denied
         body = await request.json()
+        condition = body.get("condition") or {}
+        if body["type"] in BROADCASTER_ONLY and (denied := self._forbidden(
+                request, condition.get("broadcaster_user_id"), body["type"],
+                "subscription missing proper authorization")) is not None:
+            return denied
+        if body["type"] == "channel.chat.message" and (denied := self._forbidden(
+                request, condition.get("user_id"), body["type"],
+                "subscription missing proper authorization")) is not None:
+            return denied
         session = body["transport"]["session_id"]
         if session not in self.sockets:
             return web.json_response({"error": "Bad Request", "status": 400,
@@ -264,6 +318,7 @@ class TwitchStandIn:
                              "connected_at": _now()},
                "created_at": _now(), "cost": 0}
         self.subscriptions[sub["id"]] = sub
+        self.subscribed_by[sub["id"]] = self.access_tokens[self._token_of(request)]
         return web.json_response({"data": [sub], "total": len(self.subscriptions),
                                   "total_cost": 0, "max_total_cost": 10}, status=202)
 
@@ -280,6 +335,10 @@ class TwitchStandIn:
         if (denied := self._unauthorized(request)) is not None:
             return denied
         body = await request.json()
+        if (denied := self._forbidden(
+                request, body.get("sender_id"), "chat/messages",
+                "The ID in sender_id must match the user ID in the access token.")) is not None:
+            return denied
         if len(body.get("message", "")) > 500:
             return web.json_response({"status": 400, "message": "message too long"}, status=400)
         self.chat.append(body)
@@ -302,10 +361,16 @@ class TwitchStandIn:
     async def _redemption(self, request: web.Request) -> web.Response:
         if (denied := self._unauthorized(request)) is not None:
             return denied
+        if (denied := self._forbidden(
+                request, request.query.get("broadcaster_id"), "redemptions",
+                "The ID in broadcaster_id must match the user ID found in the request's OAuth "
+                "token.")) is not None:
+            return denied
         body = await request.json()
         record = {"id": request.query["id"], "reward_id": request.query["reward_id"],
                   "broadcaster_id": request.query["broadcaster_id"], "status": body["status"]}
-        self.redemptions.append(record)
+        self.redemptions.append({**record, "token_user": self.access_tokens[
+            self._token_of(request)]})
         return web.json_response({"data": [{**record, "user_input": ""}]})
 
 

@@ -6,6 +6,10 @@ twitchio reconnects the socket (``session_reconnect``, dropped sockets, keepaliv
 and resubscribes; this adapter drops EventSub redeliveries by ``metadata.message_id`` so each
 notification is processed exactly once, and the orchestrator's queue drops repeated chat
 message and redemption ids.
+
+When the bot is not the broadcaster, the broadcaster's own tokens (``vstage twitch login
+--broadcaster``) are used for what Twitch allows only to the channel owner: the redemption,
+cheer and subscription subscriptions and the redemption updates; chat stays with the bot.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ SUBSCRIPTIONS = (
     ("channel.subscription.gift", "ChannelSubscriptionGiftSubscription"),
     ("channel.raid", "ChannelRaidSubscription"),
 )
+# Twitch accepts these only with a user token of the broadcaster named in the condition
+BROADCASTER_ONLY = frozenset({
+    "channel.channel_points_custom_reward_redemption.add", "channel.cheer",
+    "channel.subscribe", "channel.subscription.message", "channel.subscription.gift",
+})
 
 
 def _make_client_class():
@@ -66,7 +75,11 @@ class TwitchAdapter:
     Args:
         mapper: turns notifications into events (the personas' triggers).
         tokens: the bot account's tokens (``vstage twitch login``).
-        broadcaster_id: the channel's user id; None: the bot's own channel.
+        broadcaster_tokens: the broadcaster's tokens (``vstage twitch login --broadcaster``),
+            used for the broadcaster-only subscriptions and redemption updates; None: the bot's
+            tokens are used for everything (right when the bot is the broadcaster).
+        broadcaster_id: the channel's user id; None: the broadcaster tokens' user, else the
+            bot's own channel.
         client_secret: the app's secret, if it is a confidential client.
         bot_is_mod: the bot may send 100 messages per 30 s instead of 20.
         keepalive_s: EventSub keepalive timeout (10-600 s).
@@ -76,17 +89,29 @@ class TwitchAdapter:
     platform = PLATFORM
 
     def __init__(self, *, mapper: EventMapper, tokens: TokenManager,
+                 broadcaster_tokens: TokenManager | None = None,
                  broadcaster_id: str | None = None, client_secret: str | None = None,
                  bot_is_mod: bool = False, keepalive_s: int = 10,
                  dedupe_memory: int = 20_000) -> None:
         self.mapper = mapper
         self.tokens = tokens
+        self.broadcaster_tokens = broadcaster_tokens
         self.bot_id = tokens.tokens.user_id
-        self.broadcaster_id = broadcaster_id or self.bot_id
+        owner = broadcaster_tokens.tokens.user_id if broadcaster_tokens is not None else None
+        self.broadcaster_id = broadcaster_id or owner or self.bot_id
+        if owner is not None and owner != self.broadcaster_id:
+            logger.warning("twitch: the broadcaster tokens are for user %s, not the channel %s; "
+                           "channel events and redemption updates will be refused",
+                           owner, self.broadcaster_id)
+        # whose token broadcaster-only requests use: the broadcaster's if we have it
+        self.channel_user_id = owner or self.bot_id
         self._client_secret = client_secret
         self.keepalive_s = keepalive_s
         self.limiter = RateLimiter(limit=LIMITS["moderator" if bot_is_mod else "user"])
         self.helix = Helix(tokens=tokens)
+        self.channel_helix = (Helix(tokens=broadcaster_tokens)
+                              if broadcaster_tokens is not None else self.helix)
+        self.failed_subscriptions: list[str] = []
         self._sink: EventSink | None = None
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._dedupe_memory = dedupe_memory
@@ -103,6 +128,7 @@ class TwitchAdapter:
         if self._client is not None:
             return self
         await self.helix.__aenter__()
+        await self.channel_helix.__aenter__()
         client = _make_client_class()(
             adapter=self, client_id=self.tokens.client_id, client_secret=self._client_secret,
             bot_id=self.bot_id, fetch_self=False)
@@ -110,6 +136,9 @@ class TwitchAdapter:
             await client.login(token=self.tokens.access_token, load_tokens=False,
                                save_tokens=False)
             await client.add_token(self.tokens.access_token, self.tokens.tokens.refresh_token)
+            if self.broadcaster_tokens is not None:
+                await client.add_token(self.broadcaster_tokens.access_token,
+                                       self.broadcaster_tokens.tokens.refresh_token)
             self._client = client
             await self.subscribe()
         except Exception:
@@ -127,6 +156,7 @@ class TwitchAdapter:
                 await client.close()
             except Exception:
                 logger.exception("twitch: error while closing the client")
+        await self.channel_helix.__aexit__()
         await self.helix.__aexit__()
 
     async def subscribe(self) -> None:
@@ -134,6 +164,7 @@ class TwitchAdapter:
         from twitchio import eventsub
 
         b, bot = self.broadcaster_id, self.bot_id
+        failed: list[str] = []
         for sub_type, cls_name in SUBSCRIPTIONS:
             cls = getattr(eventsub, cls_name)
             if sub_type == "channel.chat.message":
@@ -142,13 +173,21 @@ class TwitchAdapter:
                 payload = cls(to_broadcaster_user_id=b)
             else:
                 payload = cls(broadcaster_user_id=b)
+            token_for = self.channel_user_id if sub_type in BROADCASTER_ONLY else bot
             try:
-                await self._client.subscribe_websocket(payload, token_for=bot)
+                await self._client.subscribe_websocket(payload, token_for=token_for)
             except Exception as e:
                 self.counts["subscribe_failed"] += 1
+                failed.append(sub_type)
+                hint = ("log the broadcaster in: `vstage twitch login --broadcaster`"
+                        if sub_type in BROADCASTER_ONLY and token_for != b
+                        else "does the token have the scope? (`vstage twitch login`)")
                 logger.error("twitch: cannot subscribe to %s (%s); those events will not "
-                             "arrive. Does the token have the scope? (`vstage twitch login`)",
-                             sub_type, e)
+                             "arrive; %s", sub_type, e, hint)
+        self.failed_subscriptions = failed
+        if failed:
+            logger.error("twitch: running without %d of %d subscriptions: %s", len(failed),
+                         len(SUBSCRIPTIONS), ", ".join(failed))
 
     # ------------------------------------------------------------------ in
 
@@ -191,12 +230,14 @@ class TwitchAdapter:
             await self.subscribe()
 
     def on_token_refreshed(self, payload: Any) -> None:
-        """twitchio refreshed the token itself: keep ours (and the file) in step."""
-        if str(getattr(payload, "user_id", "")) != self.bot_id:
-            return
-        self.tokens.tokens.access_token = payload.token
-        self.tokens.tokens.refresh_token = payload.refresh_token
-        self.tokens.store.save(self.tokens.tokens)
+        """twitchio refreshed a token itself: keep ours (and its file) in step."""
+        user_id = str(getattr(payload, "user_id", ""))
+        for manager in (self.tokens, self.broadcaster_tokens):
+            if manager is not None and manager.tokens.user_id == user_id:
+                manager.tokens.access_token = payload.token
+                manager.tokens.refresh_token = payload.refresh_token
+                manager.store.save(manager.tokens)
+                return
 
     # ------------------------------------------------------------------ out
 
@@ -206,7 +247,7 @@ class TwitchAdapter:
         try:
             if isinstance(event, Redemption):
                 status = "FULFILLED" if outcome.status == "spoken" else "CANCELED"
-                await self.helix.request(
+                await self.channel_helix.request(
                     "PATCH", "channel_points/custom_rewards/redemptions",
                     params={"broadcaster_id": self.broadcaster_id, "reward_id": event.reward_id,
                             "id": event.redemption_id},

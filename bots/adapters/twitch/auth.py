@@ -33,6 +33,15 @@ SCOPES = (
     "channel:read:redemptions",  # channel-point redemptions
     "channel:manage:redemptions",  # fulfil / cancel them, create the "Ask <persona>" reward
 )
+# what the broadcaster grants when the bot is another account: its channel events, the
+# redemption updates, and the bot's presence in its chat
+BROADCASTER_SCOPES = (
+    "bits:read",  # channel.cheer
+    "channel:read:subscriptions",  # channel.subscribe / .subscription.message / .gift
+    "channel:read:redemptions",  # channel-point redemptions
+    "channel:manage:redemptions",  # fulfil / cancel them
+    "channel:bot",  # the bot may read and write in this channel's chat
+)
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
@@ -77,7 +86,8 @@ class Tokens:
 
 
 class TokenStore:
-    """Tokens of the bot account in one JSON file, written atomically with mode 0600."""
+    """Tokens of one account (the bot, or the broadcaster) in one JSON file, written
+    atomically with mode 0600."""
 
     def __init__(self, *, path: Path) -> None:
         self.path = path

@@ -14,9 +14,18 @@ from bots.config import Config, PersonaConfig
 logger = logging.getLogger(__name__)
 
 
-def token_store(config: Config) -> TokenStore:
-    path = config.app.twitch.token_file
+def _store(config: Config, path: Path) -> TokenStore:
     return TokenStore(path=path if path.is_absolute() else config.state_dir / path)
+
+
+def token_store(config: Config) -> TokenStore:
+    """The bot account's token file."""
+    return _store(config, config.app.twitch.token_file)
+
+
+def broadcaster_token_store(config: Config) -> TokenStore:
+    """The broadcaster's token file (``vstage twitch login --broadcaster``)."""
+    return _store(config, config.app.twitch.broadcaster_token_file)
 
 
 def triggers(personas: list[PersonaConfig], default: str) -> list[PersonaTrigger]:
@@ -42,9 +51,19 @@ def build_adapter(config: Config, personas: list[PersonaConfig]) -> TwitchAdapte
         return None
     secret = tw.client_secret.get_secret_value() if tw.client_secret else None
     tokens = TokenManager(store=store, client_id=tw.client_id, client_secret=secret)
+    channel = broadcaster_token_store(config)
+    broadcaster_tokens = None
+    if channel.exists():
+        broadcaster_tokens = TokenManager(store=channel, client_id=tw.client_id,
+                                          client_secret=secret)
+    else:
+        logger.info("twitch: no broadcaster tokens in %s; the bot's token is used for channel "
+                    "events (`vstage twitch login --broadcaster` if the bot is not the "
+                    "broadcaster)", channel.path)
     return TwitchAdapter(
         mapper=EventMapper(triggers=triggers(personas, config.app.default_persona)),
-        tokens=tokens, broadcaster_id=tw.broadcaster_id, client_secret=secret,
+        tokens=tokens, broadcaster_tokens=broadcaster_tokens,
+        broadcaster_id=tw.broadcaster_id, client_secret=secret,
         bot_is_mod=tw.bot_is_mod, keepalive_s=tw.keepalive_s,
     )
 
