@@ -61,6 +61,27 @@
     },
   });
 
+  // Who is waiting, per persona, in the order they will be answered.
+  const queueList = document.getElementById("queue-list");
+  const queueCount = document.getElementById("queue-count");
+  async function refreshQueue() {
+    const res = await api("/api/queue");
+    if (!res.ok) return;
+    const items = [];
+    for (const [pid, rows] of Object.entries(res.body.queues)) {
+      for (const row of rows) items.push({ pid, ...row });
+    }
+    queueCount.textContent = String(items.length);
+    queueList.replaceChildren(...items.slice(0, 8).map((row) => {
+      const li = document.createElement("li");
+      if (row.paid) li.className = "paid";
+      li.textContent = `${names[row.pid] || row.pid} ← ${row.user}: ${row.text}`;
+      return li;
+    }));
+  }
+  refreshQueue();
+  setInterval(refreshQueue, 1000);
+
   document.getElementById("chat-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const text = document.getElementById("text");

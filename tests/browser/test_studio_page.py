@@ -151,6 +151,11 @@ def test_queue_and_chat_overlays(demo, browser, artifacts):
     mine = [n for n in names if n.startswith("queue_")]
     assert mine == ["queue_ann", "queue_bob"]  # answer order: equal priority, FIFO
     assert "waiting" in page.inner_text("[data-persona=mika] h2")
+    studio = browser.new_page()
+    studio.goto(f"{demo}/studio?token={TOKEN}")
+    studio.wait_for_function(
+        "() => document.querySelector('#queue-list').textContent.includes('queue_bob')",
+        timeout=10_000)  # the studio's queue panel shows the same queue
     png = page.screenshot(omit_background=True, path=str(artifacts / "queue-overlay.png"))
     alpha = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))[..., 3]
     assert alpha[-50:, :].max() == 0 and alpha[:, -50:].max() == 0  # nothing but the text
