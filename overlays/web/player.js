@@ -246,5 +246,19 @@
     return new AvatarPlayer(slot, sub, id);
   }
 
-  window.vstage = { AvatarPlayer, mountPlayer, connect, api, token, onlyPersona };
+  // One "name: text" line at the end of a list, keeping at most `keep` lines.
+  function appendLine(list, kind, who, text, keep) {
+    const li = document.createElement("li");
+    li.className = kind;
+    const name = document.createElement("b");
+    name.textContent = who;
+    const body = document.createElement("span");
+    body.textContent = text;
+    li.append(name, body);
+    list.appendChild(li);
+    while (list.children.length > keep) list.removeChild(list.firstChild);
+    return li;
+  }
+
+  window.vstage = { AvatarPlayer, mountPlayer, appendLine, connect, api, token, onlyPersona };
 })();

@@ -2,7 +2,7 @@
 "use strict";
 
 (async function () {
-  const { mountPlayer, connect, api, token } = window.vstage;
+  const { mountPlayer, appendLine, connect, api, token } = window.vstage;
   const players = {};
   const stages = document.getElementById("stages");
   const log = document.getElementById("chat-log");
@@ -19,15 +19,7 @@
   }
 
   function addLine(kind, who, text) {
-    const li = document.createElement("li");
-    li.className = kind;
-    const name = document.createElement("b");
-    name.textContent = who;
-    const body = document.createElement("span");
-    body.textContent = text;
-    li.append(name, body);
-    log.appendChild(li);
-    while (log.children.length > 200) log.removeChild(log.firstChild);
+    appendLine(log, kind, who, text, 200);
     log.scrollTop = log.scrollHeight;
   }
 
