@@ -3,7 +3,9 @@ transcription in a worker pool off the event loop, :class:`~bots.events.Utteranc
 
 ``feed`` is called by the voice receiver's thread with each speaker's 20 ms PCM frames; cheap
 work (resampling, Silero VAD: ~1% of a core per speaker) happens right there, whisper runs in
-the listener's own executor, and results come back on the event loop.
+the listener's own executor, and results come back on the event loop. A watch on the loop
+hears a speaker whose packets stopped (Discord clients stop sending when people stop
+talking) as silent, so their early transcription starts and their turn ends on time.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Heard:
     utterance: Utterance
     segment: Segment
     transcript: Transcript
+    stt_started_at: float = 0.0  # clock time its transcription started (early: in the pause)
 
 
 OnHeard = Callable[[Heard], Awaitable[None] | None]
@@ -86,8 +89,9 @@ class Listener:
         self._queue: asyncio.Queue[tuple[Viewer, Segment, str]] = asyncio.Queue()
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task] = set()
-        # Transcriptions started early from previews, by (speaker id, preview key).
-        self._early: dict[tuple[str, int], asyncio.Future] = {}
+        # Transcriptions started early from previews, by (speaker id, preview key), with the
+        # clock time each started.
+        self._early: dict[tuple[str, int], tuple[asyncio.Future, float]] = {}
         self.dropped_frames = 0
         self.failures = 0
         self.reused = 0  # final segments whose early transcription was used
@@ -103,7 +107,7 @@ class Listener:
         self._executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="stt")
         for i in range(self.settings.workers):
             self._own(self._transcriber(), f"hearing:{self.platform}:stt:{i}")
-        self._own(self._idle_watch(), f"hearing:{self.platform}:idle")
+        self._own(self._pause_watch(), f"hearing:{self.platform}:pauses")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -144,12 +148,8 @@ class Listener:
             return
         if started and self._on_speech_start is not None:
             self._loop.call_soon_threadsafe(self._speech_started, viewer)
-        for seg in segments:
-            if seg.final:
-                self._loop.call_soon_threadsafe(self._queue.put_nowait,
-                                                (viewer, seg, self.language))
-            else:
-                self._loop.call_soon_threadsafe(self._start_early, viewer, seg, self.language)
+        if segments:
+            self._loop.call_soon_threadsafe(self._dispatch, viewer, segments, self.language)
 
     def forget(self, viewer_id: str) -> None:
         """The speaker left: transcribe what they were saying, drop their state."""
@@ -181,18 +181,39 @@ class Listener:
 
     # ------------------------------------------------------------------ on the loop
 
-    async def _idle_watch(self) -> None:
-        period = min(0.05, self.settings.end_silence_s / 4)
+    async def _pause_watch(self) -> None:
+        """Hear stopped packets as silence: every speaker whose packets stayed away for
+        ``packet_gap_s`` in mid-utterance gets the missing time fed as silence (a few VAD
+        windows per tick, cheap enough for the loop), which starts the early transcription
+        and then ends the utterance. ``flush_if_idle`` stays as the backstop."""
+        gap = self.settings.packet_gap_s
+        period = min(0.05, self.settings.end_silence_s / 4, gap / 4 if gap else 0.05)
         while True:
             await asyncio.sleep(period)
             now = self._clock()
             with self._speakers_lock:
                 speakers = list(self._speakers.values())
             for speaker in speakers:
-                with speaker.lock:
-                    seg = speaker.segmenter.flush_if_idle(now)
-                if seg is not None:
-                    self._queue.put_nowait((speaker.viewer, seg, self.language))
+                try:
+                    with speaker.lock:
+                        segments = speaker.segmenter.fill_pause(now)
+                        last = speaker.segmenter.flush_if_idle(now)
+                except Exception:
+                    self.failures += 1
+                    logger.exception("hearing: pause of %s not heard", speaker.viewer.name)
+                    continue
+                if last is not None:
+                    segments.append(last)
+                if segments:
+                    self._dispatch(speaker.viewer, segments, self.language)
+
+    def _dispatch(self, viewer: Viewer, segments: list[Segment], language: str) -> None:
+        """Segments of one speaker: previews start an early transcription, finals queue."""
+        for seg in segments:
+            if seg.final:
+                self._queue.put_nowait((viewer, seg, language))
+            else:
+                self._start_early(viewer, seg, language)
 
     def _start_early(self, viewer: Viewer, seg: Segment, language: str) -> None:
         """A preview: the speaker paused. Start transcribing now; if the pause turns out to
@@ -200,10 +221,11 @@ class Listener:
         if self._executor is None or self._stt is None:
             return
         for key in [k for k in self._early if k[0] == viewer.id]:  # older previews are moot
-            self._early.pop(key).cancel()
+            self._early.pop(key)[0].cancel()
         stt = self._stt
-        self._early[(viewer.id, seg.key)] = asyncio.get_running_loop().run_in_executor(
+        future = asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: stt.transcribe(seg.audio, language=language))
+        self._early[(viewer.id, seg.key)] = (future, self._clock())
 
     async def _transcriber(self) -> None:
         loop = asyncio.get_running_loop()
@@ -212,10 +234,12 @@ class Listener:
             try:
                 assert self._stt is not None
                 early = self._early.pop((viewer.id, seg.key), None) if seg.key else None
-                if early is not None and not early.cancelled():
+                if early is not None and not early[0].cancelled():
                     self.reused += 1
-                    transcript = await early
+                    started_at = early[1]
+                    transcript = await early[0]
                 else:
+                    started_at = self._clock()
                     transcript = await loop.run_in_executor(
                         self._executor, lambda s=seg, lang=language: self._stt.transcribe(
                             s.audio, language=lang))
@@ -224,7 +248,7 @@ class Listener:
                 utterance = Utterance(viewer=viewer, message=transcript.text,
                                       language=transcript.language, duration_s=seg.duration_s,
                                       platform=self.platform, persona=self.persona)
-                result = self._on_heard(Heard(utterance, seg, transcript))
+                result = self._on_heard(Heard(utterance, seg, transcript, started_at))
                 if asyncio.iscoroutine(result):
                     await result
             except asyncio.CancelledError:

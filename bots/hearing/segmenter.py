@@ -1,6 +1,10 @@
 """Cuts one speaker's live audio into utterances: Discord frames in, 16 kHz speech segments
 out when the speaker has been silent long enough (or talked too long).
 
+Discord clients stop sending packets when someone stops talking (five silence frames, then
+nothing), so silence often never arrives as audio: :meth:`SpeechSegmenter.fill_pause` hears
+the time without packets as the silence it is, so a pause ends a turn as real silence would.
+
 One :class:`SpeechSegmenter` per speaker, so overlapping speech from two people is never mixed:
 each stream has its own resampler, VAD state and buffer.
 """
@@ -14,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bots.hearing.audio import Downsampler48to16, pcm48_stereo_to_mono
+from bots.hearing.audio import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    Downsampler48to16,
+    pcm48_stereo_to_mono,
+)
 from bots.hearing.settings import HearingSettings
 from bots.hearing.vad import VAD_RATE, WINDOW, SileroVAD
 
@@ -46,6 +55,8 @@ class SpeechSegmenter:
             at the clock when a frame arrives.
     """
 
+    _FRAME_S = FRAME_MS / 1000
+
     def __init__(self, *, vad: SileroVAD, settings: HearingSettings,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._s = settings
@@ -60,7 +71,8 @@ class SpeechSegmenter:
         self._voiced_windows = 0
         self._silent_windows = 0
         self._last_voice_at = 0.0
-        self._last_fed_at = 0.0
+        self._last_fed_at = 0.0  # when audio last came in (a packet, not a filled pause)
+        self._heard_until = 0.0  # the clock time the audio fed so far reaches (filled or not)
         self._keys = 0
         self._preview_key = 0  # key of the preview still valid for this utterance (0: none)
 
@@ -75,7 +87,30 @@ class SpeechSegmenter:
     def feed_16k(self, audio: np.ndarray) -> list[Segment]:
         """Push 16 kHz mono float32 audio; returns the segments it completed."""
         now = self._clock()
-        self._last_fed_at = now
+        self._last_fed_at = self._heard_until = now
+        return self._score(audio, now)
+
+    def fill_pause(self, now: float | None = None) -> list[Segment]:
+        """Hear a stop in the packets as silence. When the speaker is mid-utterance and no audio
+        has come for ``packet_gap_s``, the time since the audio last fed reaches is fed as
+        digital silence (whole 20 ms frames, through the same resampler and VAD as packets).
+        Called every few tens of ms, it keeps the silence flowing while packets stay away, so
+        the early transcription starts after ``preempt_after_s`` and the utterance ends after
+        ``end_silence_s``, as if the client had kept sending silence. Returns the segments it
+        completed; does nothing while packets flow or outside speech."""
+        gap = self._s.packet_gap_s
+        now = self._clock() if now is None else now
+        if gap is None or not self._in_speech or now - self._last_fed_at < gap:
+            return []
+        frames = int((now - self._heard_until) / self._FRAME_S + 1e-6)
+        if frames <= 0:
+            return []
+        self._heard_until += frames * self._FRAME_S
+        silence = np.zeros(frames * FRAME_SAMPLES, np.float32)
+        return self._score(self._down(silence), self._heard_until)
+
+    def _score(self, audio: np.ndarray, now: float) -> list[Segment]:
+        """Run the VAD over new audio ending at ``now`` and advance the utterance state."""
         self._unscored = np.concatenate([self._unscored, audio])
         probs = self._vad.feed(audio)
         out: list[Segment] = []
@@ -130,8 +165,9 @@ class SpeechSegmenter:
         return (self._unscored.size - (self._unscored.size // WINDOW) * WINDOW) / VAD_RATE
 
     def flush_if_idle(self, now: float | None = None) -> Segment | None:
-        """Close the utterance when no audio has come for ``end_silence_s``: Discord stops
-        sending packets soon after someone stops talking, so silence may never arrive."""
+        """Close the utterance when no audio has come for ``end_silence_s``: the backstop for
+        packets that stop when :meth:`fill_pause` is off (``packet_gap_s: null``) or the VAD
+        never hears the pause as quiet."""
         now = self._clock() if now is None else now
         if self._in_speech and now - self._last_fed_at >= self._s.end_silence_s:
             return self._close(cut=False)

@@ -29,6 +29,12 @@ class HearingSettings(BaseModel):
         description="start transcribing after this much silence, before the turn is sure to "
         "be over (the result is used if the speaker stays quiet; None: off)",
     )
+    packet_gap_s: float | None = Field(
+        0.08, ge=0.02, le=1.0,
+        description="no packet from a speaker for this long means they paused: Discord "
+        "clients stop sending when people stop talking, so the time without packets is heard "
+        "as silence (starts the early transcription, then ends the turn; None: wait for audio)",
+    )
     min_speech_s: float = Field(0.25, ge=0.0, le=5.0, description="shorter sounds are dropped")
     max_utterance_s: float = Field(15.0, ge=1.0, le=60.0, description="longer speech is cut")
     pre_roll_s: float = Field(0.2, ge=0.0, le=1.0, description="audio kept before speech starts")

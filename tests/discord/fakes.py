@@ -1,11 +1,12 @@
 """Stand-ins for the parts of discord.py that need a live gateway: a text channel, a voice
-client, an event sink, and Discord's REST API on localhost. They record what the adapter (or
-discord.py on its behalf) does with them."""
+client, a person talking in the voice channel, an event sink, and Discord's REST API on
+localhost. They record what the adapter (or discord.py on its behalf) does with them."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -43,6 +44,37 @@ class Sink:
     def interrupt(self, persona: str | None, *, reason: str) -> bool:
         self.interrupts.append((persona, reason))
         return True
+
+
+class SpeakingClient:
+    """A person talking in a voice channel, as the bot's receive path gets their packets.
+
+    Written from Discord's developer documentation, *Voice Connections -> Voice Data
+    Interpolation*: "When there's a break in the sent data, the packet transmission shouldn't
+    simply stop. Instead, send five frames of silence (0xF8, 0xFF, 0xFE) before stopping", so
+    when the user stops talking the client sends five silence frames, 20 ms apart, and then
+    nothing at all until they talk again (no continuous silence).
+    """
+
+    SILENCE_FRAME = b"\xf8\xff\xfe"
+
+    def __init__(self, receiver, user_id: int) -> None:
+        self.receiver = receiver
+        self.user_id = user_id
+
+    async def say(self, packets: list[bytes]) -> float:
+        """Send one utterance's opus packets (at once, as a burst the receive thread could get
+        after a network hiccup), then the five silence frames in real time, then stop.
+        Returns the monotonic time the speech ended (the last speech packet was in)."""
+        for i, packet in enumerate(packets):
+            self.receiver.receive(self.user_id, packet)
+            if i % 10 == 9:
+                await asyncio.sleep(0)
+        speech_end = time.monotonic()
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+            self.receiver.receive(self.user_id, self.SILENCE_FRAME)
+        return speech_end
 
 
 class VoiceClient:

@@ -30,15 +30,27 @@ def pcm_frames(pcm: bytes, *, lead_s: float = 0.0, tail_s: float = 0.0) -> list[
     return [silence] * round(lead_s * 50) + frames + [silence] * round(tail_s * 50)
 
 
-def speech_packets(tts, text: str, *, lead_s: float = 0.3, tail_s: float = 1.0
-                   ) -> tuple[list[bytes], float]:
+def trim_silence(audio: np.ndarray, sample_rate: int, *, keep_s: float = 0.02) -> np.ndarray:
+    """``audio`` without the near-silence Piper puts before and after a sentence (it keeps
+    ``keep_s`` either side): a client's voice activity sends only while someone talks."""
+    loud = np.nonzero(np.abs(audio) > 0.02 * float(np.abs(audio).max(initial=0.0)))[0]
+    if loud.size == 0:
+        return audio[:0]
+    keep = round(keep_s * sample_rate)
+    return audio[max(0, loud[0] - keep): loud[-1] + 1 + keep]
+
+
+def speech_packets(tts, text: str, *, lead_s: float = 0.3, tail_s: float = 1.0,
+                   trim: bool = False) -> tuple[list[bytes], float]:
     """``text`` voiced by Piper, resampled to 48 kHz stereo and opus-encoded the way a Discord
-    client sends it. Returns the packets and the speech duration in seconds."""
+    client sends it (``trim``: only while the voice is heard, without Piper's own silence
+    around the sentence). Returns the packets and the speech duration in seconds."""
     from discord import opus
 
     speech = tts.synthesize(text)
-    frames = pcm_frames(tts_to_discord_pcm(speech.audio, speech.sample_rate),
+    audio = trim_silence(speech.audio, speech.sample_rate) if trim else speech.audio
+    frames = pcm_frames(tts_to_discord_pcm(audio, speech.sample_rate),
                         lead_s=lead_s, tail_s=tail_s)
     encoder = opus.Encoder()
     packets = [encoder.encode(f, FRAME_SAMPLES) for f in frames]
-    return packets, speech.audio.size / speech.sample_rate
+    return packets, audio.size / speech.sample_rate

@@ -1,20 +1,24 @@
 """Discord's audio boundary with the real codecs and models: Piper speech -> opus encode ->
-the adapter's receive path (opus decode) -> per-speaker VAD -> whisper -> Utterance events."""
+the adapter's receive path (opus decode) -> per-speaker VAD -> whisper -> Utterance events.
+Speakers end their turns as Discord clients do: five silence frames, then no packets."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import time
 
+import numpy as np
 import pytest
 
 from bots.adapters.discord.adapter import DiscordAdapter
 from bots.adapters.discord.settings import DiscordSettings
 from bots.events import Utterance
-from bots.hearing.listener import Listener
+from bots.hearing.audio import FRAME_BYTES, tts_to_discord_pcm
+from bots.hearing.listener import Heard, Listener
+from bots.hearing.segmenter import Segment, SpeechSegmenter
 from bots.hearing.settings import HearingSettings
-from tests.discord.fakes import Channel, Sink
-from tests.discord.helpers import speech_packets, word_error_rate
+from tests.discord.fakes import Channel, Sink, SpeakingClient
+from tests.discord.helpers import pcm_frames, speech_packets, trim_silence, word_error_rate
 
 pytestmark = pytest.mark.models
 
@@ -25,10 +29,18 @@ SENTENCES = [
 ]
 
 
-async def _session(vad, stt, *, hearing: HearingSettings | None = None, transcripts=True):
+async def _session(vad, stt, *, hearing: HearingSettings | None = None, transcripts=True,
+                   heard: list[Heard] | None = None):
     settings = DiscordSettings(transcripts=transcripts, hearing=hearing or HearingSettings())
-    adapter = DiscordAdapter(settings=settings,
-                             listener_factory=functools.partial(Listener, vad=vad, stt=stt))
+
+    def listener(*, on_heard, **kwargs) -> Listener:  # shared models; keeps what was heard
+        def tap(h: Heard):
+            if heard is not None:
+                heard.append(h)
+            return on_heard(h)
+        return Listener(on_heard=tap, vad=vad, stt=stt, **kwargs)
+
+    adapter = DiscordAdapter(settings=settings, listener_factory=listener)
     sink = Sink()
     adapter.bind(sink)
     channel = Channel()
@@ -46,6 +58,11 @@ async def _wait_events(sink: Sink, n: int, limit_s: float = 20.0) -> list[Uttera
     return [e for e in sink.events if isinstance(e, Utterance)]
 
 
+def _client_packets(tts, text: str, *, lead_s: float = 0.0) -> list[bytes]:
+    """The packets of the speech itself; :class:`SpeakingClient` adds the silence frames."""
+    return speech_packets(tts, text, lead_s=lead_s, tail_s=0.0, trim=True)[0]
+
+
 async def _feed(session, packets_by_user: dict[int, list[bytes]]) -> None:
     """Interleave users frame by frame, like concurrent RTP streams, yielding to the loop."""
     longest = max(len(p) for p in packets_by_user.values())
@@ -59,11 +76,11 @@ async def _feed(session, packets_by_user: dict[int, list[bytes]]) -> None:
 
 async def test_utterances_transcribed_through_opus(tts, vad, stt):
     adapter, session, sink, channel = await _session(vad, stt)
+    alice = SpeakingClient(session.receiver, 101)
     try:
-        for sentence in SENTENCES:
-            packets, _ = speech_packets(tts, sentence)
-            await _feed(session, {101: packets})
-        events = await _wait_events(sink, len(SENTENCES))
+        for n, sentence in enumerate(SENTENCES, 1):
+            await alice.say(_client_packets(tts, sentence, lead_s=0.1))
+            events = await _wait_events(sink, n)
         reused = session.listener.reused
     finally:
         await adapter.leave(7)
@@ -84,8 +101,9 @@ async def test_two_speakers_overlapping_are_attributed(tts, vad, stt):
     adapter, session, sink, _ = await _session(vad, stt)
     a_text, b_text = "Please open the window.", "Where can I find the train station?"
     try:
-        a, _ = speech_packets(tts, a_text, lead_s=0.2)
-        b, _ = speech_packets(tts, b_text, lead_s=0.8)  # starts while Alice still talks
+        end = [SpeakingClient.SILENCE_FRAME] * 5  # then both stop sending
+        a = _client_packets(tts, a_text, lead_s=0.2) + end
+        b = _client_packets(tts, b_text, lead_s=0.8) + end  # starts while Alice still talks
         await _feed(session, {101: a, 202: b})
         events = await _wait_events(sink, 2)
     finally:
@@ -148,3 +166,97 @@ async def test_long_speech_is_cut_at_max_length(tts, vad, stt):
     finally:
         await adapter.leave(7)
     assert all(e.duration_s <= 1.6 for e in events)
+
+
+async def test_packets_that_stop_start_early_transcription_and_end_the_turn(tts, vad, stt):
+    """A Discord client sends five silence frames after speech, then nothing: the pause is
+    heard all the same. Transcription starts early, while the turn may still go on, and the
+    utterance is out about ``end_silence_s`` after the speech, not only once a timeout after
+    the last packet has passed and whisper has run from scratch."""
+    hearing = HearingSettings()
+    heard: list[Heard] = []
+    adapter, session, sink, _ = await _session(vad, stt, hearing=hearing, heard=heard)
+    alice = SpeakingClient(session.receiver, 101)
+    text = SENTENCES[2]
+    try:
+        packets = _client_packets(tts, text)
+        await asyncio.to_thread(stt.transcribe, np.zeros(16000, np.float32))  # warm up
+        speech_end = await alice.say(packets)
+        events = await _wait_events(sink, 1, limit_s=10.0)  # no packet ever comes back
+        latency = events[0].received_at - speech_end
+        await asyncio.sleep(hearing.end_silence_s + 0.2)
+        reused, in_speech = session.listener.reused, session.listener._speakers[
+            "discord:101"].segmenter.in_speech
+    finally:
+        await adapter.leave(7)
+    assert word_error_rate(text, events[0].message) <= 0.3, events[0].message
+    # The early transcription started when the packets stopped (five frames + the gap + a
+    # tick), well before the turn was known to be over, and its result was the one used.
+    assert reused == 1
+    started = heard[0].stt_started_at - speech_end
+    assert started <= 0.1 + hearing.packet_gap_s + 0.1, started
+    assert heard[0].stt_started_at < heard[0].segment.detected_at
+    # So the transcript is out when the end-of-turn silence is over, or when that early
+    # transcription is done if whisper is slower than the silence, plus a small margin. The
+    # path that waits for silence audio: 5 frames + end_silence_s after the last packet, then
+    # a whole transcription from there.
+    whisper_s = heard[0].transcript.seconds
+    assert latency <= max(hearing.end_silence_s, started + whisper_s) + 0.15, (
+        latency, started, whisper_s)
+    assert len(sink.events) == 1 and not in_speech  # closed once; nothing more is made up
+
+
+async def test_turn_ends_when_packets_stop_dead(tts, vad, stt):
+    """A client that drops out mid-sentence (no silence frames; packets never come back) and
+    a listener without early transcription: the utterance still ends, once."""
+    hearing = HearingSettings(preempt_after_s=None)
+    adapter, session, sink, _ = await _session(vad, stt, hearing=hearing, transcripts=False)
+    try:
+        packets = _client_packets(tts, "Please tell me a story about dragons and castles.")
+        for p in packets[: len(packets) * 2 // 3]:  # cut off in mid-word
+            session.receiver.receive(101, p)
+        cut_at = time.monotonic()
+        events = await _wait_events(sink, 1, limit_s=10.0)
+        await asyncio.sleep(1.0)
+    finally:
+        await adapter.leave(7)
+    assert len(sink.events) == 1 and events[0].viewer.id == "discord:101"
+    assert "story" in events[0].message.lower(), events[0].message
+    assert events[0].received_at - cut_at < hearing.end_silence_s + 1.5
+
+
+def test_segmenter_hears_a_packet_stop_as_silence(tts, vad):
+    """On a simulated clock: speech in real time, five silence frames, then only the pause
+    watch's ticks. The preview comes once the packets have been away for ``packet_gap_s``
+    and the final segment (same audio, same key) ``end_silence_s`` after the speech."""
+    hearing = HearingSettings()
+    now = [100.0]
+    segmenter = SpeechSegmenter(vad=vad, settings=hearing, clock=lambda: now[0])
+    speech = tts.synthesize("Could you say that again a little slower?")
+    voice = trim_silence(speech.audio, speech.sample_rate)
+    frames = pcm_frames(tts_to_discord_pcm(voice, speech.sample_rate), lead_s=0.1)
+    out: list[Segment] = []
+    for frame in frames:
+        now[0] += 0.02
+        out += segmenter.feed_pcm(frame)
+    speech_end = now[0]
+    for _ in range(5):  # the client's five silence frames (0xF8 0xFF 0xFE decode to zeros)
+        now[0] += 0.02
+        out += segmenter.feed_pcm(bytes(FRAME_BYTES))
+    last_packet = now[0]
+    assert segmenter.in_speech and not [s for s in out if s.final]
+    gap = hearing.packet_gap_s
+    while now[0] < last_packet + 2.0:  # the pause watch ticks every 20 ms; no packet comes
+        now[0] = round(now[0] + 0.02, 6)
+        got = segmenter.fill_pause(now[0])
+        if now[0] < last_packet + gap - 1e-9:
+            assert got == [], now[0] - last_packet  # packets may just be late: wait
+        out += got
+    previews = [s for s in out if not s.final]
+    finals = [s for s in out if s.final]
+    assert len(finals) == 1 and previews, out
+    assert previews[-1].detected_at <= last_packet + gap + 0.02 + 1e-6
+    assert finals[0].key == previews[-1].key  # the early transcription is the one used
+    assert np.array_equal(finals[0].audio, previews[-1].audio)
+    assert finals[0].detected_at <= speech_end + hearing.end_silence_s + 0.1
+    assert not segmenter.in_speech and segmenter.fill_pause(now[0] + 1.0) == []
