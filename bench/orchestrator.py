@@ -213,7 +213,7 @@ async def flood(n: int, tmp: Path) -> dict:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if all(orch._personas[p].current is None for p in ids):
+            if all(not orch._personas[p].inflight for p in ids):
                 break
         await asyncio.sleep(0.2)
     ended = {tid for tid, o in adapter.outcomes.items()}

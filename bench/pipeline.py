@@ -51,7 +51,7 @@ async def sequential(persona, prompt: str) -> tuple[float, int]:
                                                     max_chars=cfg.max_chars)
     text = ""
     async for delta in stream_with_retry(persona.llm, build_messages(
-            persona.config, persona.history, "viewer", prompt)):
+            persona.config, (), "viewer", prompt)):
         text += delta
     pieces = []
     for raw in [*cutter.push(text), cutter.flush()]:
@@ -97,13 +97,13 @@ async def main() -> int:
     t = time.monotonic()
     persona = (await load_personas(config, [base.id]))[base.id]
     load_s = time.monotonic() - t
-    persona.history.clear()
+    persona.conversations.clear()
     await perform(persona, viewer="viewer", text="warm up")  # first-call costs out of the way
 
     stream_first, seq_first, pieces, stream_total = [], [], [], []
     for prompt in prompts:
         reply = await perform(persona, viewer="viewer", text=prompt)
-        persona.history.clear()
+        persona.conversations.clear()
         stream_first.append(reply.trace.since_start("first_clip"))
         stream_total.append(reply.trace.since_start("done"))
         s, n = await sequential(persona, prompt)

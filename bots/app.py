@@ -138,7 +138,7 @@ class StudioApp:
             self.orchestrator = await stack.enter_async_context(Orchestrator(
                 personas=personas, stages=stages, default_persona=cfg.app.default_persona,
                 adapters=adapters, exclusive_stage=show.exclusive_stage, audit=audit,
-                tracer=tracer,
+                tracer=tracer, lookahead=show.lookahead,
             ))
             await stack.enter_async_context(studio_chat)
             for adapter in (twitch, discord):

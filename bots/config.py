@@ -57,7 +57,12 @@ class LLMSettings(_Model):
     max_tokens: int = Field(96, ge=8, le=4096)
     max_sentences: int = Field(3, ge=1, le=20, description="the reply is cut after this many")
     max_chars: int = Field(360, ge=20, le=4000, description="hard cap on the spoken reply")
-    history_turns: int = Field(4, ge=0, le=50, description="past exchanges kept as context")
+    history_turns: int = Field(
+        4, ge=0, le=50, description="past exchanges with the same viewer kept as context"
+    )
+    stage_note: bool = Field(
+        True, description="tell the model what it just said on stage (its own words only)"
+    )
     timeout_s: float = Field(
         20.0, gt=0, description="seconds the first token may take before a retry"
     )
@@ -116,6 +121,10 @@ class ShowSettings(_Model):
         True, description="one persona on stage at a time; others wait their turn (fair FIFO)"
     )
     render_workers: int = Field(1, ge=1, le=64, description="render jobs run at once, shared")
+    lookahead: int = Field(
+        1, ge=0, le=4,
+        description="replies a persona prepares while one plays (no dead air); 0: none",
+    )
     traces_kept: int = Field(500, ge=10, description="recent traces kept for /api/traces")
     audit_log: Path | None = Field(
         Path("audit.jsonl"), description="moderation audit log (JSONL), relative to state_dir"

@@ -22,12 +22,33 @@ _URL = re.compile(r"https?://\S+|www\.\S+")
 # Stage directions small models like to add: "(waves)", "*giggles*", "[laughs]".
 _DIRECTIONS = re.compile(r"\*[^*\n]{1,80}\*|\([^()\n]{1,80}\)|\[[^\[\]\n]{1,80}\]")
 _SPACES = re.compile(r"\s+")
+# A speaker label small models put before their lines: "Mika:", "**Mika**:", "Mika (waves):",
+# "Assistant:". One to three capitalised words, optional markdown and a parenthesis, a colon.
+_LABEL = re.compile(
+    r"^\s*[*_]{0,2}(?P<name>[A-Z][\w'.-]{0,24}(?:\s+[A-Z][\w'.-]{0,24}){0,2})[*_]{0,2}"
+    r"(?:\s*\([^()\n]{0,40}\))?\s*[*_]{0,2}:[*_]{0,2}\s+"
+)
+_GENERIC_LABELS = {"assistant", "streamer", "ai", "bot", "answer", "reply", "response"}
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([!?.,;:])")
 
 
 def _is_emoji_or_symbol(ch: str) -> bool:
     cat = unicodedata.category(ch)
     return cat in ("So", "Sk", "Cs", "Co") or ch in "\u200d\ufe0f"
+
+
+def strip_label(text: str, *, names: tuple[str, ...] = ()) -> str:
+    """Remove a leading speaker label ("Mika:", "Assistant:") from one piece of a reply.
+
+    A label is stripped when it is one of ``names`` (the persona, the viewer) or a generic
+    one; other "Word:" openings ("Note: ...", "Fun fact: ...") stay as they are.
+    """
+    known = {n.casefold() for n in names if n} | _GENERIC_LABELS
+    while (m := _LABEL.match(text)) is not None:
+        if m.group("name").casefold() not in known:
+            break
+        text = text[m.end():]
+    return text
 
 
 def speakable(text: str) -> str:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 
 from bots.events import Event, ModCommand, Viewer
 from bots.moderation.audit import AuditLog, Decision, Stage
-from bots.moderation.output import check_output, name_is_blocked
+from bots.moderation.output import OutputContext, check_output, name_is_blocked
 from bots.moderation.rules import Verdict, check_input
 from bots.moderation.settings import ModerationSettings
 
@@ -31,6 +32,8 @@ class Moderator:
             change them live, e.g. ``settings.model_copy(update={"mod_only": True})``.
         audit: where decisions are written; None: nowhere (they are still counted).
         persona: the persona id written to the audit log when an event names none.
+        instructions: the persona's standing instructions (system prompt); the persona may
+            never recite them.
 
     Attributes:
         counts: decisions so far, keyed ``"<stage>:allow"`` or ``"<stage>:<rule>"``
@@ -43,8 +46,11 @@ class Moderator:
         settings: ModerationSettings,
         audit: AuditLog | None = None,
         persona: str | None = None,
+        instructions: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        # What replies are checked against: the instructions, recently refused messages.
+        self.output_context = OutputContext.for_instructions(instructions)
         _ = settings.compiled  # compile the rules now, not on the first viewer's message
         self.audit = audit
         self.persona = persona
@@ -71,6 +77,8 @@ class Moderator:
             decision: Decision = "allow"
         else:
             self.counts[f"{stage}:{verdict.rule}"] += 1
+            if stage == "input" and isinstance(verdict.text, str):
+                self.output_context.add_refused(verdict.text)  # never to be quoted on stage
             logger.debug(
                 "%s refused %s from %s: %s", stage, event.trace_id, event.viewer.name,
                 verdict.rule,
@@ -87,7 +95,10 @@ class Moderator:
 
         A blocked sentence must not be voiced: drop it or say a neutral line instead.
         """
-        verdict = check_output(text, self.settings, viewer=event.viewer if event else None)
+        verdict = check_output(
+            text, self.settings, viewer=event.viewer if event else None,
+            prompt=event.text if event else None, context=self.output_context,
+        )
         if verdict.allowed:
             self.counts["output:allow"] += 1
         else:

@@ -2,7 +2,8 @@
 
 Rules run in this order, the first that refuses wins: banned user, mod-only mode, the first
 gate (:func:`~bots.moderation.input.clean_viewer_text`: empty or too long), links, blocklist
-words and regexes, spam heuristics (repetition, caps, symbols). Moderators may be exempt from
+words and regexes, instructions aimed at the persona (prompt injection; the broadcaster may be
+exempt), spam heuristics (repetition, caps, symbols). Moderators may be exempt from
 the link and spam rules (configurable), never from the blocklist. A viewer-facing reason never
 repeats what was blocked; ``Verdict.detail`` says which entry or pattern matched, for the
 audit log only.
@@ -54,6 +55,7 @@ REASONS: dict[str, str] = {
     "repetition": "too much repetition",
     "caps": "too many capital letters",
     "symbols": "too many symbols",
+    "injection": "that reads like instructions for the persona; ask or say something instead",
 }
 
 _FIRST_GATE_RULES = {
@@ -122,6 +124,13 @@ def check_input(event: Event, settings: ModerationSettings) -> Verdict:
     for source, pattern in compiled.patterns:
         if pattern.search(text):
             return Verdict(False, "blocked_pattern", REASONS["blocked_pattern"], text, source)
+
+    if compiled.injection and not (
+        settings.injection.broadcaster_exempt and Role.BROADCASTER in viewer.roles
+    ):
+        for source, pattern in compiled.injection:
+            if pattern.search(text):
+                return Verdict(False, "injection", REASONS["injection"], text, source)
 
     spam = settings.spam
     if spam.enabled and not (is_mod and spam.mods_exempt):

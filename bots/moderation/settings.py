@@ -20,6 +20,9 @@ from bots.events import Role
 
 __all__ = [
     "DEFAULT_BLOCKED_WORDS",
+    "DEFAULT_INJECTION_PATTERNS",
+    "DEFAULT_INSULTS",
+    "InjectionSettings",
     "DEFAULT_PERSONAL_INFO",
     "BlocklistSettings",
     "CompiledModeration",
@@ -51,6 +54,28 @@ DEFAULT_BLOCKED_WORDS: tuple[str, ...] = (
     "nudes",
     "retard", "retards", "retarded",
     "kys", "kill yourself", "kill urself",
+)
+
+# Words the persona itself never says to anyone, even when a viewer may type them ("is this
+# game stupid?" is a fine question; the persona calling chat stupid is not).
+DEFAULT_INSULTS: tuple[str, ...] = (
+    "idiot*", "stupid*", "moron*", "loser*", "imbecile*", "dumbass*", "cretin*", "scum*",
+    "pathetic", "worthless", "shut up", "hate you", "hate all of you", "you suck", "ugly",
+)
+
+# Viewer lines that try to give the persona instructions instead of talking to it
+# (case-insensitive regexes). Viewer text is never obeyed anyway (it is quoted as speech in
+# the prompt); refusing these keeps them out of every context and out of the show.
+DEFAULT_INJECTION_PATTERNS: tuple[str, ...] = (
+    r"\b(?:ignore|disregard|forget|override|bypass)\b.{0,40}\b(?:instructions?|rules|"
+    r"prompts?|guidelines|programming|directives?|filters?)\b",
+    r"\b(?:system|developer|initial|hidden|original)\s+(?:prompt|message|instructions?)\b",
+    r"\b(?:you\s+are\s+now|from\s+now\s+on,?\s+(?:you|act|be|respond|answer|only|always)"
+    r"|pretend\s+(?:to\s+be|you(?:'re|\s+are))|act\s+as\s+(?:if|an?|my)|roleplay\s+as)\b",
+    r"\b(?:repeat\s+after\s+me|say\s+(?:exactly|verbatim|this\s+word\s+for\s+word)|"
+    r"repeat\s+(?:this|the\s+following|exactly|verbatim)|say\s+the\s+following)\b",
+    r"\b(?:new|updated|real)\s+instructions?\b|\bjail\s*break|\bDAN\s+mode\b",
+    r"(?:^|\s)(?:system|assistant)\s*:",
 )
 
 # What the persona must never say out loud: name -> regex (case-insensitive).
@@ -158,11 +183,42 @@ class SpamSettings(_Model):
     )
 
 
+class InjectionSettings(_Model):
+    """Refuse viewer lines that try to instruct the persona ("ignore your instructions")."""
+
+    enabled: bool = True
+    patterns: tuple[str, ...] = Field(
+        DEFAULT_INJECTION_PATTERNS, description="case-insensitive regexes; extend per persona"
+    )
+    broadcaster_exempt: bool = Field(
+        True, description="the broadcaster may set scenes up ('pretend to be a pirate')"
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_patterns(v)
+
+
 class OutputSettings(_Model):
     """What the persona may say: each sentence is checked before it is voiced."""
 
     inherit_blocklist: bool = Field(True, description="the input blocklist applies too")
     words: tuple[str, ...] = Field((), description="blocked in replies only")
+    insults: tuple[str, ...] = Field(
+        DEFAULT_INSULTS, description="insults the persona never says (() to turn off)"
+    )
+    block_domains: bool = Field(
+        True, description="with block_links: also anything shaped like a domain, any TLD"
+    )
+    block_instructions: bool = Field(
+        True, description="never recite its own instructions (6+ words in a row)"
+    )
+    block_quotes: bool = Field(
+        True,
+        description="never quote a refused viewer message, nor read the viewer's own line "
+        "back word for word",
+    )
     patterns: tuple[str, ...] = Field((), description="regexes blocked in replies only")
     block_links: bool = Field(True, description="never say a link (allowed_domains excepted)")
     max_chars: int = Field(500, ge=20, le=10_000, description="longest sentence voiced")
@@ -174,7 +230,7 @@ class OutputSettings(_Model):
         True, description="never say a viewer's name that contains a blocked word"
     )
 
-    @field_validator("words")
+    @field_validator("words", "insults")
     @classmethod
     def _words(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return _check_words(v)
@@ -203,6 +259,7 @@ class ModerationSettings(_Model):
     blocklist: BlocklistSettings = BlocklistSettings()
     links: LinkSettings = LinkSettings()
     spam: SpamSettings = SpamSettings()
+    injection: InjectionSettings = InjectionSettings()
     output: OutputSettings = OutputSettings()
     audit_allow_every: int = Field(
         1, ge=0, description="write 1 in N input allows (0: none); rejections are all written"
@@ -268,6 +325,9 @@ class CompiledModeration:
     out_patterns: tuple[tuple[str, re.Pattern[str]], ...]
     personal_info: tuple[tuple[str, re.Pattern[str]], ...]
     name_words: WordMatcher | None  # blocked words inside viewer names (no word boundaries)
+    injection: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    insults: WordMatcher | None = None
+    domain: re.Pattern[str] | None = None  # any domain-shaped token, on unfolded text
 
 
 # Characters a letter is commonly disguised as. ``*`` stands in for any vowel ("f*ck").
@@ -409,7 +469,21 @@ def _compile(settings: ModerationSettings) -> CompiledModeration:
             (name, re.compile(p, re.IGNORECASE)) for name, p in out.personal_info.items()
         ),
         name_words=_word_matcher(name_words, boundaries=False),
+        injection=tuple(
+            (p, re.compile(p, re.IGNORECASE)) for p in settings.injection.patterns
+        ) if settings.injection.enabled else (),
+        insults=_word_matcher(out.insults),
+        domain=_ANY_DOMAIN if out.block_domains else None,
     )
+
+
+# Labels then a lower-case TLD of 2-24 letters ("free-gifts.zz", "Evil.example"), with an
+# optional path. Case-sensitive on the TLD so a missing space between sentences ("fun.Let's")
+# is not a domain; "e.g." and "3.5" have no 2-letter label + TLD shape.
+_ANY_DOMAIN = re.compile(
+    r"(?<![\w@.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[a-z]{2,24}(?![\w-])"
+    r"|\b\w{2,}\s*[\[(]\s*(?:\.|dot)\s*[\])]\s*[a-z]{2,24}\b"
+)
 
 
 # --------------------------------------------------------------------------- folding

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +27,9 @@ from bots.events import Decision, Event, ModCommand, Outcome
 from bots.moderation.audit import AuditLog
 from bots.moderation.moderator import Moderator
 from bots.orchestrator.pipeline import Reply, perform
-from bots.orchestrator.queue import PersonaQueue
+from bots.orchestrator.queue import PersonaQueue, QueuedItem
 from bots.orchestrator.tracing import Tracer
+from bots.personas.prompt import system_prompt
 from bots.personas.runtime import PersonaRuntime
 from overlays.stage import Stage
 
@@ -38,6 +40,31 @@ _IDLE_POLL_S = 1.0  # how often an idle persona wakes to expire stale items
 
 
 @dataclass(eq=False)
+class _InFlight:
+    """One reply of a persona between pop and the end of its playback.
+
+    ``played`` resolves once this reply is off stage *and* every earlier reply of the persona
+    is, so replies reach the stage in the order they were popped.
+    """
+
+    item: QueuedItem | None  # None: the persona's greeting
+    played: asyncio.Future[None]
+    task: asyncio.Task | None = None  # the pipeline (what a skip cancels)
+    generated: bool = False  # the pipeline has finished; only playback is left
+    on_stage: bool = False
+    cut: asyncio.Event = field(default_factory=asyncio.Event)  # a skip during playback
+    started: float = field(default_factory=time.monotonic)
+    # What a cancel means: "interrupt" (skip, barge-in), "restore" (back into the queue),
+    # "refuse" (cleared or withdrawn: a refused outcome).
+    cancel_as: str = "interrupt"
+    reason: str = "skipped by a moderator"
+
+    @property
+    def event(self) -> Event | None:
+        return self.item.event if self.item is not None else None
+
+
+@dataclass(eq=False)
 class _Persona:
     """The orchestrator's state for one persona."""
 
@@ -45,9 +72,11 @@ class _Persona:
     queue: PersonaQueue
     moderator: Moderator
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    current: asyncio.Task | None = None
-    current_event: Event | None = None
-    interrupt_reason: str = "skipped by a moderator"
+    # Replies popped and not yet played out, oldest (on stage) first.
+    inflight: deque[_InFlight] = field(default_factory=deque)
+    # Seconds per answer lately (EWMA), and when the last answer finished playing.
+    service_s: float | None = None
+    last_end: float = 0.0
 
 
 class StageFloor:
@@ -83,6 +112,9 @@ class Orchestrator:
         exclusive_stage: one persona on stage at a time.
         audit: the moderation audit log (JSONL), shared by all personas.
         performer: the reply pipeline (tests and benchmarks pass a fake).
+        lookahead: replies a persona prepares (thinks, voices, renders) while one plays, so
+            the next answer starts the moment the previous one ends; 0: only after.
+        greet: say each persona's ``greeting`` when the show starts.
         tracer: traces and metrics; a fresh one by default.
         clock: monotonic clock of the queues.
     """
@@ -97,6 +129,8 @@ class Orchestrator:
         exclusive_stage: bool = True,
         audit: AuditLog | None = None,
         performer: Performer = perform,
+        lookahead: int = 1,
+        greet: bool = True,
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -108,17 +142,21 @@ class Orchestrator:
         self.tracer = tracer or Tracer()
         self.floor = StageFloor(exclusive=exclusive_stage)
         self._performer = performer
+        self.lookahead = max(0, lookahead)
+        self._greet = greet
         self._personas = {
             pid: _Persona(
                 runtime=rt,
                 queue=PersonaQueue(settings=rt.config.queue, clock=clock),
-                moderator=Moderator(settings=rt.config.moderation, audit=audit, persona=pid),
+                moderator=Moderator(
+                    settings=rt.config.moderation, audit=audit, persona=pid,
+                    instructions=(system_prompt(rt.config), rt.config.personality),
+                ),
             )
             for pid, rt in personas.items()
         }
         self._tasks: set[asyncio.Task] = set()
         self._reports: set[asyncio.Task] = set()
-        self.replies: list[Reply] = []  # recent, newest last
         self.healthy = True  # False after a failed reply or a fallback line, until one works
         for adapter in adapters:
             adapter.bind(self)
@@ -132,9 +170,10 @@ class Orchestrator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
@@ -196,13 +235,13 @@ class Orchestrator:
             self.clear(pid)
 
     def skip(self, pid: str, *, reason: str = "skipped by a moderator") -> bool:
-        """Interrupt the reply in flight; nothing more of it is shown. True if there was one."""
+        """Interrupt the reply on stage (or, if none is, the one being prepared); nothing more
+        of it is shown, and a prepared next reply takes the stage. True if there was one."""
         slot = self._personas[pid]
-        if slot.current is None or slot.current.done():
-            return False
-        slot.interrupt_reason = reason
-        slot.current.cancel()
-        return True
+        target = next((r for r in slot.inflight if r.on_stage), None)
+        if target is None:
+            target = next((r for r in slot.inflight if r.item is not None), None)
+        return target is not None and self._cancel(target, "interrupt", reason)
 
     def interrupt(self, persona: str | None, *, reason: str) -> bool:
         """An adapter cuts the persona's reply in flight (a voice barge-in)."""
@@ -210,7 +249,11 @@ class Orchestrator:
         return pid in self._personas and self.skip(pid, reason=reason)
 
     def pause(self, pid: str) -> None:
-        self._personas[pid].queue.pause()
+        """Stop answering; the reply on stage finishes, prepared ones go back to the queue."""
+        slot = self._personas[pid]
+        slot.queue.pause()
+        for r in self._prepared(slot):
+            self._cancel(r, "restore", "paused")
 
     def resume(self, pid: str) -> None:
         slot = self._personas[pid]
@@ -218,12 +261,38 @@ class Orchestrator:
         slot.wake.set()
 
     def clear(self, pid: str, *, include_paid: bool = False) -> int:
+        """Drop what waits (prepared replies included); paid items stay unless
+        ``include_paid``. Returns how many were dropped."""
         slot = self._personas[pid]
-        outcomes = slot.queue.clear(include_paid=include_paid, reason="cleared by a moderator")
+        reason = "cleared by a moderator"
+        outcomes = slot.queue.clear(include_paid=include_paid, reason=reason)
         for o in outcomes:
             self._finish(o.event, o)
+        dropped = len(outcomes)
+        for r in self._prepared(slot):
+            paid = r.event is not None and r.event.paid
+            if paid and not include_paid:
+                self._cancel(r, "restore", reason)
+            else:
+                dropped += self._cancel(r, "refuse", reason)
         self.tracer.queue_length.labels(pid).set(len(slot.queue))
-        return len(outcomes)
+        return dropped
+
+    def withdraw(self, pid: str, match: Callable[[Event], bool], *, reason: str) -> int:
+        """Take back events ``match`` accepts, wherever they are: queued (refused), being
+        prepared or on stage (cut). For deleted messages and banned viewers."""
+        slot = self._personas.get(pid)
+        if slot is None:
+            return 0
+        items = slot.queue.withdraw(match)
+        for item in items:
+            self._finish(item.event, Outcome(item.event, "refused", reason))
+        count = len(items)
+        for r in list(slot.inflight):
+            if r.event is not None and match(r.event):
+                count += self._cancel(r, "refuse", reason)
+        self.tracer.queue_length.labels(pid).set(len(slot.queue))
+        return count
 
     def queue_snapshot(self, pid: str) -> list[dict[str, Any]]:
         return self._personas[pid].queue.snapshot()
@@ -231,14 +300,38 @@ class Orchestrator:
     def queue_length(self, pid: str) -> int:
         return len(self._personas[pid].queue)
 
+    @staticmethod
+    def _prepared(slot: _Persona) -> list[_InFlight]:
+        """Replies being prepared ahead that have not reached the stage."""
+        return [r for r in slot.inflight if not r.on_stage and r.item is not None]
+
+    @staticmethod
+    def _cancel(r: _InFlight, how: str, reason: str) -> bool:
+        if r.task is not None and not r.task.done():
+            r.cancel_as, r.reason = how, reason
+            r.task.cancel()
+            return True
+        if r.on_stage and r.generated and not r.cut.is_set():
+            r.reason = reason  # fully generated and playing: cut the playback
+            r.cut.set()
+            return True
+        return False
+
     # ------------------------------------------------------------------ consumers
 
     async def _serve(self, pid: str) -> None:
         slot = self._personas[pid]
+        greeting = slot.runtime.config.greeting
+        if self._greet and greeting:
+            self._start(slot, None, say=greeting)
         while True:
             for outcome in slot.queue.drain_expired():
                 self._finish(outcome.event, outcome)
-            wait = slot.queue.next_ready_in()
+            # Bounded look-ahead: a next reply is prepared only once every reply in flight
+            # has finished generating (it is playing), and at most `lookahead` wait to play.
+            busy = any(not r.generated for r in slot.inflight)
+            wait = None if busy or len(slot.inflight) > self.lookahead else (
+                slot.queue.next_ready_in())
             if wait is None or wait > 0:
                 slot.wake.clear()
                 timeout = _IDLE_POLL_S if wait is None else min(wait, _IDLE_POLL_S)
@@ -250,29 +343,53 @@ class Orchestrator:
             if item is None:
                 continue
             self.tracer.mark(item.event.trace_id, "dequeued")
-            try:
-                await self._answer(slot, item.event)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the show goes on; the outcome was reported in _answer
-                logger.exception("%s: unexpected failure answering %s", pid,
-                                 item.event.trace_id)
+            self._start(slot, item)
 
-    async def _answer(self, slot: _Persona, event: Event) -> None:
+    def _start(self, slot: _Persona, item: QueuedItem | None, *, say: str | None = None) -> None:
+        """Begin a reply; it reaches the stage after the replies already in flight."""
+        after = slot.inflight[-1].played if slot.inflight else None
+        r = _InFlight(item=item, played=asyncio.get_running_loop().create_future())
+        slot.inflight.append(r)
+        name = item.event.trace_id if item is not None else "greeting"
+        task = asyncio.create_task(self._run(slot, r, after, say=say),
+                                   name=f"persona:{slot.runtime.id}:answer:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self, slot: _Persona, r: _InFlight, after: asyncio.Future | None, *, say: str | None
+    ) -> None:
+        try:
+            await self._answer(slot, r, after, say=say)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the show goes on; the outcome was reported in _answer
+            logger.exception("%s: unexpected failure answering", slot.runtime.id)
+        finally:
+            _resolve_after(r.played, after)
+            if r in slot.inflight:
+                slot.inflight.remove(r)
+            slot.wake.set()
+
+    async def _answer(
+        self, slot: _Persona, r: _InFlight, after: asyncio.Future | None, *, say: str | None
+    ) -> None:
         pid = slot.runtime.id
-        tid = event.trace_id
-        viewer = slot.moderator.speakable_name(event.viewer)
-        on_stage = False
+        event = r.event
+        tid = event.trace_id if event is not None else f"greeting-{id(r):x}"
         playback_end = 0.0
 
         async def on_clip(clip) -> None:
-            nonlocal on_stage, playback_end
-            if not on_stage:
+            nonlocal playback_end
+            if not r.on_stage:
+                if after is not None:
+                    await asyncio.shield(after)  # the persona's previous reply has played
                 await self.floor.acquire(pid)  # wait our turn on stage
-                on_stage = True
-                self.tracer.mark(tid, "on_stage")
-                await self._each_stage("show_chat", persona=pid, user=event.viewer.name,
-                                       text=event.text)
+                r.on_stage = True
+                if event is not None:
+                    self.tracer.mark(tid, "on_stage")
+                    await self._each_stage("show_chat", persona=pid, user=event.viewer.name,
+                                           text=event.text)
             playback_end = max(playback_end, time.monotonic()) + clip.duration
             await self._each_stage("play_clip", persona=pid, clip=clip)
 
@@ -280,55 +397,91 @@ class Orchestrator:
             verdict = slot.moderator.check_output(text, event=event)
             return verdict.text or text if verdict.allowed else None
 
-        slot.current_event = event
-        # The reply runs as a child task, so a skip cancels the reply and not this consumer.
-        reply_task = asyncio.create_task(
+        if event is None:  # the greeting: the persona's own line, no LLM, no outcome
+            viewer, text, key = "", "", None
+        else:
+            viewer = slot.moderator.speakable_name(event.viewer)
+            text, key = _prompt_text(event), f"{event.platform}:{event.viewer.id}"
+        # The reply runs as a child task, so a skip cancels the reply and not this runner.
+        kwargs: dict[str, Any] = {"say": say} if say is not None else {"context_key": key}
+        r.task = asyncio.create_task(
             self._performer(
-                slot.runtime, viewer=viewer, text=_prompt_text(event), on_clip=on_clip,
-                reply_id=tid, screen=screen,
-                marks=lambda stage: self.tracer.mark(tid, stage),
+                slot.runtime, viewer=viewer, text=text, on_clip=on_clip, reply_id=tid,
+                screen=screen, marks=(lambda stage: self.tracer.mark(tid, stage))
+                if event is not None else None, **kwargs,
             ),
             name=f"persona:{pid}:reply:{tid}",
         )
-        slot.current = reply_task
-        outcome: Outcome
+        outcome: Outcome | None = None
         reply = None
         try:
-            reply = await reply_task
+            reply = await r.task
         except asyncio.CancelledError:
             me = asyncio.current_task()
             if me is not None and me.cancelling():  # we are shutting down, not skipping
-                reply_task.cancel()
-                self._finish(event, Outcome(event, "interrupted", "shutting down"))
+                r.task.cancel()
+                if event is not None:
+                    self._finish(event, Outcome(event, "interrupted", "shutting down"))
                 raise
-            await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
-            outcome = Outcome(event, "interrupted", slot.interrupt_reason)
+            if r.on_stage:
+                await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
+            if event is not None and r.cancel_as == "restore" and not r.on_stage:
+                assert r.item is not None
+                slot.queue.restore(r.item)  # prepared ahead, never shown: answer it later
+                self.tracer.queue_length.labels(pid).set(len(slot.queue))
+            elif event is not None:
+                status = "refused" if r.cancel_as == "refuse" else "interrupted"
+                outcome = Outcome(event, status, r.reason)
         except Exception as e:
             logger.exception("%s: reply to %s failed", pid, tid)
             self.tracer.errors.labels("reply").inc()
-            if on_stage:
+            if r.on_stage:
                 await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
-            outcome = Outcome(event, "failed", f"{type(e).__name__}: {e}"[:200])
+            if event is not None:
+                outcome = Outcome(event, "failed", f"{type(e).__name__}: {e}"[:200])
         else:
-            self.replies = [*self.replies[-49:], reply]
             await self._each_stage("reply_finished", persona=pid, reply_id=tid, text=reply.text)
-            outcome = Outcome(event, "spoken", reply_text=reply.text)
-            slot.queue.mark_answered(event)
         finally:
-            slot.current = None
-            slot.current_event = None
-        self._finish(event, outcome)
+            r.generated = True
+            slot.wake.set()  # the consumer may prepare the next reply now
         # The LLM down (fallback line) or the renderer failing: "be right back" on stages
         # that have such a scene, until a reply goes through again.
-        await self._set_healthy(outcome.status != "failed" and not (
-            outcome.status == "spoken" and getattr(reply, "fell_back", False)))
-        if on_stage:
-            # Hold the stage until the reply has played, then hand it on.
+        if event is not None and (reply is not None or outcome is not None):
+            await self._set_healthy(reply is not None and not reply.fell_back)
+        if outcome is not None and event is not None:
+            self._finish(event, outcome)  # failed or cancelled before it had played
+        if r.on_stage:
+            # Hold the stage until the reply has played (or a skip cuts it), then hand it on.
             try:
-                if outcome.status == "spoken":
-                    await asyncio.sleep(max(0.0, playback_end - time.monotonic()))
+                if reply is not None:
+                    left = playback_end - time.monotonic()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(r.cut.wait(), max(0.0, left))
+                    if r.cut.is_set():
+                        await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
+            except asyncio.CancelledError:
+                if event is not None and reply is not None:
+                    self._finish(event, Outcome(event, "interrupted", "shutting down"))
+                raise
             finally:
                 self.floor.release(pid)
+        if event is not None and reply is not None:
+            if r.cut.is_set():
+                self._finish(event, Outcome(event, "interrupted", r.reason))
+            else:
+                self._finish(event, Outcome(event, "spoken", reply_text=reply.text))
+                slot.queue.mark_answered(event)
+                self._measure_service(slot, r)
+
+    @staticmethod
+    def _measure_service(slot: _Persona, r: _InFlight) -> None:
+        """How long an answer takes from the queue's point of view (pop or the previous end,
+        whichever is later, to the end of playback); the queue sizes itself by it."""
+        end = time.monotonic()
+        took = end - max(r.started, slot.last_end)
+        slot.last_end = end
+        slot.service_s = took if slot.service_s is None else 0.7 * slot.service_s + 0.3 * took
+        slot.queue.set_service_time(slot.service_s)
 
     async def _set_healthy(self, healthy: bool) -> None:
         if healthy == self.healthy:
@@ -376,6 +529,16 @@ class Orchestrator:
             except Exception:
                 self.tracer.errors.labels("stage").inc()
                 logger.exception("stage %s.%s failed", type(stage).__name__, method)
+
+
+def _resolve_after(played: asyncio.Future, after: asyncio.Future | None) -> None:
+    """Resolve ``played`` once ``after`` (the previous reply's) has resolved too."""
+    if played.done():
+        return
+    if after is None or after.done():
+        played.set_result(None)
+    else:
+        after.add_done_callback(lambda _: played.done() or played.set_result(None))
 
 
 def _prompt_text(event: Event) -> str:

@@ -24,7 +24,7 @@ from avatar_engine.errors import ProviderError
 from avatar_engine.types import Clip, Speech
 from avatar_engine.workers.jobs import avatar_payload, render_clip, save_clip
 from bots.brain.base import RetryPolicy, stream_with_retry
-from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable
+from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
 from bots.personas.prompt import build_messages
 from bots.personas.runtime import PersonaRuntime
 
@@ -80,6 +80,8 @@ async def perform(
     reply_id: str | None = None,
     screen: Screen | None = None,
     marks: Callable[[str], None] | None = None,
+    context_key: str | None = None,
+    say: str | None = None,
 ) -> Reply:
     """Answer ``text`` from ``viewer`` as ``persona``, handing each clip to ``on_clip`` as soon
     as it is encoded.
@@ -92,6 +94,10 @@ async def perform(
         screen: output moderation, applied to every sentence before it is voiced; a sentence
             it refuses is never spoken.
         marks: called with each milestone's name as it happens (for the orchestrator's trace).
+        context_key: whose conversation this is (``platform:viewer-id``); the prompt holds
+            only this viewer's own past turns. Default: ``local:<viewer>``.
+        say: speak this text as it is instead of asking the LLM (a greeting); it is not
+            screened and not remembered.
     """
     reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="", clips=[],
                   trace=ReplyTrace(on_mark=marks))
@@ -101,22 +107,36 @@ async def perform(
     spoken: list[str] = []
     counter = itertools.count()
     first_clip_out = asyncio.Event()
+    key = context_key or f"local:{viewer}"
+    screened_out = False  # a sentence was refused: this turn never enters any context
 
     async def think() -> None:
         cfg = persona.config.llm
         cutter = SentenceCutter()
         budget = ReplyBudget(max_pieces=cfg.max_sentences, max_chars=cfg.max_chars)
-        messages = build_messages(persona.config, persona.history, viewer, text)
+        note = persona.conversations.stage_note if cfg.stage_note else None
+        messages = build_messages(persona.config, persona.conversations.history(key), viewer,
+                                  text, stage_note=note)
+        labels = (persona.config.name, viewer)
 
         async def emit(raw: str, *, screened: bool = True) -> None:
-            piece = speakable(raw)
+            nonlocal screened_out
+            piece = speakable(strip_label(raw, names=labels))
             if piece and screened and screen is not None:
                 piece = screen(piece)  # blocked text is never spoken
+                screened_out = screened_out or piece is None
             if piece and (piece := budget.admit(piece)):
                 spoken.append(piece)
                 trace.mark("llm_first_sentence")
                 await pieces.put(piece)
 
+        if say is not None:
+            for raw in [*cutter.push(say), cutter.flush()]:
+                if raw:
+                    await emit(raw, screened=False)
+            trace.mark("llm_done")
+            await pieces.put(_END)
+            return
         try:
             policy = retry or RetryPolicy(first_token_timeout_s=cfg.timeout_s)
             stream = stream_with_retry(persona.llm, messages, policy=policy)
@@ -188,8 +208,8 @@ async def perform(
         tg.create_task(perform_clips(), name=f"persona:{persona.id}:render")
     reply.text = " ".join(spoken)
     trace.mark("done")
-    if not reply.fell_back:
-        persona.remember(viewer, text, reply.text)
+    if say is None and not reply.fell_back and not screened_out:
+        persona.remember(key, text, reply.text)
     return reply
 
 

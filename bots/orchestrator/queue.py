@@ -36,7 +36,11 @@ Admission (in this order; a rejection returns ``Admission(accepted=False, reason
     (``voice_bypasses_cooldown``), since a conversation is a run of short turns.
 
 Overflow policy (``max_length``, ``paid_overflow``)
-    When the queue holds ``max_length`` items or more, a newcomer needs room:
+    When the queue holds ``capacity`` items or more, a newcomer needs room. ``capacity`` is
+    ``max_length`` until the orchestrator reports how long answers take
+    (``set_service_time``); then it is what can be answered before ``stale_after_s`` (never
+    below ``min_capacity``), so a burst is refused at once, lowest value first, with a reason
+    the viewer can still read, instead of going stale minutes later.
 
     * The candidate victim is the lowest-value UNPAID item: lowest effective priority now,
       ties broken towards the newest. Paid items are never evicted.
@@ -159,6 +163,10 @@ class QueueSettings(BaseModel):
 
     # -- bounds --------------------------------------------------------------------------
     max_length: int = Field(50, ge=1, description="Queue length at which eviction starts.")
+    min_capacity: int = Field(
+        5, ge=1,
+        description="The fewest items kept however slow answers are (see set_service_time).",
+    )
     paid_overflow: int = Field(
         25, ge=0, description="Paid items accepted beyond max_length when only paid are queued."
     )
@@ -357,6 +365,8 @@ class PersonaQueue:
         )
         self._expired: list[Outcome] = []
         self._paused = False
+        self._capacity = settings.max_length  # lowered by set_service_time
+        self._service_s: float | None = None
 
     # -- properties ----------------------------------------------------------------------
 
@@ -422,7 +432,7 @@ class PersonaQueue:
         priority = s.base_priority(event)
         key = priority - self._aging * now
         victim: QueuedItem | None = None
-        if len(self._live) >= s.max_length:
+        if len(self._live) >= self._capacity:
             victim = self._lowest_unpaid()
             if victim is None:
                 if not paid:
@@ -439,7 +449,7 @@ class PersonaQueue:
                         code="paid_overflow",
                     )
             elif not paid and key <= victim.key:
-                return Admission(False, "the queue is full", code="full")
+                return Admission(False, self._full_reason(), code="full")
 
         # Text checks come after capacity, so a full queue refuses a flood without text work.
         norm = ""
@@ -466,7 +476,9 @@ class PersonaQueue:
         if victim is not None:
             self._remove(victim)
             evicted = (
-                Outcome(victim.event, "refused", "evicted: queue full of higher priorities"),
+                Outcome(victim.event, "refused",
+                        "evicted: questions that rank higher came in and there is no time "
+                        "left to answer this one"),
             )
 
         self._admit(event, priority=priority, key=key, now=now, paid=paid, user=user)
@@ -547,6 +559,60 @@ class PersonaQueue:
         if last is None:
             return 0.0
         return max(0.0, self._settings.persona_cooldown_s - (now - last))
+
+    def set_service_time(self, seconds: float | None) -> None:
+        """Tell the queue how long the persona currently takes per answer.
+
+        It then holds only as many items as can be answered before ``stale_after_s``
+        (at least ``min_capacity``, at most ``max_length``): in a burst the most valuable
+        are kept and the rest are refused at once, while the viewer is still there to read
+        why, instead of waiting minutes to be dropped as stale. None: back to ``max_length``.
+        """
+        s = self._settings
+        self._service_s = seconds
+        if not seconds or seconds <= 0 or s.stale_after_s is None:
+            self._capacity = s.max_length
+        else:
+            fits = int(s.stale_after_s / seconds)
+            self._capacity = max(min(s.min_capacity, s.max_length), min(s.max_length, fits))
+
+    @property
+    def capacity(self) -> int:
+        """Items held before the overflow policy starts (``max_length`` or less)."""
+        return self._capacity
+
+    def _full_reason(self) -> str:
+        if self._capacity < self._settings.max_length and self._service_s:
+            wait = self._capacity * self._service_s
+            return (f"too many questions right now: yours would wait over {wait:.0f}s; "
+                    "try again in a bit")
+        return "the queue is full"
+
+    def restore(self, item: QueuedItem) -> None:
+        """Put back an item that was popped but not answered (a look-ahead reply cancelled by
+        a pause or a clear): same place, same deadline, no admission checks."""
+        if item.seq in self._live:
+            return
+        paid = item.event.paid
+        self._live[item.seq] = item
+        heapq.heappush(self._best, (-item.key, item.seq, item))
+        if item.deadline is not None:
+            heapq.heappush(self._deadlines, (item.deadline, item.seq, item))
+        if not paid:
+            heapq.heappush(self._worst, (item.key, -item.seq, item))
+            self._unpaid += 1
+            user = _user_key(item.event)
+            self._per_user[user] = self._per_user.get(user, 0) + 1
+
+    def withdraw(self, match: Callable[[Event], bool]) -> list[QueuedItem]:
+        """Remove the queued items whose event ``match`` accepts (a deleted message, a banned
+        viewer's lines); returns them so the caller can report their outcomes."""
+        gone = [item for item in self._live.values() if match(item.event)]
+        for item in gone:
+            self._remove(item)
+        if gone:
+            self._maybe_compact()
+        return gone
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -656,7 +722,8 @@ class PersonaQueue:
                 self._remove(item)
                 waited = now - item.enqueued_at
                 self._expired.append(
-                    Outcome(item.event, "refused", f"stale: unanswered for {waited:.0f}s")
+                    Outcome(item.event, "refused",
+                            f"stale: chat moved on before I could answer ({waited:.0f}s)")
                 )
 
     def _forget_texts(self, now: float) -> None:

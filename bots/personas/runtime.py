@@ -1,10 +1,9 @@
-"""A persona brought to life: its LLM, voice, renderer and short memory, loaded once."""
+"""A persona brought to life: its LLM, voice, renderer and per-viewer short memory, loaded once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from pathlib import Path
 
 from avatar_engine.renderers.base import Renderer
@@ -14,7 +13,7 @@ from avatar_engine.voice import TTS, create_tts
 from avatar_engine.workers import RenderPool
 from bots.brain import LLM, create_llm
 from bots.config import PersonaConfig
-from bots.personas.prompt import Exchange
+from bots.personas.context import Conversations
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,8 @@ class PersonaRuntime:
         self.clips_dir = clips_dir
         self.clip_settings = clip_settings
         self.pool = pool  # None: render in a thread of its own
-        self.history: deque[Exchange] = deque(maxlen=config.llm.history_turns)
+        # Each viewer's own recent turns; never one viewer's words in another's prompt.
+        self.conversations = Conversations(turns=config.llm.history_turns)
         # The avatar's global frame index: blinks and breathing continue across clips.
         self.frame_clock = 0
 
@@ -73,9 +73,9 @@ class PersonaRuntime:
             clip_settings=clip_settings, pool=pool,
         )
 
-    def remember(self, viewer: str, said: str, replied: str) -> None:
-        if self.history.maxlen:
-            self.history.append(Exchange(viewer, said, replied))
+    def remember(self, key: str, said: str, replied: str) -> None:
+        """Keep an answered turn in viewer ``key``'s own context."""
+        self.conversations.remember(key, said, replied)
 
     async def aclose(self) -> None:
         await self.llm.aclose()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable
+from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
 
 
 def cut(text: str, step: int = 1, **kw) -> list[str]:
@@ -68,3 +69,17 @@ def test_first_clause_may_end_at_a_spaced_dash():
     assert cut("the game is called Winners - it is a gamble. Fun!") == [
         "the game is called Winners", "it is a gamble.", "Fun!",
     ]
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("Mika: Hello chat!", "Hello chat!"),
+    ("**Mika:** Hello chat!", "Hello chat!"),
+    ("Mika (waves): Hello chat!", "Hello chat!"),
+    ("Assistant: Mika: Hi!", "Hi!"),
+    ("Ann: you asked about tea", "you asked about tea"),
+    ("Note: tea is great.", "Note: tea is great."),
+    ("Fun fact: cats sleep a lot.", "Fun fact: cats sleep a lot."),
+    ("Hello chat! Mika: is here", "Hello chat! Mika: is here"),
+])
+def test_speaker_labels_are_stripped(raw, expected):
+    assert strip_label(raw, names=("Mika", "Ann")) == expected

@@ -39,7 +39,9 @@ class FakePerformer:
         self.started: list[tuple[str, str]] = []
 
     async def __call__(self, persona, *, viewer, text, on_clip, reply_id, screen=None,
-                       marks=None) -> Reply:
+                       marks=None, context_key=None, say=None) -> Reply:
+        if say is not None:
+            text, screen = say, None  # a greeting: said as it is
         self.started.append((persona.id, text))
         trace = ReplyTrace(on_mark=marks)
         spoken = []
@@ -109,3 +111,57 @@ class FakeAdapter:
 
     def status_of(self, trace_id: str) -> list[str]:
         return [o.status for o in self.outcomes if o.event.trace_id == trace_id]
+
+
+# --------------------------------------------------------------------------- the real pipeline
+# For tests that run the real orchestrator *and* the real reply pipeline (prompt building,
+# sentence cutting, output moderation, clip encoding) with a scripted brain and a tiny, fast
+# voice and avatar, and look at what is spoken.
+
+
+class FastTTS:
+    """A voice of our TTS base: 0.2 s of quiet tone per sentence, no phoneme timings."""
+
+    def synthesize(self, text: str):
+        import numpy as np
+
+        from avatar_engine.types import Speech
+
+        t = np.arange(int(16000 * 0.2), dtype=np.float32) / 16000
+        return Speech(text=text, audio=(0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
+                      sample_rate=16000)
+
+
+class TinyRenderer:
+    """A renderer of our base: flat 32x32 frames."""
+
+    fps = 10
+
+    def __init__(self):
+        import torch
+
+        self.device = torch.device("cpu")
+
+    def render(self, speech, *, start_frame: int = 0):
+        import torch
+
+        from avatar_engine.types import frame_count
+
+        n = frame_count(speech.duration, self.fps)
+        return torch.full((n, 32, 32, 4), 200, dtype=torch.uint8)
+
+    def idle(self, n_frames: int, *, start_frame: int = 0):
+        import torch
+
+        return torch.full((n_frames, 32, 32, 4), 200, dtype=torch.uint8)
+
+
+def live_persona(pid: str, tmp: Path, llm, **overrides: Any) -> PersonaRuntime:
+    """A persona with ``llm`` as its brain and the fast voice/avatar above."""
+    cfg = PersonaConfig.model_validate(
+        {"id": pid, "name": pid.title(), "personality": "You love cozy games and tea.",
+         **overrides})
+    folder = tmp / pid
+    folder.mkdir(parents=True, exist_ok=True)
+    return PersonaRuntime(config=cfg, llm=llm, tts=FastTTS(), renderer=TinyRenderer(),
+                          clips_dir=folder, clip_settings=ClipSettings(formats=("mp4",)))
