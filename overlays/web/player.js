@@ -260,5 +260,80 @@
     return li;
   }
 
-  window.vstage = { AvatarPlayer, mountPlayer, appendLine, connect, api, token, onlyPersona };
+  // A persona's reply in a chat list, one line per reply that grows sentence by sentence as
+  // each sentence is spoken (never the whole reply before it is heard).
+  class SpokenLines {
+    constructor(list, keep) {
+      this.list = list;
+      this.keep = keep;
+      this.lines = new Map(); // reply id -> its <li>
+    }
+
+    say(replyId, who, text) {
+      let li = this.lines.get(replyId);
+      if (li && li.isConnected) {
+        li.lastChild.textContent += " " + text;
+        return li;
+      }
+      li = appendLine(this.list, "persona", who, text, this.keep);
+      li.dataset.reply = replyId;
+      this.lines.set(replyId, li);
+      for (const [id, el] of this.lines) if (!el.isConnected) this.lines.delete(id);
+      return li;
+    }
+  }
+
+  // When each sentence is heard, for pages without a player (the chat overlay): a persona's
+  // clips play back to back, each for its duration, from when it arrives, as a player plays
+  // them; a cancelled reply stops at once and the clips after it move up.
+  class SpeechClock {
+    constructor(onSpoken) {
+      this.onSpoken = onSpoken;
+      this.lanes = {}; // persona -> [{clip, start, end, timer}] in play order
+      this.cancelled = new Set();
+      this.spoken = []; // for tests: {reply_id, index, text, at}
+    }
+
+    add(clip) {
+      if (this.cancelled.has(clip.reply_id)) return;
+      const lane = (this.lanes[clip.persona] ||= []);
+      this._schedule(lane, clip);
+    }
+
+    cancel(persona, replyId) {
+      this.cancelled.add(replyId);
+      const lane = this.lanes[persona];
+      if (!lane) return;
+      const now = performance.now();
+      const kept = [];
+      for (const entry of lane) {
+        if (entry.clip.reply_id === replyId) clearTimeout(entry.timer);
+        else kept.push(entry);
+      }
+      lane.length = 0;
+      for (const entry of kept) {
+        if (entry.start <= now) lane.push(entry);
+        else {
+          clearTimeout(entry.timer);
+          this._schedule(lane, entry.clip);
+        }
+      }
+    }
+
+    _schedule(lane, clip) {
+      const now = performance.now();
+      while (lane.length && lane[0].end <= now) lane.shift();
+      const start = Math.max(now, ...lane.map((e) => e.end));
+      const entry = { clip, start, end: start + (Number(clip.duration) || 0) * 1000 };
+      entry.timer = setTimeout(() => {
+        this.spoken.push({ reply_id: clip.reply_id, index: clip.index, text: clip.text,
+                           at: performance.now() });
+        this.onSpoken(clip);
+      }, start - now);
+      lane.push(entry);
+    }
+  }
+
+  window.vstage = { AvatarPlayer, mountPlayer, appendLine, SpokenLines, SpeechClock, connect,
+                    api, token, onlyPersona };
 })();

@@ -2,7 +2,7 @@
 "use strict";
 
 (async function () {
-  const { mountPlayer, appendLine, connect, api, token } = window.vstage;
+  const { mountPlayer, appendLine, SpokenLines, connect, api, token } = window.vstage;
   const players = {};
   const stages = document.getElementById("stages");
   const log = document.getElementById("chat-log");
@@ -22,6 +22,18 @@
     appendLine(log, kind, who, text, 200);
     log.scrollTop = log.scrollHeight;
   }
+
+  // A persona's answer enters the log sentence by sentence, as each clip starts playing.
+  const spoken = new SpokenLines(log, 200);
+  const voiced = new Set(); // replies whose sentences come with their clips
+  function say(persona, replyId, text) {
+    spoken.say(replyId, names[persona] || persona, text);
+    log.scrollTop = log.scrollHeight;
+  }
+  document.addEventListener("vstage:clip", (ev) => {
+    const clip = ev.detail;
+    say(clip.persona, clip.reply_id, clip.text);
+  });
 
   const state = await api("/api/state");
   const names = {};
@@ -46,9 +58,13 @@
     onClose() { status.textContent = "reconnecting…"; status.className = "status offline"; },
     onMessage(msg) {
       if (msg.type === "chat") addLine("viewer", msg.user, msg.text);
-      else if (msg.type === "clip") playerFor(msg.persona).enqueue(msg);
-      else if (msg.type === "reply_done") addLine("persona", names[msg.persona] || msg.persona, msg.text);
-      else if (msg.type === "reply_cancelled") playerFor(msg.persona).cancel(msg.reply_id);
+      else if (msg.type === "clip") {
+        voiced.add(msg.reply_id);
+        playerFor(msg.persona).enqueue(msg);
+      } else if (msg.type === "reply_done") {
+        // Its sentences were shown as they played; a reply with no clip is shown now.
+        if (!voiced.has(msg.reply_id)) say(msg.persona, msg.reply_id, msg.text);
+      } else if (msg.type === "reply_cancelled") playerFor(msg.persona).cancel(msg.reply_id);
       else if (msg.type === "notice") addLine("notice " + msg.level, "vstage", msg.text);
     },
   });
