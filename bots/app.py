@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 from pathlib import Path
 
 import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
+from avatar_engine.errors import ConfigError
 from avatar_engine.workers import LocalRenderPool, RenderPool
 from bots.adapters.studio import StudioAdapter
 from bots.adapters.supervise import keep_connected
@@ -53,6 +56,42 @@ def make_idle_loop(persona: PersonaRuntime) -> dict[str, Path]:
     return {f.format: f.path for f in files}
 
 
+def _port_problem(host: str, port: int, err: OSError) -> ConfigError:
+    if err.errno == errno.EADDRINUSE:
+        why = "is already in use (another vstage demo?)"
+    else:
+        why = f"cannot be opened ({err.strerror or err})"
+    return ConfigError(
+        f"port {port} on {host} {why}: stop the program using it, or choose another port "
+        f"with studio.port in config/vstage.yaml, VSTAGE_STUDIO__PORT=<port> or --port <port>"
+    )
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail with one clear line if the studio cannot listen on ``host:port``; checked before
+    any model loads, so a busy port costs a second, not the whole start-up."""
+    if port == 0:
+        return  # any free port
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise ConfigError(f"studio.host {host!r} is not an address of this machine "
+                          f"({e.strerror}); set studio.host or VSTAGE_STUDIO__HOST") from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise _port_problem(host, port, e) from None
+
+
+def display_order(ids: list[str], default: str) -> list[str]:
+    """Persona ids with the default persona first: the overlay without ``&persona=`` shows it
+    and the studio selects it."""
+    return sorted(ids, key=lambda pid: pid != default)
+
+
 async def _cancel(task: asyncio.Task) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -73,6 +112,7 @@ class StudioApp:
     async def run(self) -> None:
         cfg = self.config
         show = cfg.app.show
+        check_port(self.host, self.port)
         async with contextlib.AsyncExitStack() as stack:
             if show.broker_url is not None:  # render jobs go to `vstage worker` processes
                 from avatar_engine.workers.rabbit import RabbitRenderPool
@@ -92,7 +132,8 @@ class StudioApp:
             server = StudioServer(
                 host=self.host, port=self.port, token=studio_token(cfg),
                 clips_dir=cfg.state_dir / "clips",
-                personas={pid: p.config.name for pid, p in personas.items()},
+                personas={pid: personas[pid].config.name
+                          for pid in display_order(list(personas), cfg.app.default_persona)},
                 metrics=tracer.exposition,
             )
             server.set_traces(tracer.recent)
@@ -147,7 +188,10 @@ class StudioApp:
                         keep_connected(adapter, retry_max_s=cfg.app.twitch.retry_max_s),
                         name=f"adapter:{adapter.platform}")
                     stack.push_async_callback(_cancel, task)
-            await stack.enter_async_context(server)
+            try:
+                await stack.enter_async_context(server)
+            except OSError as e:  # taken while the models loaded
+                raise _port_problem(self.host, self.port, e) from None
             self.ready.set()
             while True:
                 await asyncio.sleep(30)

@@ -1,12 +1,14 @@
 """In-process GGUF models through llama-cpp-python, the embedded SmolLM2 included.
 
 Generation runs in a worker thread; tokens cross to the event loop through an asyncio queue,
-and closing the stream tells the thread to stop after the current token.
+and closing the stream tells the thread to stop after the current token. Models load without
+touching the process's stdout/stderr file descriptors (see :func:`_keep_stdio`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -21,6 +23,36 @@ from bots.config import LLMSettings
 logger = logging.getLogger(__name__)
 
 _DONE = object()
+_LOAD_LOCK = threading.Lock()  # models load one at a time (and _keep_stdio runs once)
+_stdio_kept = False
+
+
+@contextlib.contextmanager
+def _silence_nothing(disable: bool = True):
+    yield
+
+
+def _keep_stdio() -> None:
+    """Stop llama-cpp-python from pointing file descriptors 1 and 2 at /dev/null.
+
+    With ``verbose=False`` it wraps loading in ``suppress_stdout_stderr``, which saves the
+    current fds with ``dup`` and restores them with ``dup2`` afterwards. Two models loading in
+    parallel race: the second saves the first's /dev/null and restores it last, so the
+    process's stdout stays at /dev/null for good (``vstage demo`` with two personas printed
+    nothing). Nothing needs that silencing: ``verbose=False`` already sets llama-cpp-python's
+    log callback to drop native messages below ERROR. Call with ``_LOAD_LOCK`` held.
+    """
+    global _stdio_kept
+    if _stdio_kept:
+        return
+    import llama_cpp._internals
+    import llama_cpp.llama
+    import llama_cpp.llama_chat_format
+
+    for module in (llama_cpp.llama, llama_cpp._internals, llama_cpp.llama_chat_format):
+        if hasattr(module, "suppress_stdout_stderr"):
+            module.suppress_stdout_stderr = _silence_nothing
+    _stdio_kept = True
 
 
 def embedded_model() -> Path:
@@ -71,13 +103,15 @@ class LocalLLM:
         # written while the model keeps writing (measured: on 2 cores, 1 thread finishes the
         # reply sooner than 2, because 2 fight the encoders for the CPU).
         threads = self._settings.threads or max(1, (os.cpu_count() or 2) // 2)
-        return Llama(
-            model_path=str(self._path),
-            n_ctx=self._settings.context_tokens,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
+        with _LOAD_LOCK:
+            _keep_stdio()
+            return Llama(
+                model_path=str(self._path),
+                n_ctx=self._settings.context_tokens,
+                n_threads=threads,
+                n_threads_batch=threads,
+                verbose=False,
+            )
 
     async def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
         await self.load()
