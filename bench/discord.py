@@ -2,8 +2,14 @@
 -> opus -> the adapter's receive path -> per-speaker VAD -> whisper -> Utterance.
 
 Writes bench/results/discord.json:
-- transcript_latency_p50_s / _p95_s: end of speech -> Utterance event, ~3 s utterances (speech
-  is fed at once, the silence after it in real time, as a Discord client sends it);
+- endings: end of speech -> Utterance event (``transcript_latency_p50_s`` / ``_p95_s``) for
+  the same ~2-3 s utterances ended two ways, side by side in one run, sentence by sentence:
+  ``packets_stop``, as Discord clients do (five 0xF8 0xFF 0xFE silence frames, then nothing;
+  developer docs, Voice Connections -> Voice Data Interpolation), and ``silence_frames``, a
+  client that keeps sending encoded silence every 20 ms. Packets are sent from a thread in
+  real time (20 ms apart), only while the voice is heard (Piper's own lead/tail silence
+  trimmed); ``whisper_p50_s`` is the transcription time alone;
+- transcript_latency_p50_s / _p95_s: the ``packets_stop`` figures (what a Discord client does);
 - wer: word error rate over a fixed set of sentences;
 - speech_start_s: utterance event -> first reply audio frame out of the AudioSource (first
   sentence of the reply voiced by the real Piper; a player thread reads every 20 ms);
@@ -21,7 +27,6 @@ sys.path[0] = str(ROOT)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
@@ -35,10 +40,10 @@ from avatar_engine.settings import VoiceSettings  # noqa: E402
 from avatar_engine.voice.piper import PiperTTS  # noqa: E402
 from bots.adapters.discord.adapter import DiscordAdapter  # noqa: E402
 from bots.adapters.discord.playback import ReplyAudio  # noqa: E402
-from bots.adapters.discord.receive import VoiceReceiver  # noqa: E402
+from bots.adapters.discord.receive import OPUS_SILENCE, VoiceReceiver  # noqa: E402
 from bots.adapters.discord.settings import DiscordSettings  # noqa: E402
 from bots.hearing.audio import FRAME_BYTES, FRAME_SAMPLES  # noqa: E402
-from bots.hearing.listener import Listener  # noqa: E402
+from bots.hearing.listener import Heard, Listener  # noqa: E402
 from bots.hearing.segmenter import SpeechSegmenter  # noqa: E402
 from bots.hearing.settings import HearingSettings  # noqa: E402
 from bots.hearing.stt import WhisperSTT  # noqa: E402
@@ -65,38 +70,103 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
+class _Ending:
+    """The figures of one way of ending a turn."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.whisper: list[float] = []
+        self.early = 0
+
+    def add(self, latency: float, whisper_s: float, *, early: bool) -> None:
+        self.latencies.append(latency)
+        self.whisper.append(whisper_s)
+        self.early += early
+
+    def report(self) -> dict:
+        return {
+            "transcript_latency_p50_s": round(_pct(self.latencies, 0.5), 3),
+            "transcript_latency_p95_s": round(_pct(self.latencies, 0.95), 3),
+            "whisper_p50_s": round(_pct(self.whisper, 0.5), 3),
+            "early_transcriptions_used": f"{self.early}/{len(self.latencies)}",
+        }
+
+
+def _client(receiver: VoiceReceiver, packets: list[bytes], *, ending: str,
+            answered: threading.Event, speech_end: list[float]) -> None:
+    """A Discord client in its own thread, sending a packet every 20 ms: the speech, then
+    five silence frames and nothing (``packets_stop``) or encoded silence until the utterance
+    is answered (``silence_frames``)."""
+    silence = opus.Encoder().encode(bytes(FRAME_BYTES), FRAME_SAMPLES)
+    t0 = time.monotonic()
+    for i, packet in enumerate(packets):
+        time.sleep(max(0.0, t0 + i * 0.02 - time.monotonic()))
+        receiver.receive(1, packet)
+    speech_end.append(time.monotonic())
+    tail = 5 if ending == "packets_stop" else 500  # 10 s at most
+    for i in range(1, tail + 1):
+        if answered.wait(max(0.0, speech_end[0] + i * 0.02 - time.monotonic())):
+            return
+        receiver.receive(1, OPUS_SILENCE if ending == "packets_stop" else silence)
+
+
+async def _utterance(receiver: VoiceReceiver, sink: Sink, packets: list[bytes], *,
+                     ending: str) -> float:
+    """Say one utterance; returns end of speech -> its Utterance event, in seconds."""
+    n = len(sink.events)
+    answered, speech_end = threading.Event(), []
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(asyncio.to_thread(_client, receiver, packets, ending=ending,
+                                         answered=answered, speech_end=speech_end),
+                       name=f"bench:client:{ending}")
+        try:
+            while len(sink.events) == n:
+                sink.got.clear()
+                await asyncio.wait_for(sink.got.wait(), 15)
+        finally:
+            answered.set()
+    return sink.events[n].received_at - speech_end[0]
+
+
 async def main(quick: bool, end_silence_s: float) -> dict:
     sentences = SENTENCES[:5] if quick else SENTENCES
     tts = PiperTTS(settings=VoiceSettings())
     hearing = HearingSettings(end_silence_s=end_silence_s)
     vad, stt = SileroVAD(), WhisperSTT(settings=hearing)
     stt.transcribe(np.zeros(16000, np.float32))  # warm up
+    heard_log: list[Heard] = []
+
+    def listener(*, on_heard, **kwargs) -> Listener:  # shared models; keeps what was heard
+        def tap(h: Heard):
+            heard_log.append(h)
+            return on_heard(h)
+        return Listener(on_heard=tap, vad=vad, stt=stt, **kwargs)
+
     adapter = DiscordAdapter(settings=DiscordSettings(transcripts=False, hearing=hearing),
-                             listener_factory=functools.partial(Listener, vad=vad, stt=stt))
+                             listener_factory=listener)
     sink = Sink()
     adapter.bind(sink)
     session = await adapter.open_session(guild_id=1, text_channel=None)
 
-    latencies, errors, words, durations = [], 0.0, 0, []
-    silence = opus.Encoder().encode(bytes(FRAME_BYTES), FRAME_SAMPLES)
-    for text in sentences:
-        packets, dur = speech_packets(tts, text, lead_s=0.2, tail_s=0.0)
+    endings = {"packets_stop": _Ending(), "silence_frames": _Ending()}
+    errors, words, durations = 0.0, 0, []
+    for i, text in enumerate(sentences):
+        packets, dur = speech_packets(tts, text, lead_s=0.0, tail_s=0.0, trim=True)
         durations.append(dur)
-        n = len(sink.events)
-        for p in packets:
-            session.receiver.receive(1, p)
-        speech_end = time.monotonic()
-        while len(sink.events) == n:  # a client keeps sending (silence) in real time
-            session.receiver.receive(1, silence)
-            await asyncio.sleep(0.02)
-            if time.monotonic() - speech_end > 10:
-                raise RuntimeError(f"no utterance for {text!r}")
-        event = sink.events[-1]
-        latencies.append(event.received_at - speech_end)
-        w = len(text.split())
-        errors += word_error_rate(text, event.message) * w
-        words += w
-        print(f"{latencies[-1]:.3f}s  {event.message!r}", flush=True)
+        order = list(endings) if i % 2 == 0 else list(reversed(endings))
+        for ending in order:
+            n = len(sink.events)
+            latency = await _utterance(session.receiver, sink, packets, ending=ending)
+            event = sink.events[n]
+            heard = heard_log[-1]
+            endings[ending].add(latency, heard.transcript.seconds,
+                                early=heard.stt_started_at < heard.segment.detected_at)
+            w = len(text.split())
+            errors += word_error_rate(text, event.message) * w
+            words += w
+            print(f"{ending:>14}  {latency:.3f}s  (whisper {heard.transcript.seconds:.3f}s)  "
+                  f"{event.message!r}", flush=True)
+            await asyncio.sleep(0.3)  # a pause between turns
     await adapter.leave(1)
 
     # Real-time factor of the whole hearing path (opus decode + VAD + whisper), one stream.
@@ -143,14 +213,19 @@ async def main(quick: bool, end_silence_s: float) -> dict:
         "utterances": len(sentences),
         "utterance_mean_s": round(statistics.mean(durations), 2),
         "end_silence_s": hearing.end_silence_s,
+        "packet_gap_s": hearing.packet_gap_s,
         "whisper": "tiny.en int8, beam 1",
-        "transcript_latency_p50_s": round(_pct(latencies, 0.5), 3),
-        "transcript_latency_p95_s": round(_pct(latencies, 0.95), 3),
+        "transcript_latency_p50_s": endings["packets_stop"].report()["transcript_latency_p50_s"],
+        "transcript_latency_p95_s": endings["packets_stop"].report()["transcript_latency_p95_s"],
+        "endings": {name: ending.report() for name, ending in endings.items()},
         "wer": round(errors / max(1, words), 3),
         "speech_start_s": round(statistics.median(starts), 3),
         "hearing_rtf": round(rtf, 3),
         "realtime_speakers": int(1 / rtf) if rtf > 0 else 0,
         "targets": {"transcript_latency_p50_s": 0.6, "wer": 0.15, "realtime_speakers": 3},
+        "notes": "transcript_latency_*: end of speech -> utterance with packets that stop, as "
+                 "Discord clients send; endings.silence_frames is the same speech followed by "
+                 "encoded silence every 20 ms",
     }
 
 

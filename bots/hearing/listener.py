@@ -151,6 +151,16 @@ class Listener:
         if segments:
             self._loop.call_soon_threadsafe(self._dispatch, viewer, segments, self.language)
 
+    def stopped_sending(self, viewer: Viewer) -> None:
+        """The speaker's client announced the end of its transmission (Discord's five silence
+        frames): their pause is heard from now on, without waiting for ``packet_gap_s``.
+        Thread-safe."""
+        if viewer.id in self.ignore_ids or self._loop is None:
+            return
+        speaker = self._speaker(viewer)
+        with speaker.lock:
+            speaker.segmenter.sender_stopped()
+
     def forget(self, viewer_id: str) -> None:
         """The speaker left: transcribe what they were saying, drop their state."""
         with self._speakers_lock:

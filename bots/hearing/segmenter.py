@@ -73,6 +73,7 @@ class SpeechSegmenter:
         self._last_voice_at = 0.0
         self._last_fed_at = 0.0  # when audio last came in (a packet, not a filled pause)
         self._heard_until = 0.0  # the clock time the audio fed so far reaches (filled or not)
+        self._sender_stopped = False  # the client said it stops sending (until the next audio)
         self._keys = 0
         self._preview_key = 0  # key of the preview still valid for this utterance (0: none)
 
@@ -88,7 +89,14 @@ class SpeechSegmenter:
         """Push 16 kHz mono float32 audio; returns the segments it completed."""
         now = self._clock()
         self._last_fed_at = self._heard_until = now
+        self._sender_stopped = False
         return self._score(audio, now)
+
+    def sender_stopped(self) -> None:
+        """The client announced the end of its transmission (Discord: five silence frames
+        after speech): :meth:`fill_pause` need not wait ``packet_gap_s`` to know that no
+        packet is coming. The next audio fed cancels this."""
+        self._sender_stopped = True
 
     def fill_pause(self, now: float | None = None) -> list[Segment]:
         """Hear a stop in the packets as silence. When the speaker is mid-utterance and no audio
@@ -100,7 +108,9 @@ class SpeechSegmenter:
         completed; does nothing while packets flow or outside speech."""
         gap = self._s.packet_gap_s
         now = self._clock() if now is None else now
-        if gap is None or not self._in_speech or now - self._last_fed_at < gap:
+        if gap is None or not self._in_speech:
+            return []
+        if not self._sender_stopped and now - self._last_fed_at < gap:
             return []
         frames = int((now - self._heard_until) / self._FRAME_S + 1e-6)
         if frames <= 0:

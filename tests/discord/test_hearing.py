@@ -17,6 +17,7 @@ from bots.hearing.audio import FRAME_BYTES, tts_to_discord_pcm
 from bots.hearing.listener import Heard, Listener
 from bots.hearing.segmenter import Segment, SpeechSegmenter
 from bots.hearing.settings import HearingSettings
+from bots.hearing.vad import VAD_RATE, WINDOW
 from tests.discord.fakes import Channel, Sink, SpeakingClient
 from tests.discord.helpers import pcm_frames, speech_packets, trim_silence, word_error_rate
 
@@ -194,7 +195,7 @@ async def test_packets_that_stop_start_early_transcription_and_end_the_turn(tts,
     # tick), well before the turn was known to be over, and its result was the one used.
     assert reused == 1
     started = heard[0].stt_started_at - speech_end
-    assert started <= 0.1 + hearing.packet_gap_s + 0.1, started
+    assert started <= 0.1 + hearing.packet_gap_s + 0.15, started
     assert heard[0].stt_started_at < heard[0].segment.detected_at
     # So the transcript is out when the end-of-turn silence is over, or when that early
     # transcription is done if whisper is slower than the silence, plus a small margin. The
@@ -210,7 +211,9 @@ async def test_turn_ends_when_packets_stop_dead(tts, vad, stt):
     """A client that drops out mid-sentence (no silence frames; packets never come back) and
     a listener without early transcription: the utterance still ends, once."""
     hearing = HearingSettings(preempt_after_s=None)
-    adapter, session, sink, _ = await _session(vad, stt, hearing=hearing, transcripts=False)
+    heard: list[Heard] = []
+    adapter, session, sink, _ = await _session(vad, stt, hearing=hearing, transcripts=False,
+                                               heard=heard)
     try:
         packets = _client_packets(tts, "Please tell me a story about dragons and castles.")
         for p in packets[: len(packets) * 2 // 3]:  # cut off in mid-word
@@ -222,13 +225,18 @@ async def test_turn_ends_when_packets_stop_dead(tts, vad, stt):
         await adapter.leave(7)
     assert len(sink.events) == 1 and events[0].viewer.id == "discord:101"
     assert "story" in events[0].message.lower(), events[0].message
-    assert events[0].received_at - cut_at < hearing.end_silence_s + 1.5
+    # The turn ends (the segment is cut) after the gap and the end silence, whatever whisper
+    # then takes on these shared cores.
+    ended = heard[0].segment.detected_at - cut_at
+    assert ended <= hearing.packet_gap_s + hearing.end_silence_s + 0.25, ended
 
 
-def test_segmenter_hears_a_packet_stop_as_silence(tts, vad):
+@pytest.mark.parametrize("announced", [False, True], ids=["gap", "announced"])
+def test_segmenter_hears_a_packet_stop_as_silence(tts, vad, announced):
     """On a simulated clock: speech in real time, five silence frames, then only the pause
     watch's ticks. The preview comes once the packets have been away for ``packet_gap_s``
-    and the final segment (same audio, same key) ``end_silence_s`` after the speech."""
+    (at once when the receiver saw the client announce its stop) and the final segment
+    (same audio, same key) ``end_silence_s`` after the speech."""
     hearing = HearingSettings()
     now = [100.0]
     segmenter = SpeechSegmenter(vad=vad, settings=hearing, clock=lambda: now[0])
@@ -245,7 +253,9 @@ def test_segmenter_hears_a_packet_stop_as_silence(tts, vad):
         out += segmenter.feed_pcm(bytes(FRAME_BYTES))
     last_packet = now[0]
     assert segmenter.in_speech and not [s for s in out if s.final]
-    gap = hearing.packet_gap_s
+    if announced:
+        segmenter.sender_stopped()
+    gap = 0.0 if announced else hearing.packet_gap_s
     while now[0] < last_packet + 2.0:  # the pause watch ticks every 20 ms; no packet comes
         now[0] = round(now[0] + 0.02, 6)
         got = segmenter.fill_pause(now[0])
@@ -255,7 +265,11 @@ def test_segmenter_hears_a_packet_stop_as_silence(tts, vad):
     previews = [s for s in out if not s.final]
     finals = [s for s in out if s.final]
     assert len(finals) == 1 and previews, out
-    assert previews[-1].detected_at <= last_packet + gap + 0.02 + 1e-6
+    # As soon as the packets are known to have stopped and the VAD has heard
+    # ``preempt_after_s`` of quiet after the voice (a tick and a VAD window of slack).
+    preview = previews[-1]
+    due = max(last_packet + gap, preview.speech_end + hearing.preempt_after_s)
+    assert preview.detected_at <= due + 0.02 + WINDOW / VAD_RATE, (preview, last_packet)
     assert finals[0].key == previews[-1].key  # the early transcription is the one used
     assert np.array_equal(finals[0].audio, previews[-1].audio)
     assert finals[0].detected_at <= speech_end + hearing.end_silence_s + 0.1

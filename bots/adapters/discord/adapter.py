@@ -249,11 +249,13 @@ class DiscordAdapter:
         await listener.__aenter__()
         session.listener = listener
 
-        def on_pcm(user_id: int, pcm: bytes, s: VoiceSession = session) -> None:
+        def speaker(user_id: int, s: VoiceSession = session) -> Viewer:
             name = s.names.get(user_id) or self._member_name(s.guild_id, user_id)
-            listener.feed(Viewer(id=f"discord:{user_id}", name=name), pcm)
+            return Viewer(id=f"discord:{user_id}", name=name)
 
-        session.receiver = VoiceReceiver(on_pcm=on_pcm)
+        session.receiver = VoiceReceiver(
+            on_pcm=lambda user_id, pcm: listener.feed(speaker(user_id), pcm),
+            on_stop=lambda user_id: listener.stopped_sending(speaker(user_id)))
         self.sessions[guild_id] = session
         return session
 

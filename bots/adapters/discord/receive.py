@@ -18,8 +18,12 @@ from avatar_engine.errors import MissingDependency
 logger = logging.getLogger(__name__)
 
 OPUS_SILENCE = b"\xf8\xff\xfe"  # the comfort-silence frame; never end-to-end encrypted
+# Discord's developer docs, Voice Connections -> Voice Data Interpolation: a client that stops
+# transmitting sends five silence frames first, then nothing.
+END_OF_TRANSMISSION_FRAMES = 5
 
 OnPcm = Callable[[int, bytes], None]
+OnStop = Callable[[int], None]
 
 
 class DaveStep:
@@ -73,11 +77,15 @@ class VoiceReceiver:
 
     Args:
         on_pcm: called with (user id, 3840 bytes of 48 kHz stereo s16) per frame.
+        on_stop: called with the user id when their client ends its transmission (the
+            fifth silence frame in a row, after that frame's PCM): no packet follows until
+            they talk again.
         dave: the DAVE step; None passes payloads through (no E2EE, or tests).
         ignore_ids: user ids never decoded (the bot itself).
     """
 
-    def __init__(self, *, on_pcm: OnPcm, dave: Callable[[int, bytes], bytes | None] | None = None,
+    def __init__(self, *, on_pcm: OnPcm, on_stop: OnStop | None = None,
+                 dave: Callable[[int, bytes], bytes | None] | None = None,
                  ignore_ids: set[int] | None = None) -> None:
         try:
             from discord import opus
@@ -87,6 +95,8 @@ class VoiceReceiver:
             raise MissingDependency("libopus is missing: apt-get install libopus0")
         self._opus = opus
         self._on_pcm = on_pcm
+        self._on_stop = on_stop
+        self._silent_run: dict[int, int] = {}  # silence frames in a row, per user
         self.dave = dave
         self.ignore_ids = set(ignore_ids or ())
         self._decoders: dict[int, Any] = {}
@@ -99,6 +109,7 @@ class VoiceReceiver:
         ``on_pcm``). A lost packet (None) is concealed by the decoder."""
         if user_id in self.ignore_ids:
             return None
+        silent = payload == OPUS_SILENCE
         if payload is not None and self.dave is not None:
             payload = self.dave(user_id, payload)
             if payload is None:
@@ -115,11 +126,16 @@ class VoiceReceiver:
             return None
         self.frames += 1
         self._on_pcm(user_id, pcm)
+        run = self._silent_run.get(user_id, 0) + 1 if silent else 0
+        self._silent_run[user_id] = run
+        if run == END_OF_TRANSMISSION_FRAMES and self._on_stop is not None:
+            self._on_stop(user_id)
         return pcm
 
     def forget(self, user_id: int) -> None:
         with self._lock:
             self._decoders.pop(user_id, None)
+            self._silent_run.pop(user_id, None)
 
 
 def make_sink(receiver: VoiceReceiver):
