@@ -1,5 +1,6 @@
 """The local studio's chat box as an adapter: lines typed on the studio page become
-:class:`ChatMessage` events; refusals come back as notices on the page."""
+:class:`ChatMessage` events from a viewer with the role the streamer chose on the page (so the
+link and spam rules can be tried there); refusals come back as notices on the page."""
 
 from __future__ import annotations
 
@@ -7,22 +8,31 @@ import logging
 from typing import Self
 
 from bots.adapters.base import EventSink
-from bots.events import ChatMessage, Decision, Outcome, Role, Viewer
+from bots.events import ChatMessage, Decision, ModCommand, Outcome, Role, Viewer
 from overlays.studio import ChatResult, StudioServer
 
 logger = logging.getLogger(__name__)
 
+# The roles the studio page offers (``STUDIO_ROLES`` of the server) as platform roles.
+ROLES: dict[str, frozenset[Role]] = {
+    "viewer": frozenset(),
+    "subscriber": frozenset({Role.SUBSCRIBER}),
+    "vip": frozenset({Role.VIP}),
+    "mod": frozenset({Role.MODERATOR}),
+    "broadcaster": frozenset({Role.BROADCASTER}),
+}
+_COMMANDS = ("!skip", "!pause", "!resume", "!clear")
+
 
 class StudioAdapter:
-    """Chat typed in the studio. The person at the studio is the streamer, so ``as_mod``
-    (default on) lets them use mod commands such as ``!skip``."""
+    """Chat typed in the studio, posted as the role chosen on the page: a plain viewer is
+    held to the link and spam rules, a mod or the broadcaster may use ``!skip`` and co."""
 
     platform = "studio"
 
-    def __init__(self, *, server: StudioServer, as_mod: bool = True) -> None:
+    def __init__(self, *, server: StudioServer) -> None:
         self._server = server
         self._sink: EventSink | None = None
-        self._roles = frozenset({Role.BROADCASTER}) if as_mod else frozenset()
 
     def bind(self, sink: EventSink) -> None:
         self._sink = sink
@@ -34,14 +44,18 @@ class StudioAdapter:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def on_chat(self, user: str, text: str, persona: str | None) -> ChatResult:
+    async def on_chat(
+        self, user: str, text: str, persona: str | None, role: str = "viewer"
+    ) -> ChatResult:
         if self._sink is None:
             return ChatResult(accepted=False, reason="the studio is still starting")
-        viewer = Viewer(id=f"studio:{user.casefold()}", name=user, roles=self._roles)
+        roles = ROLES.get(role)
+        if roles is None:  # the server validates it; a direct caller may not
+            return ChatResult(accepted=False, reason=f"unknown role {role!r}")
+        viewer = Viewer(id=f"studio:{user.casefold()}", name=user, roles=roles)
         command = text.strip().lower()
-        if command in ("!skip", "!pause", "!resume", "!clear"):
-            from bots.events import ModCommand
-
+        event: ModCommand | ChatMessage
+        if command in _COMMANDS:
             event = ModCommand(viewer=viewer, persona=persona, platform=self.platform,
                                command=command[1:])  # type: ignore[arg-type]
         else:

@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\.(webm|mp4)$")
 _PERSONA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+# Who a line typed in the studio comes from; the page defaults to "viewer". A request that
+# names no role is the token holder's own (scripts, the streamer): the broadcaster.
+STUDIO_ROLES = ("viewer", "subscriber", "vip", "mod", "broadcaster")
+_CHAT_FIELDS = ("text", "user", "persona", "role")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +45,7 @@ class ChatResult:
     reason: str | None = None
 
 
-ChatHandler = Callable[[str, str, str | None], Awaitable[ChatResult]]
+ChatHandler = Callable[[str, str, str | None, str], Awaitable[ChatResult]]
 
 
 class StudioServer:
@@ -53,7 +57,8 @@ class StudioServer:
         token: the per-install access token.
         clips_dir: folder holding ``<persona>/<clip>.webm|mp4``.
         personas: persona id -> display name, in display order.
-        on_chat: called with (user, text, persona id or None) for lines typed in the studio.
+        on_chat: called with (user, text, persona id or None, role) for lines typed in the
+            studio; role is one of :data:`STUDIO_ROLES`.
         metrics: optional callable returning (body, content type) for ``/metrics``.
     """
 
@@ -253,19 +258,35 @@ class StudioServer:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return web.json_response({"error": "body must be JSON"}, status=400)
+        except RecursionError:  # [[[[...]]]]: the parser gives up; so do we, politely
+            return web.json_response({"error": "body is nested too deeply"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "body must be a JSON object"}, status=400)
-        text, user, persona = body.get("text"), body.get("user") or "viewer", body.get("persona")
-        if not isinstance(text, str):
+        unknown = sorted(k for k in body if k not in _CHAT_FIELDS)
+        if unknown:
+            return web.json_response(
+                {"error": f"unknown field {unknown[0][:40]!r} (fields: {', '.join(_CHAT_FIELDS)})"},
+                status=400)
+        for field in _CHAT_FIELDS:
+            if body.get(field) is not None and not isinstance(body[field], str):
+                return web.json_response({"error": f"field {field!r} must be a string"},
+                                         status=400)
+        text, user = body.get("text"), body.get("user") or "viewer"
+        persona, role = body.get("persona"), body.get("role") or "broadcaster"
+        if text is None:
             return web.json_response({"error": "field 'text' must be a string"}, status=400)
-        if not isinstance(user, str) or not 0 < len(user.strip()) <= 40:
+        if not 0 < len(user.strip()) <= 40:
             return web.json_response({"error": "field 'user' must be 1-40 characters"},
                                      status=400)
         if persona is not None and persona not in self._personas:
-            return web.json_response({"error": f"unknown persona {persona!r}"}, status=400)
+            return web.json_response({"error": f"field 'persona': unknown persona {persona!r}"},
+                                     status=400)
+        if role not in STUDIO_ROLES:
+            return web.json_response(
+                {"error": f"field 'role' must be one of {', '.join(STUDIO_ROLES)}"}, status=400)
         if self._on_chat is None:
             return web.json_response({"error": "chat is not connected yet"}, status=503)
-        result = await self._on_chat(user.strip(), text, persona)
+        result = await self._on_chat(user.strip(), text, persona, role)
         if not result.accepted:
             return web.json_response({"error": result.reason}, status=422)
         return web.json_response({"trace_id": result.trace_id}, status=202)

@@ -94,13 +94,14 @@
     ev.preventDefault();
     const text = document.getElementById("text");
     const user = document.getElementById("user").value;
+    const role = document.getElementById("role").value; // viewer unless the streamer picks
     formError.textContent = "";
     // Sending is a user gesture: let every player use sound from now on.
     for (const p of Object.values(players)) p.unmute();
     const res = await api("/api/chat", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ user, text: text.value, persona: personaSelect.value }),
+      body: JSON.stringify({ user, role, text: text.value, persona: personaSelect.value }),
     });
     if (res.ok) text.value = "";
     else formError.textContent = res.body.error || `error ${res.status}`;

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import aiohttp
 import pytest
 from pydantic import SecretStr
@@ -19,8 +21,8 @@ async def studio(tmp_path):
     (tmp_path / "secret.txt").write_text("nope")
     received = []
 
-    async def on_chat(user, text, persona):
-        received.append((user, text, persona))
+    async def on_chat(user, text, persona, role):
+        received.append((user, text, persona, role))
         if text == "reject me":
             return ChatResult(accepted=False, reason="message is empty")
         return ChatResult(accepted=True, trace_id="abc123")
@@ -79,7 +81,66 @@ async def test_chat_validation_and_forwarding(studio):
         async with s.post(url(studio, "/api/chat"),
                           json={"text": "hello", "user": "ann", "persona": "mika"}) as r:
             assert r.status == 202 and (await r.json())["trace_id"] == "abc123"
-    assert studio.received[-1] == ("ann", "hello", "mika")
+    assert studio.received[-1] == ("ann", "hello", "mika", "broadcaster")  # the token holder
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"text": "hi", "persona": ["mika"]}, "persona"),
+    ({"text": "hi", "persona": {"id": "mika"}}, "persona"),
+    ({"text": "hi", "persona": 7}, "persona"),
+    ({"text": "hi", "user": ["ann"]}, "user"),
+    ({"text": "hi", "user": {"name": "ann"}}, "user"),
+    ({"text": ["hi"]}, "text"),
+    ({"text": "hi", "role": ["mod"]}, "role"),
+    ({"text": "hi", "role": "admin"}, "role"),
+    ({"text": "hi", "role": "Broadcaster "}, "role"),
+    ({"text": "hi", "admin": True}, "admin"),
+])
+async def test_chat_fields_of_the_wrong_type_are_400_naming_the_field(studio, body, field):
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=h) as s:
+        async with s.post(url(studio, "/api/chat"), json=body) as r:
+            assert r.status == 400, await r.text()
+            assert f"'{field}'" in (await r.json())["error"]
+    assert studio.received == []
+
+
+@pytest.mark.parametrize("depth", [2_000, 10_000])
+async def test_deeply_nested_json_is_400_not_a_crash(studio, depth):
+    h = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    bodies = ["[" * depth + "]" * depth,
+              '{"text": "hi", "persona": ' + "[" * depth + "]" * depth + "}",
+              '{"a":' * depth + "1" + "}" * depth]
+    async with aiohttp.ClientSession(headers=h) as s:
+        for body in bodies:
+            async with s.post(url(studio, "/api/chat"), data=body) as r:
+                assert r.status == 400, (body[:30], await r.text())
+                assert "error" in await r.json()
+        async with s.post(url(studio, "/api/chat"), json={"text": "still here"}) as r:
+            assert r.status == 202
+    assert [t for _, t, _, _ in studio.received] == ["still here"]
+
+
+async def test_chat_role_reaches_the_handler(studio):
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=h) as s:
+        for role in ("viewer", "subscriber", "vip", "mod", "broadcaster"):
+            async with s.post(url(studio, "/api/chat"),
+                              json={"text": "hi", "user": "ann", "role": role}) as r:
+                assert r.status == 202
+    assert [r[3] for r in studio.received] == ["viewer", "subscriber", "vip", "mod",
+                                               "broadcaster"]
+
+
+async def test_studio_page_offers_the_roles_with_viewer_first(studio):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url(studio, f"/studio?token={TOKEN}")) as r:
+            page = await r.text()
+    select = re.search(r'<select id="role".*?</select>', page, re.S)
+    assert select, "no role selector on the studio page"
+    values = re.findall(r'<option value="([a-z]+)"', select.group(0))
+    assert values == ["viewer", "subscriber", "vip", "mod", "broadcaster"]
+    assert re.search(r'<option value="viewer" selected>', select.group(0))
 
 
 async def test_stage_events_reach_connected_pages(studio, tmp_path):
