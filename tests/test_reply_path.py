@@ -214,7 +214,8 @@ async def test_orchestrator_survives_a_dead_llm_and_garbage(persona):
     real = persona.llm
     try:
         async with Orchestrator(personas={"mika": persona}, stages=[stage],
-                                default_persona="mika", adapters=[adapter]) as orch:
+                                default_persona="mika", adapters=[adapter],
+                                greet=False) as orch:
             persona.llm = ScriptedLLM([], fail=True)  # HTTP 500, every time
             dead = orch.submit(chat("ann", "are you there?"))
             await asyncio.wait_for(_outcome(adapter, dead.trace_id), 60)

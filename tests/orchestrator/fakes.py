@@ -30,12 +30,15 @@ def chat(user: str, text: str, *, persona: str | None = None, bits: int = 0,
 
 class FakePerformer:
     """Performs a reply as ``clips`` clips of ``clip_s`` seconds each, taking ``work_s`` per
-    clip (in the shared render pool when one is given), screening each sentence."""
+    clip (in the shared render pool when one is given), screening each sentence.
+
+    Sentences are ``"<text> part <i>"``, or ``"<line> <i>"`` when ``line`` is given (for long
+    questions: output moderation refuses a reply that reads the viewer's line back)."""
 
     def __init__(self, *, clips: int = 2, work_s: float = 0.01, clip_s: float = 0.0,
-                 pool=None, fail_on: str | None = None):
+                 pool=None, fail_on: str | None = None, line: str | None = None):
         self.clips, self.work_s, self.clip_s = clips, work_s, clip_s
-        self.pool, self.fail_on = pool, fail_on
+        self.pool, self.fail_on, self.line = pool, fail_on, line
         self.started: list[tuple[str, str]] = []
 
     async def __call__(self, persona, *, viewer, text, on_clip, reply_id, screen=None,
@@ -48,7 +51,7 @@ class FakePerformer:
         for i in range(self.clips):
             if self.fail_on and self.fail_on in text:
                 raise RuntimeError("renderer exploded")
-            sentence = f"{text} part {i}"
+            sentence = f"{self.line} {i}" if self.line else f"{text} part {i}"
             if screen is not None and screen(sentence) is None:
                 continue
             if self.pool is not None:

@@ -40,7 +40,8 @@ async def run(adapter, tmp_path, perf=None, **persona_kw):
 
 
 async def test_chat_message_is_answered_as_a_reply(adapter, twitch, tmp_path):
-    long_perf = FakePerformer(clips=12, work_s=0)  # ~12 sentences: more than 500 characters
+    long_perf = FakePerformer(  # 12 sentences: more than 500 characters
+        clips=12, work_s=0, line="Once upon a time a dragon guarded a mountain of snacks.")
     async with await run(adapter, tmp_path, long_perf), adapter:
         assert twitch.has_subscription("channel.chat.message")
         question = "!ask " + "tell me a long story about dragons " * 2
