@@ -59,8 +59,20 @@ class ObsSettings(_Model):
     chroma_key: bool = Field(
         True, description="key out the green the MP4 clips are composited over"
     )
+    keep_placement: bool = Field(
+        False,
+        description="leave vstage's items where they are in OBS (set it after arranging them "
+        "by hand); by default every setup puts them back in their configured place, which "
+        "also repairs the layout OBS restores from an older autosave after a crash",
+    )
     subtitle_font: str = "DejaVu Sans"
     subtitle_size: int = Field(48, ge=8, le=400)
+    subtitle_width: float = Field(
+        0.9, gt=0, le=1,
+        description="widest a subtitle may be, as a share of the canvas width: longer "
+        "sentences wrap onto more lines, and the text source's bounding box shrinks anything "
+        "still wider",
+    )
     request_timeout_s: float = Field(3.0, gt=0, description="one request's time limit")
     reconnect_min_s: float = Field(0.25, ge=0, description="first wait before reconnecting")
     reconnect_max_s: float = Field(2.0, ge=0, description="longest wait between reconnects")

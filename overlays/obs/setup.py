@@ -4,8 +4,9 @@ Per persona: the idle, talking and 'be right back' scenes (created only if missi
 existing scene of the streamer's can be named instead), a media source for the avatar (in the
 idle and talking scenes, with a chroma-key filter for the green behind MP4 clips), a text
 source for subtitles (talking scene), and an optional image on the brb scene. Only what is
-missing is created; placement is set when an item is created and never touched again, so a
-streamer may move things around and re-running setup changes nothing.
+missing is created, so re-running setup creates nothing. Items that exist but are out of place
+are put back (an OBS that crashed restores its last autosave, which may predate the placement:
+subtitles at the top-left); ``keep_placement`` leaves them where the streamer moved them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .driver import ObsDriver, ObsRequestError
 from .settings import ObsSettings
+from .subtitles import subtitle_transform
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,6 @@ CHROMA_KIND = "chroma_key_filter_v2"
 
 # obs_alignment flags: LEFT=1, RIGHT=2, TOP=4, BOTTOM=8; 0 is the centre.
 _ALIGN_TOP_LEFT = 5
-_ALIGN_BOTTOM = 8
 
 AVATAR_SETTINGS = {
     "is_local_file": True,
@@ -43,9 +44,11 @@ AVATAR_SETTINGS = {
 
 @dataclass(slots=True)
 class SetupReport:
-    """What :func:`setup_obs` found missing and created (empty when nothing was)."""
+    """What :func:`setup_obs` found missing and created, or out of place and put back (both
+    empty when everything was there)."""
 
     created: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     canvas: tuple[int, int] = (1920, 1080)
 
@@ -67,7 +70,10 @@ def avatar_box(settings: ObsSettings, canvas: tuple[int, int]) -> tuple[int, int
 async def setup_obs(
     driver: ObsDriver, settings: ObsSettings, personas: Sequence[str]
 ) -> SetupReport:
-    """Make sure every persona's scenes and sources exist in OBS; create what is missing.
+    """Make sure every persona's scenes and sources exist in OBS and are in place.
+
+    Creates what is missing and, unless ``settings.keep_placement``, puts vstage's own items
+    that were moved (or restored out of place by OBS after a crash) back where they belong.
 
     Args:
         driver: a connected driver (call from a connect hook or after ``wait_ready``).
@@ -75,7 +81,7 @@ async def setup_obs(
         personas: persona ids.
 
     Returns:
-        What was created; an empty ``created`` list on a re-run.
+        What was created or put back; empty lists on a re-run.
 
     Raises:
         ObsUnavailable: OBS went away meanwhile.
@@ -86,7 +92,7 @@ async def setup_obs(
     report.canvas = canvas = (int(video["baseWidth"]), int(video["baseHeight"]))
     scenes = {s["sceneName"] for s in (await driver.call("GetSceneList"))["scenes"]}
     inputs = {i["inputName"]: i["inputKind"] for i in (await driver.call("GetInputList"))["inputs"]}
-    items: dict[str, set[str]] = {}
+    items: dict[str, dict[str, list[dict]]] = {}  # scene -> source -> its scene items
 
     async def ensure_scene(name: str) -> None:
         if name not in scenes:
@@ -94,19 +100,36 @@ async def setup_obs(
             scenes.add(name)
             report.created.append(f"scene {name}")
 
-    async def scene_items(scene: str) -> set[str]:
+    async def scene_items(scene: str) -> dict[str, list[dict]]:
         if scene not in items:
             listed = await driver.call("GetSceneItemList", {"sceneName": scene})
-            items[scene] = {i["sourceName"] for i in listed["sceneItems"]}
+            items[scene] = {}
+            for item in listed["sceneItems"]:
+                items[scene].setdefault(item["sourceName"], []).append(item)
         return items[scene]
+
+    async def place(scene: str, name: str, item: dict, transform: dict) -> None:
+        """Put an existing item back in place if it is not there."""
+        if settings.keep_placement or _in_place(item.get("sceneItemTransform", {}), transform):
+            return
+        await driver.call(
+            "SetSceneItemTransform",
+            {"sceneName": scene, "sceneItemId": item["sceneItemId"],
+             "sceneItemTransform": transform},
+        )
+        report.repaired.append(f"{name} in {scene}")
 
     async def ensure_input(scene: str, name: str, kind: str, settings_: dict,
                            transform: dict | None) -> None:
-        """The input exists and is an item of ``scene``; a new item gets ``transform``."""
+        """The input exists and is an item of ``scene``, placed by ``transform``."""
         if name in inputs and inputs[name] != kind:
             report.warnings.append(f"{name} exists but is a {inputs[name]}, not a {kind}")
             logger.warning("OBS input %r is a %s, expected %s", name, inputs[name], kind)
-        if name in await scene_items(scene):
+        present = (await scene_items(scene)).get(name)
+        if present:
+            if transform:
+                for item in present:
+                    await place(scene, name, item, transform)
             return
         if name not in inputs:
             created = await driver.call(
@@ -121,7 +144,8 @@ async def setup_obs(
                 "CreateSceneItem", {"sceneName": scene, "sourceName": name}
             )
             report.created.append(f"item {name} in {scene}")
-        items[scene].add(name)
+        items[scene][name] = [{"sceneItemId": created["sceneItemId"],
+                               "sceneItemTransform": transform or {}}]
         if transform:
             await driver.call(
                 "SetSceneItemTransform",
@@ -153,8 +177,7 @@ async def setup_obs(
             {"text": "", "outline": True, "drop_shadow": True,
              "font": {"face": settings.subtitle_font, "size": settings.subtitle_size,
                       "style": "Bold", "flags": 1}},
-            {"positionX": canvas[0] / 2, "positionY": canvas[1] - canvas[1] * 0.04,
-             "alignment": _ALIGN_BOTTOM},
+            subtitle_transform(canvas, settings.subtitle_width),
         )
 
         if settings.brb_image is not None:
@@ -168,7 +191,21 @@ async def setup_obs(
 
     if report.created:
         logger.info("OBS setup created: %s", "; ".join(report.created))
+    if report.repaired:
+        logger.info("OBS setup put back in place: %s", "; ".join(report.repaired))
     return report
+
+
+def _in_place(current: dict, wanted: dict) -> bool:
+    """Whether an item's transform already has every wanted value (to half a pixel)."""
+    for key, value in wanted.items():
+        have = current.get(key)
+        if isinstance(value, str) or isinstance(have, str) or have is None:
+            if have != value:
+                return False
+        elif abs(float(have) - float(value)) > 0.5:
+            return False
+    return True
 
 
 async def _ensure_chroma_key(driver: ObsDriver, source: str, report: SetupReport) -> None:

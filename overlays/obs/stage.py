@@ -5,7 +5,9 @@ Gapless playback swaps the file of one ``ffmpeg_source`` the moment OBS reports 
 clip ended (``MediaInputPlaybackEnded``); the source keeps its last frame meanwhile, so the
 picture never blanks. Measured on OBS 29 (bench/stage.py): tens of milliseconds between one
 clip's end and the next one's start. While OBS is away every Stage call returns at once and
-nothing is raised into the orchestrator; the browser overlays keep playing the replies.
+nothing is raised into the orchestrator; the browser overlays keep playing the replies. On
+every connect, the first and each one after OBS restarted, the program shows the idle scene
+with the idle loop playing, not whatever scene OBS happened to load.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from avatar_engine.types import Clip
 from .driver import ObsDriver, ObsRequestError, ObsUnavailable
 from .settings import ObsSettings
 from .setup import SetupReport, scenes_for, setup_obs
+from .subtitles import wrap_subtitle
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +165,12 @@ class ObsStage:
 
     def set_idle(self, persona: str, path: Path) -> None:
         """An idle loop (MP4) the avatar source plays, looping, when the persona is silent."""
-        if persona in self._personas:
-            self._personas[persona].idle_file = Path(path)
+        st = self._personas.get(persona)
+        if st is None:
+            return
+        st.idle_file = Path(path)
+        if self.driver.ready and not st.on_stage and st.task is not None:
+            st.queue.put_nowait(_IDLE)  # connected and silent: start the loop now
 
     async def be_right_back(self, on: bool = True) -> None:
         """Show the 'be right back' scene (renderer stalled, LLM down); ``False`` leaves it."""
@@ -176,9 +183,15 @@ class ObsStage:
                 self._warn_away()
 
     async def set_subtitle(self, persona: str, text: str) -> None:
+        """Show ``text`` (wrapped to the subtitle width) in the persona's subtitle source."""
         st = self._personas[persona]
         await self._call("SetInputSettings",
-                         {"inputName": st.subtitles, "inputSettings": {"text": text}})
+                         {"inputName": st.subtitles, "inputSettings": {"text": self._wrap(text)}})
+
+    def _wrap(self, text: str) -> str:
+        canvas = self.last_setup.canvas if self.last_setup is not None else (1920, 1080)
+        return wrap_subtitle(text, max_width=canvas[0] * self.settings.subtitle_width,
+                             font_size=self.settings.subtitle_size)
 
     # ------------------------------------------------------------------ the player
 
@@ -197,6 +210,10 @@ class ObsStage:
                 if clip is _WAKE:
                     if st.on_stage:
                         await self._go_idle(st)
+                    continue
+                if clip is _IDLE:
+                    if not st.on_stage and self._available():
+                        await self._show_idle(st)
                     continue
                 await self._play(st, clip)
                 done = clip.reply_id in st.finished or clip.reply_id in st.cancelled
@@ -229,7 +246,8 @@ class ObsStage:
              "inputSettings": {"local_file": str(path.resolve()), "looping": False}},
         )
         await self.driver.call(
-            "SetInputSettings", {"inputName": st.subtitles, "inputSettings": {"text": clip.text}}
+            "SetInputSettings",
+            {"inputName": st.subtitles, "inputSettings": {"text": self._wrap(clip.text)}},
         )
         st.on_stage = True
         self._brb = False  # clips are coming again: the show is back
@@ -250,7 +268,16 @@ class ObsStage:
         st.cancelled.clear()
         if not self._available():
             return
-        await self.set_subtitle(st.id, "")
+        await self._show_idle(st)
+
+    async def _show_idle(self, st: _Persona) -> None:
+        """Subtitles cleared, the idle loop in the avatar source, the idle (or brb) scene.
+
+        Calls OBS directly: it also runs from the connect hook, before the driver is ready.
+        """
+        await self.driver.call(
+            "SetInputSettings", {"inputName": st.subtitles, "inputSettings": {"text": ""}}
+        )
         if st.idle_file is not None:
             await self.driver.call(
                 "SetInputSettings",
@@ -280,6 +307,11 @@ class ObsStage:
         self.last_setup = await setup_obs(self.driver, self.settings, list(self._personas))
         current = await self.driver.call("GetCurrentProgramScene")
         self._scene = current.get("currentProgramSceneName") or current.get("sceneName")
+        # Whatever OBS loaded (its empty default scene after a crash), the show starts idle:
+        # nobody is on stage right after a connect (clips are skipped while OBS is away).
+        for st in self._personas.values():
+            if not st.on_stage:
+                await self._show_idle(st)
         if self._warned:
             logger.info("OBS is back; the OBS stage plays again")
         self._warned = False
@@ -325,13 +357,15 @@ class ObsStage:
 
 _WAKE: Any = object()
 """Queued to wake an idle player when a reply finished with nothing left to play."""
+_IDLE: Any = object()
+"""Queued to (re)start the idle loop of a silent persona (an idle loop registered late)."""
 
 
 def _drop(queue: asyncio.Queue, predicate) -> None:
     kept = []
     while not queue.empty():
         item = queue.get_nowait()
-        if item is _WAKE or not predicate(item):
+        if not isinstance(item, Clip) or not predicate(item):
             kept.append(item)
     for item in kept:
         queue.put_nowait(item)
