@@ -21,6 +21,8 @@ fixed window of show time. Prints both side by side and writes bench/results/sho
 - stale_dropped: accepted messages refused as stale;
 - distinct_answers: distinct replies (normalised, viewer and persona names removed) / replies;
 - first_clip_p50_s (dequeued -> first clip) and wait_p50_s (message -> its answer starts);
+- mid_reply_stalls: silences inside a reply (a sentence's clip not ready when the one before
+  it ended), and stage_busy_pct: share of the window during which a clip was playing;
 - what was spoken: repeated sentences, insults, links, speaker labels, echoes of the persona's
   instructions or of other viewers' words.
 
@@ -218,6 +220,7 @@ class Shown:
     end: float
     clips: int = 0
     sentences: list[str] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)  # each clip's start, end
     text: str | None = None
     finished: bool = False
     cancelled: bool = False
@@ -249,6 +252,7 @@ class PlayerStage:
         r.end = end
         r.clips += 1
         r.sentences.append(clip.text)
+        r.spans.append((start, end))
 
     async def reply_finished(self, *, persona: str, reply_id: str, text: str) -> None:
         now = time.monotonic()
@@ -490,11 +494,14 @@ def analyse(mode: Mode, t0: float, end: float, stage: PlayerStage, chat: ChatRec
             findings["other_viewers_words"].append(f"{tag}  <- {others[0]['text']!r}")
     minutes = (end - t0) / 60
     durations = [r.end - r.start for r in answers]
+    # Silence inside a reply: the next sentence's clip was not ready when the previous ended.
+    stalls = [b[0] - a[1] for r in timeline for a, b in zip(r.spans, r.spans[1:], strict=False)
+              if b[0] < end and b[0] - a[1] > 0.05]
+    voiced = sum(max(0.0, min(e, end) - st) for r in timeline for st, e in r.spans)
     # The same rate from the answers' start times: not rounded down to whole answers.
     steady = (60 * (len(answers) - 1) / (answers[-1].start - answers[0].start)
               if len(answers) > 2 else None)
     fallbacks = {p.config.fallback_line for p in personas.values()}
-    busy = sum(max(0.0, min(r.end, end) - r.start) for r in timeline)
     return {
         "lookahead": mode.lookahead,
         "window_s": round(end - t0, 1),
@@ -509,7 +516,10 @@ def analyse(mode: Mode, t0: float, end: float, stage: PlayerStage, chat: ChatRec
         "first_clip_p50_s": p50(first_clip),
         "wait_p50_s": p50(waits),
         "reply_s_p50": p50(durations),
-        "stage_busy_pct": round(100 * busy / (end - t0), 1),
+        "mid_reply_stalls": len(stalls),
+        "mid_reply_stall_p50_s": p50(stalls),
+        "mid_reply_silence_s": round(sum(stalls), 1),
+        "stage_busy_pct": round(100 * voiced / (end - t0), 1),
         "answers": len(answers),
         "fallback_lines": sum(t.strip() in fallbacks for t in texts),
         "viewers_answered": len(viewers_answered),
@@ -592,7 +602,8 @@ async def main() -> int:
             ("dead_air_p50_s", "<= 0.5"),
             ("dead_air_p90_s", ""), ("dead_air_gaps", ""), ("stale_dropped", "report"),
             ("distinct_answers", ">= 0.9"), ("first_clip_p50_s", ""), ("wait_p50_s", ""),
-            ("reply_s_p50", ""), ("stage_busy_pct", ""),
+            ("reply_s_p50", ""), ("mid_reply_stalls", ""), ("mid_reply_stall_p50_s", ""),
+            ("mid_reply_silence_s", ""), ("stage_busy_pct", ""),
             ("answers", ""), ("fallback_lines", ""), ("viewers_answered", ""), ("lines_sent", ""),
             ("accepted", ""),
             ("backlog_at_end", "")]
