@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, Self, runtime_checkable
 
 from bots.events import Decision, Event, Outcome
@@ -14,6 +15,13 @@ class EventSink(Protocol):
 
     def interrupt(self, persona: str | None, *, reason: str) -> bool:
         """Cut the persona's reply in flight (a voice barge-in); True if there was one."""
+        ...
+
+    def withdraw(
+        self, persona: str | None, match: Callable[[Event], bool], *, reason: str
+    ) -> int:
+        """Take back matching events wherever they are (queued, prepared, on stage): a
+        deleted message, a cleared chat, a banned viewer. None: every persona's."""
         ...
 
 

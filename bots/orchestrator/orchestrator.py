@@ -278,20 +278,34 @@ class Orchestrator:
         self.tracer.queue_length.labels(pid).set(len(slot.queue))
         return dropped
 
-    def withdraw(self, pid: str, match: Callable[[Event], bool], *, reason: str) -> int:
+    def withdraw(
+        self, persona: str | None, match: Callable[[Event], bool], *, reason: str
+    ) -> int:
         """Take back events ``match`` accepts, wherever they are: queued (refused), being
-        prepared or on stage (cut). For deleted messages and banned viewers."""
-        slot = self._personas.get(pid)
-        if slot is None:
-            return 0
-        items = slot.queue.withdraw(match)
-        for item in items:
-            self._finish(item.event, Outcome(item.event, "refused", reason))
-        count = len(items)
-        for r in list(slot.inflight):
-            if r.event is not None and match(r.event):
-                count += self._cancel(r, "refuse", reason)
-        self.tracer.queue_length.labels(pid).set(len(slot.queue))
+        prepared or on stage (cut). For deleted messages, cleared chat and banned viewers.
+
+        Args:
+            persona: whose events; None: every persona's.
+            match: which events (e.g. by ``msg_id`` or viewer id).
+            reason: the refused/interrupted outcome's reason.
+
+        Returns:
+            How many events were taken back.
+        """
+        pids = list(self._personas) if persona is None else [persona]
+        count = 0
+        for pid in pids:
+            slot = self._personas.get(pid)
+            if slot is None:
+                continue
+            items = slot.queue.withdraw(match)
+            for item in items:
+                self._finish(item.event, Outcome(item.event, "refused", reason))
+            count += len(items)
+            for r in list(slot.inflight):
+                if r.event is not None and match(r.event):
+                    count += self._cancel(r, "refuse", reason)
+            self.tracer.queue_length.labels(pid).set(len(slot.queue))
         return count
 
     def queue_snapshot(self, pid: str) -> list[dict[str, Any]]:
