@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -60,19 +61,59 @@ async def _demo(args) -> int:
 
 
 async def _ask(args) -> int:
-    from avatar_engine.clips.encode import encode_clip
-    from bots.app import load_personas
-    from bots.moderation.input import clean_viewer_text
-    from bots.orchestrator.pipeline import perform
+    """One reply from the shell, moderated as a chat line from ``--user`` with ``--role``."""
+    async with contextlib.AsyncExitStack() as stack:
+        config = _load(args)
+        audit = None
+        if config.app.show.audit_log is not None and not args.no_moderation:
+            from bots.moderation.audit import AuditLog
 
-    config = _load(args)
+            audit = await stack.enter_async_context(
+                AuditLog(config.state_dir / config.app.show.audit_log))
+        return await _ask_moderated(args, config, audit)
+
+
+async def _ask_moderated(args, config, audit) -> int:
+    from avatar_engine.clips.encode import encode_clip
+    from bots.adapters.studio import ROLES
+    from bots.app import load_personas
+    from bots.events import ChatMessage, Viewer
+    from bots.moderation.input import clean_viewer_text
+    from bots.moderation.moderator import Moderator
+    from bots.orchestrator.pipeline import perform
+    from bots.personas.prompt import system_prompt
+
     persona_cfg = config.persona(args.persona)
-    text = clean_viewer_text(args.text, max_chars=persona_cfg.moderation.max_chars)
+    viewer = Viewer(id=args.user.casefold(), name=args.user, roles=ROLES[args.role])
+    event = ChatMessage(viewer=viewer, message=args.text, persona=persona_cfg.id, platform="cli")
+    moderator = None
+    if args.no_moderation:
+        print("vstage: moderation is OFF (--no-moderation): neither the line nor the reply "
+              "is checked", file=sys.stderr)
+        text = clean_viewer_text(args.text, max_chars=persona_cfg.moderation.max_chars)
+        name = args.user
+    else:
+        moderator = Moderator(settings=persona_cfg.moderation, audit=audit, persona=persona_cfg.id,
+                              instructions=(system_prompt(persona_cfg), persona_cfg.personality))
+        verdict = moderator.check_input(event)  # before any model loads: a refusal is instant
+        if not verdict.allowed:
+            print(f"vstage: not answered, refused by moderation: {verdict.reason} "
+                  f"(rule {verdict.rule}; --no-moderation bypasses it)", file=sys.stderr)
+            return 1
+        text, name = verdict.text, moderator.speakable_name(viewer)
+
+    def screen(sentence: str) -> str | None:  # output moderation, as the orchestrator does
+        assert moderator is not None
+        verdict = moderator.check_output(sentence, event=event)
+        return verdict.text or sentence if verdict.allowed else None
+
     t0 = time.monotonic()
     personas = await load_personas(config, [persona_cfg.id])
     persona = personas[persona_cfg.id]
     loaded = time.monotonic() - t0
-    reply = await perform(persona, viewer=args.user, text=text, keep_media=args.out is not None)
+    reply = await perform(persona, viewer=name, text=text, keep_media=args.out is not None,
+                          screen=screen if moderator is not None else None,
+                          context_key=f"{event.platform}:{viewer.id}")
     print(reply.text)
     t = reply.trace
     print(
@@ -88,6 +129,9 @@ async def _ask(args) -> int:
         fmt = out.suffix.lstrip(".").lower()
         if fmt not in ("mp4", "webm"):
             raise VStageError(f"--out must end in .mp4 or .webm, not {out.suffix!r}")
+        if not reply.speeches:
+            raise VStageError("the reply has no sentence to write (output moderation blocked "
+                              f"them all); {out} not written")
         fps = persona.renderer.fps
         sr = reply.speeches[0].sample_rate
         audio = []
@@ -196,12 +240,21 @@ def _worker(args) -> int:
 
 
 def _check(args) -> int:
+    from avatar_engine.settings import Wav2LipSettings
+    from bots.config import missing_files
+
     config = _load(args)
-    print(f"config OK: {config.root}")
+    missing = missing_files(config)
+    for line in missing:
+        print(f"vstage: {line}", file=sys.stderr)
+    print(f"config {'has missing files' if missing else 'OK'}: {config.root}")
     for p in config.personas.values():
+        av = p.avatar
+        avatar = (f"wav2lip:{av.checkpoint}" if isinstance(av, Wav2LipSettings)
+                  else f"sprites:{av.sprites}")
         print(f"  persona {p.id}: {p.name} ({p.language}), llm={p.llm.provider}:{p.llm.model}, "
-              f"voice={p.voice.provider}:{p.voice.model}, avatar={p.avatar.sprites}")
-    return 0
+              f"voice={p.voice.provider}:{p.voice.model}, avatar={avatar}")
+    return 2 if missing else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--persona", help="persona id (default from config)")
     ask.add_argument("--user", default="viewer", help="viewer name the persona sees")
     ask.add_argument("--out", help="also write the whole reply as one .mp4 or .webm")
+    ask.add_argument("--role", choices=("viewer", "subscriber", "vip", "mod", "broadcaster"),
+                     default="viewer", help="who asks, for moderation (default %(default)s)")
+    ask.add_argument("--no-moderation", action="store_true",
+                     help="answer without checking the line or the reply (printed as such)")
 
     sub.add_parser("check", help="validate the configuration and list the personas")
 

