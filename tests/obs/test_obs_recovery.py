@@ -206,3 +206,14 @@ async def test_long_subtitle_wraps_inside_the_canvas(settings, make_clip, artifa
     height = int(rows[-1] - rows[0])
     assert height > 1.6 * settings.subtitle_size, height  # two lines or more
     assert 420 + rows[-1] < CANVAS[1], rows[-1]
+
+
+async def test_an_idle_loop_registered_while_connected_starts_at_once(settings, make_clip):
+    idle = make_clip("idle", 0, "", seconds=2.0, rgb=(30, 60, 230), persona="kai")
+    async with ObsStage(settings=settings, personas=["kai"]) as stage:
+        driver = stage.driver
+        assert await driver.wait_ready(10)
+        assert await _program(driver) == "vstage idle"
+        stage.set_idle("kai", idle.path("mp4"))
+        await _until(lambda: _idle_loop_playing(driver, "vstage kai avatar",
+                                                str(idle.path("mp4").resolve())))
