@@ -8,7 +8,9 @@ Writes bench/results/discord.json:
   developer docs, Voice Connections -> Voice Data Interpolation), and ``silence_frames``, a
   client that keeps sending encoded silence every 20 ms. Packets are sent from a thread in
   real time (20 ms apart), only while the voice is heard (Piper's own lead/tail silence
-  trimmed); ``whisper_p50_s`` is the transcription time alone;
+  trimmed); ``stt_start_p50_s``: end of speech -> whisper starts (early, in the pause),
+  ``turn_end_p50_s``: -> the turn is known to be over, ``whisper_p50_s``: the transcription
+  alone (on busy cores it, not the pause detection, makes most of the latency);
 - transcript_latency_p50_s / _p95_s: the ``packets_stop`` figures (what a Discord client does);
 - wer: word error rate over a fixed set of sentences;
 - speech_start_s: utterance event -> first reply audio frame out of the AudioSource (first
@@ -76,17 +78,24 @@ class _Ending:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.whisper: list[float] = []
+        self.stt_start: list[float] = []
+        self.turn_end: list[float] = []
         self.early = 0
 
-    def add(self, latency: float, whisper_s: float, *, early: bool) -> None:
+    def add(self, latency: float, heard: Heard, speech_end: float) -> None:
         self.latencies.append(latency)
-        self.whisper.append(whisper_s)
-        self.early += early
+        self.whisper.append(heard.transcript.seconds)
+        self.stt_start.append(heard.stt_started_at - speech_end)
+        self.turn_end.append(heard.segment.detected_at - speech_end)
+        self.early += heard.stt_started_at < heard.segment.detected_at
 
     def report(self) -> dict:
         return {
             "transcript_latency_p50_s": round(_pct(self.latencies, 0.5), 3),
             "transcript_latency_p95_s": round(_pct(self.latencies, 0.95), 3),
+            # end of speech -> whisper starts (early: in the pause) / the turn is known over
+            "stt_start_p50_s": round(_pct(self.stt_start, 0.5), 3),
+            "turn_end_p50_s": round(_pct(self.turn_end, 0.5), 3),
             "whisper_p50_s": round(_pct(self.whisper, 0.5), 3),
             "early_transcriptions_used": f"{self.early}/{len(self.latencies)}",
         }
@@ -111,8 +120,9 @@ def _client(receiver: VoiceReceiver, packets: list[bytes], *, ending: str,
 
 
 async def _utterance(receiver: VoiceReceiver, sink: Sink, packets: list[bytes], *,
-                     ending: str) -> float:
-    """Say one utterance; returns end of speech -> its Utterance event, in seconds."""
+                     ending: str) -> tuple[float, float]:
+    """Say one utterance; returns the end of speech (monotonic) and end of speech -> its
+    Utterance event, in seconds."""
     n = len(sink.events)
     answered, speech_end = threading.Event(), []
     async with asyncio.TaskGroup() as tg:
@@ -125,13 +135,13 @@ async def _utterance(receiver: VoiceReceiver, sink: Sink, packets: list[bytes], 
                 await asyncio.wait_for(sink.got.wait(), 15)
         finally:
             answered.set()
-    return sink.events[n].received_at - speech_end[0]
+    return speech_end[0], sink.events[n].received_at - speech_end[0]
 
 
-async def main(quick: bool, end_silence_s: float) -> dict:
+async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) -> dict:
     sentences = SENTENCES[:5] if quick else SENTENCES
     tts = PiperTTS(settings=VoiceSettings())
-    hearing = HearingSettings(end_silence_s=end_silence_s)
+    hearing = HearingSettings(end_silence_s=end_silence_s, packet_gap_s=packet_gap_s)
     vad, stt = SileroVAD(), WhisperSTT(settings=hearing)
     stt.transcribe(np.zeros(16000, np.float32))  # warm up
     heard_log: list[Heard] = []
@@ -156,16 +166,18 @@ async def main(quick: bool, end_silence_s: float) -> dict:
         order = list(endings) if i % 2 == 0 else list(reversed(endings))
         for ending in order:
             n = len(sink.events)
-            latency = await _utterance(session.receiver, sink, packets, ending=ending)
+            speech_end, latency = await _utterance(session.receiver, sink, packets,
+                                                   ending=ending)
             event = sink.events[n]
             heard = heard_log[-1]
-            endings[ending].add(latency, heard.transcript.seconds,
-                                early=heard.stt_started_at < heard.segment.detected_at)
+            endings[ending].add(latency, heard, speech_end)
             w = len(text.split())
             errors += word_error_rate(text, event.message) * w
             words += w
-            print(f"{ending:>14}  {latency:.3f}s  (whisper {heard.transcript.seconds:.3f}s)  "
-                  f"{event.message!r}", flush=True)
+            print(f"{ending:>14}  {latency:.3f}s  (whisper from "
+                  f"{heard.stt_started_at - speech_end:.3f}s for {heard.transcript.seconds:.3f}s, "
+                  f"turn over {heard.segment.detected_at - speech_end:.3f}s)  {event.message!r}",
+                  flush=True)
             await asyncio.sleep(0.3)  # a pause between turns
     await adapter.leave(1)
 
@@ -233,8 +245,13 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--end-silence", type=float, default=HearingSettings().end_silence_s)
+    ap.add_argument("--packet-gap", default=str(HearingSettings().packet_gap_s),
+                    help="seconds without packets heard as a pause; 'off' waits for audio "
+                         "(the behaviour before packet stops were heard)")
     args = ap.parse_args()
-    result = asyncio.run(main(args.quick, args.end_silence))
-    out = ROOT / "bench" / "results" / "discord.json"
+    gap = None if args.packet_gap == "off" else float(args.packet_gap)
+    result = asyncio.run(main(args.quick, args.end_silence, gap))
+    name = "discord.json" if gap is not None else "discord-packet-gap-off.json"
+    out = ROOT / "bench" / "results" / name
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
