@@ -155,11 +155,11 @@ class Listener:
         """The speaker's client announced the end of its transmission (Discord's five silence
         frames): their pause is heard from now on, without waiting for ``packet_gap_s``.
         Thread-safe."""
-        if viewer.id in self.ignore_ids or self._loop is None:
-            return
-        speaker = self._speaker(viewer)
-        with speaker.lock:
-            speaker.segmenter.sender_stopped()
+        with self._speakers_lock:
+            speaker = self._speakers.get(viewer.id)
+        if speaker is not None:  # nobody new: a speaker who only sent silence is no one
+            with speaker.lock:
+                speaker.segmenter.sender_stopped()
 
     def forget(self, viewer_id: str) -> None:
         """The speaker left: transcribe what they were saying, drop their state."""
