@@ -5,7 +5,9 @@ adapter uses, with message shapes as in Twitch's EventSub and Helix reference.
 It knows two users, the bot and the broadcaster: each token validates to its user, and, as
 Twitch does, broadcaster-only subscriptions, redemption updates and chat messages made with
 another user's token are refused (HTTP 403). ``patched()`` points twitchio's host constants
-(read at use time) at it.
+(read at use time) at it. Its Channel Points side (rewards, redemption updates refused to an
+app that did not create the reward) is in :mod:`tests.standins.twitch_helix`; event payloads
+shaped as in Twitch's reference are built by :mod:`tests.standins.twitch_payloads`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.standins.twitch_helix import REDEEM, ChannelPoints
+
 BOT_ID, BOT_LOGIN = "141981764", "vstagebot"
 BROADCASTER_ID, BROADCASTER_LOGIN = "1971641", "mikachannel"
 CLIENT_ID = "standin-client-id"
@@ -29,6 +33,7 @@ TOKEN_PREFIX = {BOT_ID: "user", BROADCASTER_ID: "broadcaster"}
 BROADCASTER_ONLY = frozenset({
     "channel.channel_points_custom_reward_redemption.add", "channel.cheer",
     "channel.subscribe", "channel.subscription.message", "channel.subscription.gift",
+    "channel.bits.use", "channel.ban",
 })
 
 
@@ -36,7 +41,7 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class TwitchStandIn:
+class TwitchStandIn(ChannelPoints):
     """Start with ``async with TwitchStandIn() as tw:``; ``tw.notify(type, event)`` pushes a
     notification to the socket that holds a subscription of that type."""
 
@@ -63,8 +68,7 @@ class TwitchStandIn:
         self.subscriptions: dict[str, dict[str, Any]] = {}  # id -> subscription
         self.subscribed_by: dict[str, str] = {}  # subscription id -> the token's user id
         self.chat: list[dict[str, Any]] = []
-        self.redemptions: list[dict[str, Any]] = []
-        self.rewards: list[dict[str, Any]] = []
+        self._init_channel_points()
         self.access_tokens: dict[str, str] = {"user-access-0": BOT_ID}  # token -> user id
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> user id
         self.approve_as = BOT_ID  # the user who approves the next device code
@@ -165,6 +169,8 @@ class TwitchStandIn:
                      message_id: str | None = None) -> str:
         """Send a notification of ``sub_type`` carrying ``event``; returns its message id."""
         sub = self._sub_of(sub_type)
+        if sub_type == REDEEM:
+            self.saw_redemption(event)
         msg = self._message("notification", {"subscription": sub, "event": event}, sub=sub,
                             message_id=message_id)
         await self.sockets[sub["transport"]["session_id"]].send_json(msg)
@@ -303,7 +309,8 @@ class TwitchStandIn:
                 request, condition.get("broadcaster_user_id"), body["type"],
                 "subscription missing proper authorization")) is not None:
             return denied
-        if body["type"] == "channel.chat.message" and (denied := self._forbidden(
+        # channel.chat.* are read as the chatting user named in the condition
+        if body["type"].startswith("channel.chat.") and (denied := self._forbidden(
                 request, condition.get("user_id"), body["type"],
                 "subscription missing proper authorization")) is not None:
             return denied
@@ -345,33 +352,6 @@ class TwitchStandIn:
         self.chat_event.set()
         return web.json_response({"data": [{"message_id": str(uuid.uuid4()), "is_sent": True,
                                             "drop_reason": None}]})
-
-    async def _create_reward(self, request: web.Request) -> web.Response:
-        if (denied := self._unauthorized(request)) is not None:
-            return denied
-        body = await request.json()
-        reward = {"id": str(uuid.uuid4()), "broadcaster_id": request.query["broadcaster_id"],
-                  **body}
-        self.rewards.append(reward)
-        return web.json_response({"data": [reward]})
-
-    async def _list_rewards(self, request: web.Request) -> web.Response:
-        return web.json_response({"data": self.rewards})
-
-    async def _redemption(self, request: web.Request) -> web.Response:
-        if (denied := self._unauthorized(request)) is not None:
-            return denied
-        if (denied := self._forbidden(
-                request, request.query.get("broadcaster_id"), "redemptions",
-                "The ID in broadcaster_id must match the user ID found in the request's OAuth "
-                "token.")) is not None:
-            return denied
-        body = await request.json()
-        record = {"id": request.query["id"], "reward_id": request.query["reward_id"],
-                  "broadcaster_id": request.query["broadcaster_id"], "status": body["status"]}
-        self.redemptions.append({**record, "token_user": self.access_tokens[
-            self._token_of(request)]})
-        return web.json_response({"data": [{**record, "user_input": ""}]})
 
 
 def dumps(obj: Any) -> str:

@@ -55,6 +55,9 @@ async def test_chat_message_is_answered_as_a_reply(adapter, twitch, tmp_path):
 
 
 async def test_redemptions_fulfilled_or_cancelled(adapter, twitch, tmp_path):
+    # made by `vstage twitch setup` (this app's client id), so vstage may settle it
+    twitch.add_reward("Ask Mika", client_id=CLIENT_ID, broadcaster_id=BOT_ID,
+                      reward_id=fixture(REDEEM)["reward"]["id"])
     async with await run(adapter, tmp_path), adapter:
         await twitch.notify(REDEEM, fixture(REDEEM, id="r-ok"))
         bad = fixture(REDEEM, id="r-link", user_input="visit https://spam.example.com now")

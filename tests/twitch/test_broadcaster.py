@@ -58,6 +58,8 @@ async def test_broadcaster_token_for_channel_events_bot_token_for_chat(tmp_path,
                             bot_is_mod=True)
     assert (adapter.bot_id, adapter.broadcaster_id) == (BOT_ID, BROADCASTER_ID)
 
+    twitch.add_reward("Ask Mika", client_id=CLIENT_ID,  # made by `vstage twitch setup`
+                      reward_id=fixture(REDEEM)["reward"]["id"])
     async with _orchestrator(adapter, tmp_path), adapter:
         for sub_type, _ in SUBSCRIPTIONS:
             expected = BROADCASTER_ID if sub_type in BROADCASTER_ONLY else BOT_ID

@@ -10,6 +10,16 @@ message and redemption ids.
 When the bot is not the broadcaster, the broadcaster's own tokens (``vstage twitch login
 --broadcaster``) are used for what Twitch allows only to the channel owner: the redemption,
 cheer and subscription subscriptions and the redemption updates; chat stays with the bot.
+
+Settling a redemption never costs its answer: whatever Twitch says to the update, the chat
+reply goes out. Twitch lets only the app that created a reward
+update its redemptions (``vstage twitch setup`` creates them); a reward made elsewhere is
+reported once, with the fix, and not updated again. A redemption of a reward that skips the
+request queue arrives already fulfilled and is left alone.
+
+Twitch's own moderation reaches the show: a deleted message, a cleared chat, a timed-out or
+banned viewer withdraw the matching events from the orchestrator (queued, being prepared or
+on stage); paid ones are refunded where Twitch allows.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import Any, Self
 from bots.adapters.base import EventSink
 from bots.adapters.twitch.auth import Helix, TokenManager, TwitchError
 from bots.adapters.twitch.chat import LIMITS, RateLimiter, split_message
-from bots.adapters.twitch.events import PLATFORM, EventMapper, notification_id
+from bots.adapters.twitch.events import PLATFORM, EventMapper, Withdrawal, notification_id
 from bots.events import ChatMessage, Outcome, Redemption
 
 logger = logging.getLogger(__name__)
@@ -36,12 +46,20 @@ SUBSCRIPTIONS = (
     ("channel.subscription.message", "ChannelSubscribeMessageSubscription"),
     ("channel.subscription.gift", "ChannelSubscriptionGiftSubscription"),
     ("channel.raid", "ChannelRaidSubscription"),
+    ("channel.bits.use", "ChannelBitsUseSubscription"),
+    ("channel.chat.notification", "ChatNotificationSubscription"),
+    ("channel.chat.message_delete", "ChatMessageDeleteSubscription"),
+    ("channel.chat.clear", "ChatClearSubscription"),
+    ("channel.chat.clear_user_messages", "ChatClearUserMessagesSubscription"),
+    ("channel.ban", "ChannelBanSubscription"),
 )
 # Twitch accepts these only with a user token of the broadcaster named in the condition
 BROADCASTER_ONLY = frozenset({
     "channel.channel_points_custom_reward_redemption.add", "channel.cheer",
     "channel.subscribe", "channel.subscription.message", "channel.subscription.gift",
+    "channel.bits.use", "channel.ban",
 })
+REDEMPTION_SETTLED = "unfulfilled"  # the status of a redemption waiting in the request queue
 
 
 def _make_client_class():
@@ -118,6 +136,14 @@ class TwitchAdapter:
         self._client: Any = None
         self.counts = collections.Counter[str]()
         self._pending: set[asyncio.Task] = set()
+        # subscriptions held now (the mapper reads it: a notice is taken from one source)
+        self.active_subscriptions: set[str] = set()
+        # redemptions Twitch fulfilled itself (their reward skips the request queue)
+        self._auto_fulfilled: set[str] = set()
+        # chat message ids a reply may point at (not Power-ups reported by channel.bits.use)
+        self._replyable: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._unmanaged_rewards: set[str] = set()  # rewards vstage may not update (403)
+        self._told_not_broadcaster = False
 
     def bind(self, sink: EventSink) -> None:
         self._sink = sink
@@ -167,7 +193,7 @@ class TwitchAdapter:
         failed: list[str] = []
         for sub_type, cls_name in SUBSCRIPTIONS:
             cls = getattr(eventsub, cls_name)
-            if sub_type == "channel.chat.message":
+            if sub_type.startswith("channel.chat."):  # read as the bot (user:read:chat)
                 payload = cls(broadcaster_user_id=b, user_id=bot)
             elif sub_type == "channel.raid":
                 payload = cls(to_broadcaster_user_id=b)
@@ -176,8 +202,10 @@ class TwitchAdapter:
             token_for = self.channel_user_id if sub_type in BROADCASTER_ONLY else bot
             try:
                 await self._client.subscribe_websocket(payload, token_for=token_for)
+                self.active_subscriptions.add(sub_type)
             except Exception as e:
                 self.counts["subscribe_failed"] += 1
+                self.active_subscriptions.discard(sub_type)
                 failed.append(sub_type)
                 hint = ("log the broadcaster in: `vstage twitch login --broadcaster`"
                         if sub_type in BROADCASTER_ONLY and token_for != b
@@ -185,6 +213,7 @@ class TwitchAdapter:
                 logger.error("twitch: cannot subscribe to %s (%s); those events will not "
                              "arrive; %s", sub_type, e, hint)
         self.failed_subscriptions = failed
+        self.mapper.active = frozenset(self.active_subscriptions)
         if failed:
             logger.error("twitch: running without %d of %d subscriptions: %s", len(failed),
                          len(SUBSCRIPTIONS), ", ".join(failed))
@@ -208,14 +237,36 @@ class TwitchAdapter:
             self.counts["notifications"] += 1
             if event is None or self._sink is None:
                 return
+            if isinstance(event, Withdrawal):
+                self.withdraw(event)
+                return
+            if isinstance(event, Redemption) and (
+                    str(getattr(payload, "status", "")).casefold() != REDEMPTION_SETTLED):
+                self._auto_fulfilled.add(event.redemption_id)  # the reward skips the queue
+            if sub_type == "channel.chat.message" and isinstance(event, ChatMessage):
+                self._replyable[event.msg_id] = None
+                if len(self._replyable) > self._dedupe_memory:
+                    self._replyable.popitem(last=False)
             decision = self._sink.submit(event)
             self.counts["accepted" if decision.accepted else "rejected"] += 1
         except Exception:
             self.counts["malformed"] += 1
             logger.exception("twitch: skipped a notification that could not be handled")
 
+    def withdraw(self, w: Withdrawal) -> int:
+        """Take back what Twitch's moderation removed, from every persona."""
+        if self._sink is None:
+            return 0
+        gone = self._sink.withdraw(None, w.matches, reason=w.reason)
+        self.counts["withdrawn"] += gone
+        if gone:
+            logger.info("twitch: %s; %d queued or playing item(s) dropped", w.reason, gone)
+        return gone
+
     def on_revoked(self, payload: Any) -> None:
         self.counts["revoked"] += 1
+        self.active_subscriptions.discard(str(getattr(payload, "type", "")))
+        self.mapper.active = frozenset(self.active_subscriptions)
         logger.error("twitch: subscription %s revoked by Twitch (%s); resubscribing",
                      getattr(payload, "type", "?"), getattr(payload, "status", "?"))
         if self._client is not None:
@@ -242,23 +293,66 @@ class TwitchAdapter:
     # ------------------------------------------------------------------ out
 
     async def deliver(self, outcome: Outcome) -> None:
-        """Post the reply to chat; fulfil or cancel a redemption by the outcome."""
+        """Fulfil or cancel a redemption by the outcome, and post the reply to chat. Neither
+        stops the other: a refused redemption update still leaves the answer in chat."""
         event = outcome.event
+        if isinstance(event, Redemption):
+            await self._settle(event, outcome)
+        is_chat = event.msg_id in self._replyable  # a chat message, so a reply may point at it
+        self._replyable.pop(event.msg_id, None)
+        if outcome.status == "spoken" and outcome.reply_text:
+            try:
+                await self.send_chat(outcome.reply_text,
+                                     reply_to=event.msg_id if is_chat else None)
+            except TwitchError as e:
+                self.counts["deliver_failed"] += 1
+                logger.error("twitch: could not post the reply to %s: %s", event.trace_id, e)
+
+    async def _settle(self, event: Redemption, outcome: Outcome) -> None:
+        """Fulfil the redemption when it was spoken, else cancel it (points refunded), when
+        Twitch lets vstage: not for a reward that skips the request queue (already
+        fulfilled), nor one another app created (403). Never raises a TwitchError."""
+        status = "FULFILLED" if outcome.status == "spoken" else "CANCELED"
+        if event.redemption_id in self._auto_fulfilled:
+            self._auto_fulfilled.discard(event.redemption_id)
+            self.counts["redemption_auto_fulfilled"] += 1
+            if status == "CANCELED":
+                logger.warning("twitch: %s's redemption of %r was not answered (%s) and cannot "
+                               "be refunded: the reward skips the request queue, so Twitch "
+                               "fulfilled it at once", event.viewer.name, event.reward_title,
+                               outcome.reason)
+            return
+        if event.reward_id in self._unmanaged_rewards:
+            self.counts["redemption_unmanaged"] += 1
+            return
         try:
-            if isinstance(event, Redemption):
-                status = "FULFILLED" if outcome.status == "spoken" else "CANCELED"
-                await self.channel_helix.request(
-                    "PATCH", "channel_points/custom_rewards/redemptions",
-                    params={"broadcaster_id": self.broadcaster_id, "reward_id": event.reward_id,
-                            "id": event.redemption_id},
-                    json_body={"status": status})
-                self.counts[f"redemption_{status.lower()}"] += 1
-            if outcome.status == "spoken" and outcome.reply_text:
-                parent = event.msg_id if isinstance(event, ChatMessage) else None
-                await self.send_chat(outcome.reply_text, reply_to=parent)
+            await self.channel_helix.request(
+                "PATCH", "channel_points/custom_rewards/redemptions",
+                params={"broadcaster_id": self.broadcaster_id, "reward_id": event.reward_id,
+                        "id": event.redemption_id},
+                json_body={"status": status})
+            self.counts[f"redemption_{status.lower()}"] += 1
         except TwitchError as e:
-            self.counts["deliver_failed"] += 1
-            logger.error("twitch: could not deliver the outcome of %s: %s", event.trace_id, e)
+            self.counts["redemption_update_failed"] += 1
+            if e.status != 403:
+                logger.error("twitch: could not mark %s's redemption of %r %s: %s",
+                             event.viewer.name, event.reward_title, status, e)
+                return
+            if self.channel_user_id != self.broadcaster_id:
+                if not self._told_not_broadcaster:
+                    self._told_not_broadcaster = True
+                    logger.error("twitch: redemptions cannot be fulfilled or refunded: Twitch "
+                                 "takes those updates only with the broadcaster's login. Fix: "
+                                 "`vstage twitch login --broadcaster`")
+                return
+            self._unmanaged_rewards.add(event.reward_id)
+            logger.error(
+                "twitch: the channel-point reward %r (id %s) was not created by vstage's "
+                "Twitch app, so Twitch refuses to fulfil or refund its redemptions (HTTP "
+                "403). Answers are still posted, but its redemptions stay in the request "
+                "queue to settle by hand. Fix: delete the reward in the Twitch dashboard, then "
+                "run `vstage twitch setup`, which creates it so vstage may manage it",
+                event.reward_title, event.reward_id)
 
     async def send_chat(self, text: str, *, reply_to: str | None = None) -> None:
         """Send ``text`` as the bot, split at 500 characters; the first part replies to
