@@ -203,6 +203,46 @@ async def _twitch_login(args) -> int:
     return 0
 
 
+async def _twitch_setup(args) -> int:
+    """Create each persona's channel-point reward through Helix, so vstage may fulfil and
+    refund its redemptions (Twitch allows that only to the app that made the reward)."""
+    from bots.adapters.twitch.auth import Helix, TokenManager
+    from bots.adapters.twitch.rewards import ensure_rewards, reward_specs
+    from bots.adapters.twitch.setup import broadcaster_token_store, token_store
+
+    config = _load(args)
+    tw = config.app.twitch
+    specs = reward_specs(config.personas.values())
+    if not specs:
+        print("No persona names a channel-point reward (twitch.reward_title): nothing to do.")
+        return 0
+    if not tw.client_id:
+        raise VStageError("no Twitch client id: set twitch.client_id in config/vstage.yaml "
+                          "(see docs/twitch.md)")
+    store = broadcaster_token_store(config)
+    if not store.exists():
+        store = token_store(config)
+    if not store.exists():
+        raise VStageError("not logged in to Twitch: run `vstage twitch login` first")
+    secret = tw.client_secret.get_secret_value() if tw.client_secret else None
+    tokens = TokenManager(store=store, client_id=tw.client_id, client_secret=secret)
+    broadcaster_id = tw.broadcaster_id or tokens.tokens.user_id
+    if tokens.tokens.user_id != broadcaster_id:
+        raise VStageError("channel-point rewards are made with the broadcaster's login: run "
+                          "`vstage twitch login --broadcaster`, then this again")
+    async with Helix(tokens=tokens) as helix:
+        report = await ensure_rewards(helix, broadcaster_id=broadcaster_id, specs=specs)
+    for title in report.created:
+        print(f"  created the reward {title!r}")
+    for title in report.kept:
+        print(f"  the reward {title!r} is there (made by vstage)")
+    for problem in report.problems:
+        print(f"  problem: {problem}")
+    print("Twitch rewards are set up" + (" (nothing to change)" if not report.created else "")
+          + ("; see the problems above." if report.problems else "."))
+    return 2 if report.problems else 0
+
+
 async def _obs_setup(args) -> int:
     from overlays.obs import ObsDriver, setup_obs
 
@@ -289,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="log the broadcaster in instead (channel events and redemptions "
                        "when the bot is another account); tokens go to "
                        "twitch.broadcaster_token_file")
+    twitch_sub.add_parser("setup", help="create each persona's channel-point reward so vstage "
+                          "may fulfil and refund it (idempotent)")
 
     obs = sub.add_parser("obs", help="OBS set-up")
     obs_sub = obs.add_subparsers(dest="obs_command", required=True)
@@ -318,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "trace":
             return _trace(args)
         if args.command == "twitch":
+            if args.twitch_command == "setup":
+                return asyncio.run(_twitch_setup(args))
             return asyncio.run(_twitch_login(args))
         if args.command == "worker":
             return _worker(args)

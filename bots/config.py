@@ -80,7 +80,13 @@ class PersonaTwitchSettings(_Model):
     )
     prefix: str = Field("!ask", pattern=r"^!\w{1,24}$")
     reward_title: str | None = Field(
-        None, description="channel-point reward this persona answers, e.g. 'Ask Mika'"
+        None, max_length=45,
+        description="channel-point reward this persona answers, e.g. 'Ask Mika'; "
+        "`vstage twitch setup` creates it",
+    )
+    reward_cost: int = Field(100, ge=1, description="its cost in channel points (setup)")
+    reward_prompt: str | None = Field(
+        None, max_length=200, description="its description (setup); unset: 'Ask NAME anything'"
     )
 
 
@@ -157,6 +163,10 @@ class TwitchSettings(_Model):
         "to state_dir; used when the file exists",
     )
     keepalive_s: int = Field(10, ge=10, le=600)
+    shared_chat: bool = Field(
+        False, description="answer messages from the other channels of a shared chat session "
+        "(the viewer's name says which channel); false: ignore them",
+    )
     retry_max_s: float = Field(60.0, gt=0, description="longest wait between reconnect tries")
 
 

@@ -47,6 +47,7 @@ class ChannelPoints:
         self.rewards: list[dict[str, Any]] = []  # Custom Reward objects (+ "_client_id")
         self.created_rewards: list[dict[str, Any]] = []  # made through Create Custom Rewards
         self.redemptions: list[dict[str, Any]] = []  # accepted status updates
+        self.redemption_requests: list[dict[str, str]] = []  # every update asked for
         self.sent_redemptions: dict[str, dict[str, Any]] = {}  # id -> {reward_id, status}
 
     # ------------------------------------------------------------------ test controls
@@ -144,6 +145,7 @@ class ChannelPoints:
 
     async def _redemption(self, request: web.Request) -> web.Response:
         """PATCH channel_points/custom_rewards/redemptions (Update Redemption Status)."""
+        self.redemption_requests.append(dict(request.query))
         if (denied := self._unauthorized(request)) is not None:  # type: ignore[attr-defined]
             return denied
         if (denied := self._channel_owner_only(request, "redemptions")) is not None:

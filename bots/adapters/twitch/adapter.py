@@ -345,6 +345,8 @@ class TwitchAdapter:
                                  "takes those updates only with the broadcaster's login. Fix: "
                                  "`vstage twitch login --broadcaster`")
                 return
+            if event.reward_id in self._unmanaged_rewards:
+                return  # told already (an update that was under way at the time)
             self._unmanaged_rewards.add(event.reward_id)
             logger.error(
                 "twitch: the channel-point reward %r (id %s) was not created by vstage's "

@@ -32,6 +32,7 @@ SCOPES = (
     "channel:read:subscriptions",  # channel.subscribe / .subscription.message / .gift
     "channel:read:redemptions",  # channel-point redemptions
     "channel:manage:redemptions",  # fulfil / cancel them, create the "Ask <persona>" reward
+    "channel:moderate",  # channel.ban (deleted and cleared chat need only user:read:chat)
 )
 # what the broadcaster grants when the bot is another account: its channel events, the
 # redemption updates, and the bot's presence in its chat
@@ -39,7 +40,8 @@ BROADCASTER_SCOPES = (
     "bits:read",  # channel.cheer
     "channel:read:subscriptions",  # channel.subscribe / .subscription.message / .gift
     "channel:read:redemptions",  # channel-point redemptions
-    "channel:manage:redemptions",  # fulfil / cancel them
+    "channel:manage:redemptions",  # fulfil / cancel them, create the "Ask <persona>" reward
+    "channel:moderate",  # channel.ban
     "channel:bot",  # the bot may read and write in this channel's chat
 )
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

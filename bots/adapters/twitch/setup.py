@@ -61,7 +61,8 @@ def build_adapter(config: Config, personas: list[PersonaConfig]) -> TwitchAdapte
                     "events (`vstage twitch login --broadcaster` if the bot is not the "
                     "broadcaster)", channel.path)
     return TwitchAdapter(
-        mapper=EventMapper(triggers=triggers(personas, config.app.default_persona)),
+        mapper=EventMapper(triggers=triggers(personas, config.app.default_persona),
+                           shared_chat=tw.shared_chat),
         tokens=tokens, broadcaster_tokens=broadcaster_tokens,
         broadcaster_id=tw.broadcaster_id, client_secret=secret,
         bot_is_mod=tw.bot_is_mod, keepalive_s=tw.keepalive_s,
