@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _CLIP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}\.(webm|mp4)$")
 _PERSONA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-# Who a line typed in the studio comes from; the page defaults to "viewer". A request that
-# names no role is the token holder's own (scripts, the streamer): the broadcaster.
+# Who a line typed in the studio comes from; the page and the API default to "viewer", so
+# chat rules (links, spam) apply unless the streamer picks a role.
 STUDIO_ROLES = ("viewer", "subscriber", "vip", "mod", "broadcaster")
 _CHAT_FIELDS = ("text", "user", "persona", "role")
 
@@ -272,7 +272,7 @@ class StudioServer:
                 return web.json_response({"error": f"field {field!r} must be a string"},
                                          status=400)
         text, user = body.get("text"), body.get("user") or "viewer"
-        persona, role = body.get("persona"), body.get("role") or "broadcaster"
+        persona, role = body.get("persona"), body.get("role") or "viewer"
         if text is None:
             return web.json_response({"error": "field 'text' must be a string"}, status=400)
         if not 0 < len(user.strip()) <= 40:

@@ -98,7 +98,8 @@ def _call(url: str, body: dict | None = None) -> tuple[int, dict]:
 
 def test_odd_messages_get_an_answer_or_a_reason(demo):
     for text, status, reason in ODD_INPUTS:
-        code, body = _call(f"{demo}/api/chat", {"user": "odd", "text": text})
+        code, body = _call(f"{demo}/api/chat", {"user": "odd", "text": text,
+                                                  "role": "broadcaster"})
         assert code == status, (text[:20], body)
         if reason:
             assert reason in body["error"]
@@ -137,8 +138,8 @@ def test_queue_and_chat_overlays(demo, browser, artifacts):
     import numpy as np
     from PIL import Image
 
-    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!pause"})[0] == 202
-    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!clear"})[0] == 202
+    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!pause", "role": "mod"})[0] == 202
+    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!clear", "role": "mod"})[0] == 202
     for user in ("queue_ann", "queue_bob"):
         code, _ = _call(f"{demo}/api/chat", {"user": user, "text": f"Hello from {user}!"})
         assert code == 202
@@ -162,7 +163,7 @@ def test_queue_and_chat_overlays(demo, browser, artifacts):
 
     chat = browser.new_page(viewport={"width": 600, "height": 400})
     chat.goto(f"{demo}/overlay/chat?token={TOKEN}")
-    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!resume"})[0] == 202
+    assert _call(f"{demo}/api/chat", {"user": "host", "text": "!resume", "role": "mod"})[0] == 202
     page.wait_for_function(
         "() => ![...document.querySelectorAll('[data-persona=mika] li b')]"
         ".some(b => b.textContent.startsWith('queue_'))", timeout=90_000)

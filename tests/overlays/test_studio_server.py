@@ -81,7 +81,7 @@ async def test_chat_validation_and_forwarding(studio):
         async with s.post(url(studio, "/api/chat"),
                           json={"text": "hello", "user": "ann", "persona": "mika"}) as r:
             assert r.status == 202 and (await r.json())["trace_id"] == "abc123"
-    assert studio.received[-1] == ("ann", "hello", "mika", "broadcaster")  # the token holder
+    assert studio.received[-1] == ("ann", "hello", "mika", "viewer")  # chat rules by default
 
 
 @pytest.mark.parametrize(("body", "field"), [
