@@ -255,9 +255,12 @@ async def _obs_setup(args) -> int:
         report = await setup_obs(driver, obs, list(config.personas))
     for item in report.created:
         print(f"  created {item}")
+    for item in report.repaired:
+        print(f"  put back in place {item}")
     for warning in report.warnings:
         print(f"  warning: {warning}")
-    print("OBS is set up" + (" (nothing to change)" if not report.created else "") + ".")
+    changed = report.created or report.repaired
+    print("OBS is set up" + (" (nothing to change)" if not changed else "") + ".")
     return 0
 
 
