@@ -23,7 +23,7 @@ def user_id(login: str) -> str:
     return str(abs(hash(login)) % 10**8)
 
 
-def _user(login: str, prefix: str) -> dict[str, str]:
+def user_fields(login: str, prefix: str) -> dict[str, str]:
     return {f"{prefix}_id": user_id(login), f"{prefix}_login": login.lower(),
             f"{prefix}_name": login}
 
@@ -43,7 +43,7 @@ def fragments(text: str) -> list[dict[str, Any]]:
     if text.startswith("@"):
         name = text[1:].split(" ", 1)[0]
         out.append({"type": "mention", "text": f"@{name}", "cheermote": None, "emote": None,
-                    "mention": _user(name, "user")})
+                    "mention": user_fields(name, "user")})
         pos = len(name) + 1
     for m in _CHEERMOTE.finditer(text, pos):
         if m.group(1).casefold() not in _CHEER_PREFIXES:
@@ -70,7 +70,7 @@ def chat_message(text: str, *, user: str = "viewer32", message_id: str | None = 
         "source_broadcaster_user_id": source["id"] if source else None,
         "source_broadcaster_user_login": source["login"] if source else None,
         "source_broadcaster_user_name": source["name"] if source else None,
-        **_user(user, "chatter_user"),
+        **user_fields(user, "chatter_user"),
         "message_id": mid,
         "source_message_id": str(uuid.uuid4()) if source else None,
         "is_source_only": False if source else None,
@@ -108,7 +108,7 @@ def reply_to(parent: dict[str, Any], text: str, *, user: str = "viewer77",
 
 def message_delete(message_id: str, *, user: str = "viewer32") -> dict[str, Any]:
     """Channel Chat Message Delete Event (``channel.chat.message_delete``)."""
-    return {**BROADCASTER, **_user(user, "target_user"), "message_id": message_id}
+    return {**BROADCASTER, **user_fields(user, "target_user"), "message_id": message_id}
 
 
 def chat_clear() -> dict[str, Any]:
@@ -119,12 +119,12 @@ def chat_clear() -> dict[str, Any]:
 def clear_user_messages(user: str) -> dict[str, Any]:
     """Channel Chat Clear User Messages Event (``channel.chat.clear_user_messages``): a
     timeout or ban removed the user's messages."""
-    return {**BROADCASTER, **_user(user, "target_user")}
+    return {**BROADCASTER, **user_fields(user, "target_user")}
 
 
 def ban(user: str, *, permanent: bool = True) -> dict[str, Any]:
     """Channel Ban Event (``channel.ban``); a timeout has ``ends_at`` and is not permanent."""
-    return {**_user(user, "user"), **BROADCASTER, **_user("a_mod", "moderator_user"),
+    return {**user_fields(user, "user"), **BROADCASTER, **user_fields("a_mod", "moderator_user"),
             "reason": "spam", "banned_at": "2024-05-01T12:00:00Z",
             "ends_at": None if permanent else "2024-05-01T12:10:00Z",
             "is_permanent": permanent}
@@ -152,14 +152,14 @@ def chat_notification(notice_type: str, *, user: str = "viewer32", text: str = "
                   "gifter_is_anonymous": None, "gifter_user_id": None,
                   "gifter_user_name": None, "gifter_user_login": None},
         "sub_gift": {"duration_months": 1, "cumulative_total": 5, "sub_tier": "1000",
-                     **_user("lucky", "recipient_user"), "community_gift_id": None},
+                     **user_fields("lucky", "recipient_user"), "community_gift_id": None},
         "community_sub_gift": {"id": str(uuid.uuid4()), "total": 5, "sub_tier": "1000",
                                "cumulative_total": 20},
-        "raid": {**_user("raider", "user"), "viewer_count": 42,
+        "raid": {**user_fields("raider", "user"), "viewer_count": 42,
                  "profile_image_url": "https://static-cdn.jtvnw.net/user-default-pictures.png"},
     }
     event: dict[str, Any] = {
-        **BROADCASTER, **_user(user, "chatter_user"), "chatter_is_anonymous": anonymous,
+        **BROADCASTER, **user_fields(user, "chatter_user"), "chatter_is_anonymous": anonymous,
         "color": "", "badges": [], "system_message": f"{user} did a {notice_type}",
         "message_id": str(uuid.uuid4()), "message": {"text": text, "fragments": fragments(text)},
         "notice_type": notice_type, "source_broadcaster_user_id": None,
@@ -179,7 +179,7 @@ def bits_use(bits: int, *, user: str = "viewer32", use_type: str = "power_up",
     """Channel Bits Use Event (``channel.bits.use``): Bits spent on a cheer or a Power-up
     (``power_up`` says which); ``message`` is null when no message came with them."""
     return {
-        **_user(user, "user"), **BROADCASTER, "bits": bits, "type": use_type,
+        **user_fields(user, "user"), **BROADCASTER, "bits": bits, "type": use_type,
         "message": None if text is None else {"text": text, "fragments": fragments(text)},
         "power_up": None if use_type != "power_up" else {
             "type": power_up, "emote": None,
@@ -193,7 +193,7 @@ def redemption(reward: dict[str, Any], *, user: str = "cooler_user", user_input:
     queue (``should_redemptions_skip_request_queue``) arrives ``fulfilled``."""
     skip = reward.get("should_redemptions_skip_request_queue", False)
     return {
-        "id": redemption_id or str(uuid.uuid4()), **BROADCASTER, **_user(user, "user"),
+        "id": redemption_id or str(uuid.uuid4()), **BROADCASTER, **user_fields(user, "user"),
         "user_input": user_input, "status": "fulfilled" if skip else "unfulfilled",
         "reward": {"id": reward["id"], "title": reward["title"], "cost": reward["cost"],
                    "prompt": reward.get("prompt", "")},
