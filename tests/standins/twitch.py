@@ -20,9 +20,10 @@ import json
 import uuid
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tests.standins.twitch_helix import REDEEM, ChannelPoints
+from tests.standins.twitch_ws import EventSubWebSocket
 
 BOT_ID, BOT_LOGIN = "141981764", "vstagebot"
 BROADCASTER_ID, BROADCASTER_LOGIN = "1971641", "mikachannel"
@@ -41,13 +42,12 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class TwitchStandIn(ChannelPoints):
+class TwitchStandIn(ChannelPoints, EventSubWebSocket):
     """Start with ``async with TwitchStandIn() as tw:``; ``tw.notify(type, event)`` pushes a
     notification to the socket that holds a subscription of that type."""
 
     def __init__(self, *, pending_polls: int = 1, keepalive_s: int = 10) -> None:
         self.pending_polls = pending_polls
-        self.keepalive_s = keepalive_s
         self.app = web.Application()
         r = self.app.router
         r.add_get("/ws", self._ws)
@@ -64,9 +64,10 @@ class TwitchStandIn(ChannelPoints):
         r.add_patch("/helix/channel_points/custom_rewards/redemptions", self._redemption)
         self.runner: web.AppRunner | None = None
         self.port = 0
-        self.sockets: dict[str, web.WebSocketResponse] = {}  # session id -> socket
+        self._init_eventsub_ws(keepalive_s=keepalive_s)
         self.subscriptions: dict[str, dict[str, Any]] = {}  # id -> subscription
         self.subscribed_by: dict[str, str] = {}  # subscription id -> the token's user id
+        self.subscribe_requests: list[str] = []  # the type of each POST eventsub/subscriptions
         self.chat: list[dict[str, Any]] = []
         self._init_channel_points()
         self.access_tokens: dict[str, str] = {"user-access-0": BOT_ID}  # token -> user id
@@ -77,7 +78,6 @@ class TwitchStandIn(ChannelPoints):
         self.polls = 0
         self.expire_next = 0  # answer the next N Helix calls with 401
         self.chat_event = asyncio.Event()
-        self.welcomed = asyncio.Event()
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
 
@@ -90,8 +90,7 @@ class TwitchStandIn(ChannelPoints):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for ws in list(self.sockets.values()):
-            await ws.close()
+        await self._close_eventsub_ws()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -101,109 +100,30 @@ class TwitchStandIn(ChannelPoints):
 
     @contextlib.contextmanager
     def patched(self):
-        """Point twitchio's hosts at this stand-in for the duration."""
+        """Point twitchio's hosts and vstage's EventSub socket at this stand-in."""
         from twitchio.eventsub import websockets
         from twitchio.http import Route
 
-        saved = Route.BASE, Route.ID_BASE, websockets.WSS
+        from bots.adapters.twitch import eventsub
+
+        saved = Route.BASE, Route.ID_BASE, websockets.WSS, eventsub.WSS
         Route.BASE, Route.ID_BASE = f"{self.base}/helix/", f"{self.base}/"
-        websockets.WSS = f"ws://127.0.0.1:{self.port}/ws"
+        websockets.WSS = eventsub.WSS = f"ws://127.0.0.1:{self.port}/ws"
         try:
             yield self
         finally:
-            Route.BASE, Route.ID_BASE, websockets.WSS = saved
+            Route.BASE, Route.ID_BASE, websockets.WSS, eventsub.WSS = saved
 
     # ------------------------------------------------------------------ EventSub WebSocket
+    # (the socket itself, reconnects, keepalives, revocations: tests.standins.twitch_ws)
 
-    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        old = request.query.get("reconnect")
-        session = f"session-{next(self._seq)}"
-        self.sockets[session] = ws
-        if old:  # Twitch's reconnect: subscriptions move to the new session
-            for sub in self.subscriptions.values():
-                if sub["transport"]["session_id"] == old:
-                    sub["transport"]["session_id"] = session
-        await ws.send_json(self._message("session_welcome", {"session": {
-            "id": session, "status": "connected", "connected_at": _now(),
-            "keepalive_timeout_seconds": self.keepalive_s, "reconnect_url": None,
-            "recovery_url": None}}))
-        self.welcomed.set()
-        if old and old in self.sockets:  # Twitch closes the old one once the new one is up
-            gone = self.sockets.pop(old)
-            await gone.close(code=4004)
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:  # clients must not send; Twitch closes with 4001
-                await ws.close(code=4001)
-        if self.sockets.get(session) is ws:
-            del self.sockets[session]
-            for sid, sub in list(self.subscriptions.items()):
-                if sub["transport"]["session_id"] == session:
-                    del self.subscriptions[sid]  # a closed session's subscriptions are gone
-        return ws
-
-    @staticmethod
-    def _message(kind: str, payload: dict[str, Any], *, sub: dict[str, Any] | None = None,
-                 message_id: str | None = None) -> dict[str, Any]:
-        meta = {"message_id": message_id or str(uuid.uuid4()), "message_type": kind,
-                "message_timestamp": _now()}
-        if sub is not None:
-            meta |= {"subscription_type": sub["type"], "subscription_version": sub["version"]}
-        return {"metadata": meta, "payload": payload}
-
-    def _sub_of(self, sub_type: str) -> dict[str, Any]:
-        for sub in self.subscriptions.values():
-            if sub["type"] == sub_type:
-                return sub
-        raise LookupError(f"no subscription of type {sub_type}")
+    def _saw_notification(self, sub_type: str, event: dict[str, Any]) -> None:
+        if sub_type == REDEEM:
+            self.saw_redemption(event)
 
     def subscriber(self, sub_type: str) -> str:
         """The user whose token created the subscription of ``sub_type``."""
         return self.subscribed_by[self._sub_of(sub_type)["id"]]
-
-    def has_subscription(self, sub_type: str) -> bool:
-        return any(s["type"] == sub_type for s in self.subscriptions.values())
-
-    async def notify(self, sub_type: str, event: dict[str, Any], *,
-                     message_id: str | None = None) -> str:
-        """Send a notification of ``sub_type`` carrying ``event``; returns its message id."""
-        sub = self._sub_of(sub_type)
-        if sub_type == REDEEM:
-            self.saw_redemption(event)
-        msg = self._message("notification", {"subscription": sub, "event": event}, sub=sub,
-                            message_id=message_id)
-        await self.sockets[sub["transport"]["session_id"]].send_json(msg)
-        return msg["metadata"]["message_id"]
-
-    async def send_raw(self, text: str) -> None:
-        """Send any text on every open socket (malformed payloads)."""
-        for ws in list(self.sockets.values()):
-            await ws.send_str(text)
-
-    async def keepalive(self) -> None:
-        for ws in list(self.sockets.values()):
-            await ws.send_json(self._message("session_keepalive", {}))
-
-    async def session_reconnect(self) -> None:
-        """Ask every client to move to a new connection (``session_reconnect``)."""
-        for sid, ws in list(self.sockets.items()):
-            url = f"ws://127.0.0.1:{self.port}/ws?reconnect={sid}"
-            await ws.send_json(self._message("session_reconnect", {"session": {
-                "id": sid, "status": "reconnecting", "keepalive_timeout_seconds": None,
-                "reconnect_url": url, "connected_at": _now()}}))
-
-    async def drop(self) -> None:
-        """Close every socket abruptly, as a network failure would."""
-        for ws in list(self.sockets.values()):
-            await ws.close(code=1006)
-
-    async def revoke(self, sub_type: str, status: str = "authorization_revoked") -> None:
-        sub = self._sub_of(sub_type)
-        del self.subscriptions[sub["id"]]
-        sub = {**sub, "status": status}
-        await self.sockets[sub["transport"]["session_id"]].send_json(
-            self._message("revocation", {"subscription": sub}, sub=sub))
 
     # ------------------------------------------------------------------ id.twitch.tv
 
@@ -220,7 +140,8 @@ class TwitchStandIn(ChannelPoints):
                 "https://www.twitch.tv/activate?public=true&device-code=ABCDEFGH"})
 
     async def _token(self, request: web.Request) -> web.Response:
-        form = await request.post()
+        # Twitch takes the parameters as a form or in the query string (twitchio sends those)
+        form = {**request.query, **(await request.post())}
         grant = form.get("grant_type")
         if grant == "urn:ietf:params:oauth:grant-type:device_code":
             self.polls += 1
@@ -319,6 +240,11 @@ class TwitchStandIn(ChannelPoints):
             return web.json_response({"error": "Bad Request", "status": 400,
                                       "message": "websocket transport session does not exist"},
                                      status=400)
+        self.subscribe_requests.append(body["type"])
+        if any(s["type"] == body["type"] and s["condition"] == body["condition"]
+               for s in self.subscriptions.values()):  # Create EventSub Subscription: 409
+            return web.json_response({"error": "Conflict", "status": 409, "message":
+                                      "subscription already exists"}, status=409)
         sub = {"id": str(uuid.uuid4()), "status": "enabled", "type": body["type"],
                "version": body["version"], "condition": body["condition"],
                "transport": {"method": "websocket", "session_id": session,

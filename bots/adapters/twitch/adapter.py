@@ -1,11 +1,13 @@
-"""The Twitch adapter: EventSub WebSocket notifications in (through twitchio 3), typed events
-to the orchestrator; replies out to chat (Helix ``POST chat/messages``, as replies, split and
-rate limited) and channel-point redemptions fulfilled or cancelled by their outcome.
+"""The Twitch adapter: EventSub WebSocket notifications in, typed events to the orchestrator;
+replies out to chat (Helix ``POST chat/messages``, as replies, split and rate limited) and
+channel-point redemptions fulfilled or cancelled by their outcome.
 
-twitchio reconnects the socket (``session_reconnect``, dropped sockets, keepalive timeouts)
-and resubscribes; this adapter drops EventSub redeliveries by ``metadata.message_id`` so each
-notification is processed exactly once, and the orchestrator's queue drops repeated chat
-message and redemption ids.
+The EventSub socket is read by :mod:`bots.adapters.twitch.eventsub` (Twitch's reconnect
+hand-over without loss, the keepalive setting honoured, odd frames skipped, redeliveries
+dropped by ``metadata.message_id`` across sockets); twitchio 3 is the one owner of the tokens
+(it refreshes them; :class:`TokenManager` asks it to and saves what it gets) and builds the
+event models. A revoked subscription is subscribed to again only when that can work, and
+only that one. The orchestrator's queue drops repeated chat message and redemption ids.
 
 When the bot is not the broadcaster, the broadcaster's own tokens (``vstage twitch login
 --broadcaster``) are used for what Twitch allows only to the channel owner: the redemption,
@@ -33,6 +35,7 @@ from bots.adapters.base import EventSink
 from bots.adapters.twitch.auth import Helix, TokenManager, TwitchError
 from bots.adapters.twitch.chat import LIMITS, RateLimiter, split_message
 from bots.adapters.twitch.events import PLATFORM, EventMapper, Withdrawal, notification_id
+from bots.adapters.twitch.eventsub import EventSub, EventSubPolicy, Revocation
 from bots.events import ChatMessage, Outcome, Redemption
 
 logger = logging.getLogger(__name__)
@@ -67,20 +70,18 @@ def _make_client_class():
     from twitchio.models.eventsub_ import BaseEvent
 
     class _BotClient(twitchio.Client):
-        """twitchio's client, handing our notifications to the adapter synchronously (in
-        arrival order, no task per message); everything else goes the usual way."""
+        """twitchio's client as the owner of the tokens: each refresh it makes is handed to
+        the adapter at once (saved before any request uses the new token). Notifications come
+        from :class:`~bots.adapters.twitch.eventsub.EventSub`, not from twitchio's sockets."""
 
         def __init__(self, *, adapter: TwitchAdapter, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self._vstage = adapter
 
         def dispatch(self, event: str, payload: Any | None = None) -> None:
-            if isinstance(payload, BaseEvent):
-                self._vstage.on_notification(payload)
+            if isinstance(payload, BaseEvent):  # not used: our sockets deliver notifications
                 return
-            if event == "subscription_revoked":
-                self._vstage.on_revoked(payload)
-            elif event == "token_refreshed":
+            if event == "token_refreshed":
                 self._vstage.on_token_refreshed(payload)
             super().dispatch(event, payload)
 
@@ -100,8 +101,10 @@ class TwitchAdapter:
             bot's own channel.
         client_secret: the app's secret, if it is a confidential client.
         bot_is_mod: the bot may send 100 messages per 30 s instead of 20.
-        keepalive_s: EventSub keepalive timeout (10-600 s).
+        keepalive_s: EventSub keepalive timeout (10-600 s), asked of Twitch; silence past it
+            (plus a grace) opens a new session.
         dedupe_memory: how many notification ids are remembered.
+        eventsub_policy: timings of the EventSub socket layer (reconnects, revocations).
     """
 
     platform = PLATFORM
@@ -110,7 +113,8 @@ class TwitchAdapter:
                  broadcaster_tokens: TokenManager | None = None,
                  broadcaster_id: str | None = None, client_secret: str | None = None,
                  bot_is_mod: bool = False, keepalive_s: int = 10,
-                 dedupe_memory: int = 20_000) -> None:
+                 dedupe_memory: int = 20_000,
+                 eventsub_policy: EventSubPolicy | None = None) -> None:
         self.mapper = mapper
         self.tokens = tokens
         self.broadcaster_tokens = broadcaster_tokens
@@ -125,6 +129,8 @@ class TwitchAdapter:
         self.channel_user_id = owner or self.bot_id
         self._client_secret = client_secret
         self.keepalive_s = keepalive_s
+        self.eventsub_policy = eventsub_policy or EventSubPolicy()
+        self._eventsub: EventSub | None = None
         self.limiter = RateLimiter(limit=LIMITS["moderator" if bot_is_mod else "user"])
         self.helix = Helix(tokens=tokens)
         self.channel_helix = (Helix(tokens=broadcaster_tokens)
@@ -165,7 +171,16 @@ class TwitchAdapter:
             if self.broadcaster_tokens is not None:
                 await client.add_token(self.broadcaster_tokens.access_token,
                                        self.broadcaster_tokens.tokens.refresh_token)
+            for manager in (self.tokens, self.broadcaster_tokens):
+                if manager is not None:
+                    manager.attach(client)  # twitchio refreshes; we store
             self._client = client
+            self._eventsub = EventSub(
+                helix_for={self.bot_id: self.helix, self.channel_user_id: self.channel_helix},
+                keepalive_s=self.keepalive_s, on_notification=self.on_notification,
+                on_revocation=self.on_revoked, counts=self.counts,
+                policy=self.eventsub_policy, model_http=client.http,
+                dedupe_memory=self._dedupe_memory)
             await self.subscribe()
         except Exception:
             await self.__aexit__()
@@ -177,6 +192,12 @@ class TwitchAdapter:
         for task in list(self._pending):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
+        eventsub, self._eventsub = self._eventsub, None
+        if eventsub is not None:
+            await eventsub.aclose()
+        for manager in (self.tokens, self.broadcaster_tokens):
+            if manager is not None:
+                manager.attach(None)
         if client is not None:
             try:
                 await client.close()
@@ -201,7 +222,7 @@ class TwitchAdapter:
                 payload = cls(broadcaster_user_id=b)
             token_for = self.channel_user_id if sub_type in BROADCASTER_ONLY else bot
             try:
-                await self._client.subscribe_websocket(payload, token_for=token_for)
+                await self._eventsub.subscribe(payload, token_for=token_for)
                 self.active_subscriptions.add(sub_type)
             except Exception as e:
                 self.counts["subscribe_failed"] += 1
@@ -263,31 +284,47 @@ class TwitchAdapter:
             logger.info("twitch: %s; %d queued or playing item(s) dropped", w.reason, gone)
         return gone
 
-    def on_revoked(self, payload: Any) -> None:
+    def on_revoked(self, revoked: Revocation) -> None:
+        """Twitch revoked a subscription: one WARNING line; subscribe to that one again (after
+        :attr:`EventSubPolicy.resubscribe_delay_s`) unless Twitch would refuse it."""
         self.counts["revoked"] += 1
-        self.active_subscriptions.discard(str(getattr(payload, "type", "")))
+        self.active_subscriptions.discard(revoked.type)
         self.mapper.active = frozenset(self.active_subscriptions)
-        logger.error("twitch: subscription %s revoked by Twitch (%s); resubscribing",
-                     getattr(payload, "type", "?"), getattr(payload, "status", "?"))
-        if self._client is not None:
-            task = asyncio.get_running_loop().create_task(self._resubscribe_later(),
-                                                          name="twitch:resubscribe")
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+        if revoked.permanent or self._eventsub is None:
+            logger.warning("twitch: Twitch revoked the %s subscription (%s); not subscribing "
+                           "again: those events stop until `vstage twitch login` is run again "
+                           "for that account", revoked.type, revoked.status)
+            return
+        logger.warning("twitch: Twitch revoked the %s subscription (%s); subscribing to it "
+                       "again in %.0f s", revoked.type, revoked.status,
+                       self.eventsub_policy.resubscribe_delay_s)
+        task = asyncio.get_running_loop().create_task(
+            self._resubscribe_later(revoked), name=f"twitch:resubscribe:{revoked.type}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
-    async def _resubscribe_later(self, delay_s: float = 5.0) -> None:
-        await asyncio.sleep(delay_s)
-        if self._client is not None:
-            await self.subscribe()
+    async def _resubscribe_later(self, revoked: Revocation) -> None:
+        await asyncio.sleep(self.eventsub_policy.resubscribe_delay_s)
+        if self._eventsub is None:
+            return
+        try:
+            await self._eventsub.subscribe(revoked.subscription, token_for=revoked.user_id)
+        except Exception as e:
+            self.counts["subscribe_failed"] += 1
+            logger.error("twitch: cannot subscribe to %s again (%s); those events will not "
+                         "arrive", revoked.type, e)
+            return
+        self.counts["resubscribed"] += 1
+        self.active_subscriptions.add(revoked.type)
+        self.mapper.active = frozenset(self.active_subscriptions)
+        logger.info("twitch: subscribed to %s again", revoked.type)
 
     def on_token_refreshed(self, payload: Any) -> None:
-        """twitchio refreshed a token itself: keep ours (and its file) in step."""
+        """twitchio (the tokens' owner) refreshed a token: save the new pair to its file."""
         user_id = str(getattr(payload, "user_id", ""))
         for manager in (self.tokens, self.broadcaster_tokens):
             if manager is not None and manager.tokens.user_id == user_id:
-                manager.tokens.access_token = payload.token
-                manager.tokens.refresh_token = payload.refresh_token
-                manager.store.save(manager.tokens)
+                manager.refreshed(access_token=payload.token, refresh_token=payload.refresh_token)
                 return
 
     # ------------------------------------------------------------------ out

@@ -179,7 +179,14 @@ async def device_login(
 
 
 class TokenManager:
-    """The bot's current tokens; refreshes them (once at a time) and saves the new pair."""
+    """One account's current tokens and their file.
+
+    Alone (``vstage twitch setup``, the login commands) it refreshes them itself. Once
+    :meth:`attach`-ed to the adapter's twitchio client, twitchio is their one owner: Twitch's
+    refresh tokens rotate, so two refreshers of the same pair would log the account out.
+    Then :attr:`access_token` is twitchio's current token, :meth:`refresh` asks twitchio to
+    refresh, and :meth:`refreshed` saves what twitchio got.
+    """
 
     def __init__(self, *, store: TokenStore, client_id: str, client_secret: str | None = None):
         self.store = store
@@ -187,16 +194,37 @@ class TokenManager:
         self.client_secret = client_secret
         self.tokens = store.load()
         self._lock = asyncio.Lock()
+        self._owner: Any = None  # the twitchio Client that owns the tokens, once attached
+
+    def attach(self, owner: Any) -> None:
+        """Make twitchio's client (``Client.tokens``, ``Client.add_token``) the owner of these
+        tokens, or with None take them back."""
+        self._owner = owner
 
     @property
     def access_token(self) -> str:
+        if self._owner is not None:
+            held = self._owner.tokens.get(self.tokens.user_id)
+            if held:
+                return str(held["token"])
         return self.tokens.access_token
+
+    def refreshed(self, *, access_token: str, refresh_token: str) -> None:
+        """The owner refreshed the tokens: keep the new pair and save it (0600)."""
+        self.tokens.access_token = access_token
+        self.tokens.refresh_token = refresh_token or self.tokens.refresh_token
+        self.tokens.obtained_at = time.time()
+        self.store.save(self.tokens)
+        logger.info("twitch: access token of %s refreshed and saved",
+                    self.tokens.login or self.tokens.user_id)
 
     async def refresh(self, session: aiohttp.ClientSession, *, stale: str | None = None) -> str:
         """Refresh the access token (unless another caller already did since ``stale``)."""
         async with self._lock:
-            if stale is not None and self.tokens.access_token != stale:
-                return self.tokens.access_token
+            if stale is not None and self.access_token != stale:
+                return self.access_token
+            if self._owner is not None:
+                return await self._refresh_by_owner()
             form = {"grant_type": "refresh_token", "refresh_token": self.tokens.refresh_token,
                     "client_id": self.client_id}
             if self.client_secret:
@@ -213,6 +241,21 @@ class TokenManager:
             self.store.save(self.tokens)
             logger.info("twitch: access token refreshed")
             return self.tokens.access_token
+
+    async def _refresh_by_owner(self) -> str:
+        """Hand the expired pair back to twitchio: ``add_token`` validates it and, finding it
+        expired, refreshes it, keeps the new pair and dispatches ``token_refreshed`` (which the
+        adapter passes to :meth:`refreshed`). One refresh, by the one owner."""
+        held = self._owner.tokens.get(self.tokens.user_id) or {}
+        token = str(held.get("token") or self.tokens.access_token)
+        refresh = str(held.get("refresh") or self.tokens.refresh_token)
+        try:
+            await self._owner.add_token(token, refresh)
+        except Exception as e:
+            logger.error("twitch: token refresh failed (%s); run `vstage twitch login` if this "
+                         "persists", e)
+            raise TwitchError("token refresh failed", retryable=True) from e
+        return self.access_token
 
 
 class Helix:
