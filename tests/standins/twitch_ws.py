@@ -266,3 +266,19 @@ class EventSubWebSocket:
         sub = {**sub, "status": status}
         await self._send(self._by_session[sub["transport"]["session_id"]],
                          self._message("revocation", {"subscription": sub}, sub=sub))
+
+    async def burst(self, sub_type: str, events: list[dict[str, Any]], *, rate_hz: float,
+                    reconnect_at: int | None = None) -> list[str]:
+        """Send ``events`` at ``rate_hz``; before event ``reconnect_at`` send
+        ``session_reconnect`` (the hand-over then runs while the burst goes on). Returns the
+        message ids sent."""
+        ids: list[str] = []
+        t0 = time.monotonic()
+        for i, event in enumerate(events):
+            if i == reconnect_at:
+                await self.session_reconnect()
+            ids.append(await self.notify(sub_type, event))
+            wait = t0 + (i + 1) / rate_hz - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return ids
