@@ -156,7 +156,11 @@ class SpeechSegmenter:
                 self._last_voice_at = t_end
                 if voiced:
                     self._voiced_windows += 1
-            if preview_windows and self._silent_windows == preview_windows:
+            # The early transcription: after `preempt_after_s` of quiet, or at the first quiet
+            # window once the client has said it stopped sending (nothing more is coming).
+            if preview_windows and not self._preview_key and self._silent_windows and (
+                self._silent_windows >= preview_windows or self._sender_stopped
+            ):
                 seg = self._preview()
                 if seg is not None:
                     out.append(seg)
