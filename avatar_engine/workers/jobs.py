@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,9 @@ class RenderedClip:
     frames: int
     fps: int
     files: tuple[EncodedFile, ...]
+    work_s: float = 0.0
+    """Seconds the worker spent rendering and encoding: the rest of a job's round trip is the
+    cost of running it remotely (what ``bench/avatar.py`` reports)."""
 
     @property
     def duration(self) -> float:
@@ -80,15 +84,17 @@ def cached_renderer(settings: AnyAvatarSettings | Mapping[str, Any]) -> Any:
     """
     from avatar_engine.renderers.factory import create_renderer
 
-    model = settings if isinstance(settings, AnyAvatarSettings) else _SETTINGS.validate_python(
-        dict(settings)
-    )
-    key = json.dumps(model.model_dump(mode="json"), sort_keys=True)
+    # The key of a job's payload is its JSON as sent, so a hit costs no validation; a model
+    # passed in is keyed by the same JSON (``avatar_payload``).
+    payload = avatar_payload(settings) if isinstance(settings, AnyAvatarSettings) else settings
+    key = json.dumps(payload, sort_keys=True, default=str)
     # One lock for look-up and load: a worker runs one job at a time, and two threads building
     # the same model at once would only waste memory.
     with _renderers_lock:
         renderer = _renderers.get(key)
         if renderer is None:
+            model = (settings if isinstance(settings, AnyAvatarSettings)
+                     else _SETTINGS.validate_python(dict(settings)))
             logger.info("loading a %s renderer for %s", model.renderer, key)
             renderer = create_renderer(model)
             _renderers[key] = renderer
@@ -124,9 +130,10 @@ def render_clip(
         ``frames`` and writes the files with :func:`save_clip`.
     """
     renderer = cached_renderer(avatar)
-    frames = renderer.render(speech, start_frame=start_frame)
-    n = int(frames.shape[0])
     with tempfile.TemporaryDirectory(prefix="vstage-render-") as tmp:
+        t0 = time.perf_counter()
+        frames = renderer.render(speech, start_frame=start_frame)
+        n = int(frames.shape[0])
         files = encode_clip(
             frames=frames,
             audio=speech.audio,
@@ -135,8 +142,9 @@ def render_clip(
             out_base=Path(tmp) / f"{reply_id}-{index:02d}",
             formats=tuple(formats),
         )
+        work_s = time.perf_counter() - t0
         encoded = tuple(EncodedFile(f.format, f.path.read_bytes()) for f in files)
-    return RenderedClip(frames=n, fps=renderer.fps, files=encoded)
+    return RenderedClip(frames=n, fps=renderer.fps, files=encoded, work_s=work_s)
 
 
 def save_clip(

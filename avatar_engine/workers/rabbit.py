@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from avatar_engine.errors import ProviderError
+from avatar_engine.workers.outage import BrokerOutageLog
 from avatar_engine.workers.worker import (
     DEFAULT_BROKER,
     DEFAULT_QUEUE,
@@ -48,6 +49,7 @@ class _Pending:
     body: bytes
     future: asyncio.Future = field(repr=False)
     outcome: tuple[str, bytes] | None = None
+    sent: bool = False  # published at least once (a reconnect re-sends only those)
 
 
 class RabbitRenderPool:
@@ -93,6 +95,7 @@ class RabbitRenderPool:
         self.duplicates = 0
         self.resent = 0
         self.served: dict[str, int] = {}
+        self.outage_log = BrokerOutageLog(url, what="render pool", logger=logger)
 
     async def __aenter__(self) -> RabbitRenderPool:
         await self.start()
@@ -110,6 +113,7 @@ class RabbitRenderPool:
         if self._connection is not None:
             return
         self._connection = await connect(self.url, reconnect_interval=self.reconnect_interval)
+        self.outage_log.install()
         self._connection.close_callbacks.add(self._on_connection_lost)
         self._connection.reconnect_callbacks.add(self._on_reconnected)
         self._channel = await self._connection.channel()
@@ -128,6 +132,7 @@ class RabbitRenderPool:
             connection, self._connection, self._channel = self._connection, None, None
             with contextlib.suppress(Exception):
                 await connection.close()
+        self.outage_log.remove()
 
     def pending(self, key: str | None = None) -> int:
         """Jobs submitted and not answered yet (of ``key``, or of all keys)."""
@@ -179,19 +184,25 @@ class RabbitRenderPool:
             type=p.kind,
             headers={"key": p.key},
             content_type=JOB_CONTENT_TYPE,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            # Transient: only this pool can take the answer (its Direct Reply-to address dies
+            # with its channel), and it re-sends every unanswered job after a reconnect. A copy
+            # persisted across a broker restart would be rendered for nobody; writing every
+            # job's audio to the broker's disk cost time on each job.
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
         )
         while True:
             await self._ready.wait()
             try:
                 await self._channel.default_exchange.publish(message, routing_key=self.queue_name)
+                p.sent = True
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the connection dropped: wait for it, then send again
                 if self._connection is None:
                     raise ProviderError("the render pool was stopped", retryable=True) from e
-                logger.warning("publishing job %s failed (%r); retrying", p.job_id, e)
+                # Once per attempt during an outage: the outage itself is logged once.
+                logger.debug("publishing job %s failed (%r); retrying", p.job_id, e)
                 self._ready.clear()
                 await asyncio.sleep(self.reconnect_interval / 4)
                 if not self._connection.is_closed and not self._connection.reconnecting:
@@ -229,9 +240,10 @@ class RabbitRenderPool:
             del self._order[key]
 
     def _on_connection_lost(self, *_: Any) -> None:
+        """Called on the loss and again on every failed reconnection attempt."""
         self._ready.clear()
-        if self._connection is not None:
-            logger.warning("lost the broker at %s; reconnecting", redact(self.url))
+        if self._connection is not None:  # not our own stop()
+            self.outage_log.lost(self.reconnect_interval)
 
     async def _on_reconnected(self, *_: Any) -> None:
         """Listen again on the restored channel, then re-send every unanswered job: its
@@ -241,8 +253,9 @@ class RabbitRenderPool:
         except Exception:
             logger.exception("could not listen for results after reconnecting")
             return
-        unanswered = [p for p in self._pending.values() if p.outcome is None]
-        logger.info("reconnected to %s; re-sending %d jobs", redact(self.url), len(unanswered))
+        # Jobs never sent yet are sent by their own caller, now that we are ready again.
+        unanswered = [p for p in self._pending.values() if p.outcome is None and p.sent]
+        self.outage_log.recovered(f"re-sending {len(unanswered)} unanswered jobs")
         for p in unanswered:
             self.resent += 1
             await self._publish(p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from pathlib import Path
@@ -128,3 +129,36 @@ async def test_broker_restart_is_survived(broker, queue, start_worker) -> None:
         assert await asyncio.wait_for(during, 30) == 2
         assert await asyncio.wait_for(pool.run("a", echo, 3), 30) == 3
         assert await asyncio.wait_for(pool.run("b", "test.pid"), 30) == worker.pid
+
+
+async def test_broker_outage_is_logged_once_lost_and_once_back(
+    broker, queue, start_worker, caplog
+) -> None:
+    worker = start_worker()
+    caplog.set_level(logging.DEBUG)  # everything is captured; the log a user reads is INFO+
+    async with RabbitRenderPool(url=broker.url, queue=queue, reconnect_interval=0.25) as pool:
+        assert await pool.run("a", echo, 1) == 1
+        caplog.clear()
+        await asyncio.to_thread(broker.stop)
+        during = asyncio.create_task(pool.run("a", echo, 2))
+        await asyncio.sleep(5)  # ~20 reconnection attempts by the pool, as many by the worker
+        await asyncio.to_thread(broker.start)
+        assert await asyncio.wait_for(during, 30) == 2
+        await asyncio.sleep(0.5)
+        records = [r for r in caplog.records if r.levelno >= logging.INFO]
+        messages = [f"{r.name} {r.levelname} {r.getMessage()}" for r in records]
+        assert len(records) == 2, "\n".join(messages)
+        lost, back = records
+        assert "lost the broker" in lost.getMessage() and lost.levelno == logging.WARNING
+        assert "reconnected" in back.getMessage() and "after" in back.getMessage()
+        assert "guest:guest" not in "".join(messages)  # the password never shows
+        assert pool.outage_log.outages == 1 and not pool.outage_log.down
+        # The per-attempt records are still there, at DEBUG, for anyone who asks.
+        assert any(r.levelno == logging.DEBUG and r.name.startswith(("aio_pika", "aiormq"))
+                   for r in caplog.records)
+    # The worker process says the same, once each, in its own log.
+    worker.stop()
+    log = worker.log.read_text()
+    assert log.count("lost the broker") == 1, log[-3000:]
+    assert log.count("reconnected to") == 1, log[-3000:]
+    assert "Connection attempt" not in log, log[-3000:]
