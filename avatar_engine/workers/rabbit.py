@@ -31,6 +31,7 @@ from avatar_engine.workers.worker import (
     RESULT_ERROR,
     connect,
     job_name,
+    keep_freed_memory,
     redact,
 )
 
@@ -61,6 +62,10 @@ class RabbitRenderPool:
         queue: the job queue (the workers' ``--queue``).
         max_in_flight_per_key: jobs of one key on the broker at once; later ones wait here.
         reconnect_interval: seconds between reconnection attempts after the broker goes away.
+        reuse_memory: let this process's allocator keep freed memory for the next answers
+            (:func:`~avatar_engine.workers.worker.keep_freed_memory`): each clip's answer is
+            a megabyte or so, copied several times on its way in, and page-faulting those
+            copies in afresh was a large part of the remote overhead. Process-wide (glibc).
 
     ``run`` takes a function registered with :func:`~avatar_engine.workers.worker.job` (or its
     name) and picklable arguments. Cancelling a caller drops its result; a job already on the
@@ -79,6 +84,7 @@ class RabbitRenderPool:
         queue: str = DEFAULT_QUEUE,
         max_in_flight_per_key: int = 4,
         reconnect_interval: float = 1.0,
+        reuse_memory: bool = True,
     ) -> None:
         if max_in_flight_per_key < 1:
             raise ValueError("max_in_flight_per_key must be >= 1")
@@ -86,6 +92,7 @@ class RabbitRenderPool:
         self.queue_name = queue
         self.max_in_flight_per_key = max_in_flight_per_key
         self.reconnect_interval = reconnect_interval
+        self.reuse_memory = reuse_memory
         self._connection = None
         self._channel = None
         self._ready = asyncio.Event()  # connected, and consuming the reply-to pseudo-queue
@@ -113,6 +120,8 @@ class RabbitRenderPool:
         if self._connection is not None:
             return
         self._connection = await connect(self.url, reconnect_interval=self.reconnect_interval)
+        if self.reuse_memory:
+            keep_freed_memory()
         self.outage_log.install()
         self._connection.close_callbacks.add(self._on_connection_lost)
         self._connection.reconnect_callbacks.add(self._on_reconnected)
