@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo, not bench/
 
 from avatar_engine.clips.encode import encode_clip  # noqa: E402
-from avatar_engine.errors import MissingDependency, ProviderError  # noqa: E402
 from avatar_engine.renderers.base import Renderer  # noqa: E402
 from avatar_engine.renderers.sprite import SpriteRenderer  # noqa: E402
 from avatar_engine.renderers.spriteset import SpriteSet  # noqa: E402
@@ -53,6 +52,7 @@ from avatar_engine.workers.jobs import (  # noqa: E402
 from avatar_engine.workers.pool import LocalRenderPool  # noqa: E402
 from avatar_engine.workers.rabbit import RabbitRenderPool  # noqa: E402
 from avatar_engine.workers.worker import echo, sleep_then_echo  # noqa: E402
+from vstage_core.errors import MissingDependency, ProviderError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

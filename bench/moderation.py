@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # the repo, not bench/
 
-from avatar_engine.errors import InputRejected  # noqa: E402
 from bots.events import ChatMessage, Role, Viewer  # noqa: E402
 from bots.moderation.audit import AuditLog  # noqa: E402
+from bots.moderation.errors import InputRejected  # noqa: E402
 from bots.moderation.input import clean_viewer_text  # noqa: E402
 from bots.moderation.moderator import Moderator  # noqa: E402
 from bots.moderation.output import check_output  # noqa: E402

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
-from avatar_engine.errors import ConfigError
 from avatar_engine.workers import LocalRenderPool, RenderPool
 from bots.adapters.studio import StudioAdapter
 from bots.adapters.supervise import keep_connected
@@ -22,6 +21,7 @@ from bots.orchestrator.orchestrator import Orchestrator
 from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
 from overlays.studio import StudioServer
+from vstage_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

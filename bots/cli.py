@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_engine.errors import VStageError
 from avatar_engine.types import frame_count
 from avatar_engine.workers.worker import DEFAULT_QUEUE
 from bots.logs import setup_logging
+from vstage_core.errors import VStageError
 
 logger = logging.getLogger("vstage")
 

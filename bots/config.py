@@ -23,12 +23,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from avatar_engine.errors import ConfigError
 from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings, Wav2LipSettings
 from bots.adapters.discord.settings import DiscordSettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.queue import QueueSettings
 from overlays.obs.settings import ObsSettings
+from vstage_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from avatar_engine.errors import ProviderError
 from avatar_engine.types import frame_count
 from bots.app import load_personas
 from bots.brain.base import ChatTurn, RetryPolicy
 from bots.config import load_config
 from bots.orchestrator.pipeline import perform
+from vstage_core.errors import ProviderError
 
 pytestmark = [pytest.mark.models, pytest.mark.asyncio(loop_scope="module")]
 REPO = Path(__file__).resolve().parent.parent

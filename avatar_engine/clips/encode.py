@@ -31,8 +31,8 @@ from typing import Any
 import av
 import numpy as np
 
-from avatar_engine.errors import ProviderError
 from avatar_engine.types import ClipFile
+from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from avatar_engine.device import pick_device
-from avatar_engine.errors import ConfigError
 from avatar_engine.renderers.spriteset import SpriteSet
 from avatar_engine.settings import AvatarSettings
 from avatar_engine.types import Speech, frame_count
 from avatar_engine.visemes import SHAPE_CODE, SHAPES
 from avatar_engine.visemes.envelope import envelope_track
 from avatar_engine.visemes.track import mouth_track
+from vstage_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from avatar_engine.errors import ConfigError
 from avatar_engine.visemes import SHAPES
+from vstage_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from avatar_engine.device import pick_device
-from avatar_engine.errors import ConfigError, MissingDependency
 from avatar_engine.renderers.mel import WAV2LIP_MEL, MelSpectrogram
 from avatar_engine.settings import Wav2LipSettings
 from avatar_engine.types import Speech, frame_count
+from vstage_core.errors import ConfigError, MissingDependency
 
 logger = logging.getLogger(__name__)
 

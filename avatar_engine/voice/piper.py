@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_engine.errors import MissingDependency, ProviderError
 from avatar_engine.settings import VoiceSettings
 from avatar_engine.types import PhonemeTiming, Speech
+from vstage_core.errors import MissingDependency, ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from avatar_engine.errors import ProviderError
 from bots.config import LLMSettings
+from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from avatar_engine.errors import MissingDependency, ProviderError
 from bots.brain.base import ChatTurn
 from bots.config import LLMSettings
+from vstage_core.errors import MissingDependency, ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from avatar_engine.errors import MissingDependency, ProviderError
 from bots.brain.base import ChatTurn
 from bots.config import LLMSettings
+from vstage_core.errors import MissingDependency, ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from avatar_engine.errors import MissingDependency, ProviderError
 from bots.hearing.settings import HearingSettings
+from vstage_core.errors import MissingDependency, ProviderError
 
 logger = logging.getLogger(__name__)
 

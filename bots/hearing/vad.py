@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_engine.errors import MissingDependency
+from vstage_core.errors import MissingDependency
 
 logger = logging.getLogger(__name__)
 

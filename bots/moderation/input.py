@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from avatar_engine.errors import InputRejected
+from bots.moderation.errors import InputRejected
 
 _MAX_MARKS_PER_CHAR = 2
 _SPACES = re.compile(r"\s+")
@@ -24,7 +24,7 @@ def clean_viewer_text(text: str, *, max_chars: int) -> str:
         max_chars: the longest message accepted (after cleaning).
     """
     if not isinstance(text, str):
-        raise InputRejected("message must be text")
+        raise InputRejected("not_text", "message must be text")
     text = unicodedata.normalize("NFC", text)
     out: list[str] = []
     marks = 0
@@ -42,11 +42,13 @@ def clean_viewer_text(text: str, *, max_chars: int) -> str:
         out.append(ch)
     cleaned = _SPACES.sub(" ", "".join(out)).strip()
     if not cleaned:
-        raise InputRejected("message is empty")
+        raise InputRejected("empty", "message is empty")
     if not any(unicodedata.category(ch)[0] in "LN" or ch.isalnum() for ch in cleaned):
         # Emoji-only is fine to answer; pure punctuation is not worth a reply.
         if not any(unicodedata.category(ch) == "So" for ch in cleaned):
-            raise InputRejected("message has no words in it")
+            raise InputRejected("no_words", "message has no words in it")
     if len(cleaned) > max_chars:
-        raise InputRejected(f"message is too long ({len(cleaned)} characters; limit {max_chars})")
+        raise InputRejected(
+            "too_long", f"message is too long ({len(cleaned)} characters; limit {max_chars})"
+        )
     return cleaned

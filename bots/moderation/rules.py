@@ -17,8 +17,8 @@ import string
 import unicodedata
 from dataclasses import dataclass
 
-from avatar_engine.errors import InputRejected
 from bots.events import ChatMessage, Event, ModCommand, Notice, Role, Utterance
+from bots.moderation.errors import InputRejected
 from bots.moderation.input import clean_viewer_text
 from bots.moderation.settings import CompiledModeration, ModerationSettings, SpamSettings, fold
 
@@ -58,11 +58,6 @@ REASONS: dict[str, str] = {
     "injection": "that reads like instructions for the persona; ask or say something instead",
 }
 
-_FIRST_GATE_RULES = {
-    "message is empty": "empty",
-    "message has no words in it": "no_words",
-    "message must be text": "not_text",
-}
 _ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
 _ASCII_UPPER = string.ascii_uppercase.encode()
 _ASCII_LOWER = string.ascii_lowercase.encode()
@@ -103,10 +98,7 @@ def check_input(event: Event, settings: ModerationSettings) -> Verdict:
     try:
         text = _clean(raw, settings.max_chars)
     except InputRejected as e:
-        rule = _FIRST_GATE_RULES.get(e.reason)
-        if rule is None:
-            rule = "too_long" if e.reason.startswith("message is too long") else "input"
-        return Verdict(False, rule, e.reason, raw if isinstance(raw, str) else "")
+        return Verdict(False, e.code, e.reason, raw if isinstance(raw, str) else "")
     folded = fold(text)
     is_mod = viewer.is_mod
 

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
-from avatar_engine.errors import ProviderError
 from avatar_engine.types import Clip, Speech
 from avatar_engine.workers.jobs import avatar_payload, render_clip, save_clip
 from bots.brain.base import RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
 from bots.personas.prompt import build_messages
 from bots.personas.runtime import PersonaRuntime
+from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from avatar_engine.errors import ProviderError, require
+from vstage_core.errors import ProviderError, require
 
 from .settings import ObsSettings
 

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from avatar_engine.errors import MissingDependency, ProviderError
+from vstage_core.errors import MissingDependency, ProviderError
 
 logger = logging.getLogger(__name__)
 

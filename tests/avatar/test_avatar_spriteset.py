@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatar_engine.errors import ConfigError
 from avatar_engine.renderers.spriteset import SpriteSet
 from avatar_engine.visemes import SHAPES
+from vstage_core.errors import ConfigError
 
 SIZE = 64
 

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from avatar_engine.errors import ProviderError
 from bots.brain.base import ChatTurn, RetryPolicy, stream_with_retry
 from bots.brain.local import LocalLLM, embedded_model
 from bots.brain.openai import OpenAILLM
 from bots.config import LLMSettings
 from tests.netutil import free_port
+from vstage_core.errors import ProviderError
 
 MESSAGES = [
     ChatTurn("system", "You are Mika, a cheerful streamer. Answer in one short sentence."),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from avatar_engine.errors import ConfigError
 from bots.config import load_config, load_persona, studio_token
+from vstage_core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,8 +121,8 @@ def test_studio_token_is_generated_once_and_private(config_copy):
 
 
 def test_wav2lip_persona_without_a_checkpoint_refuses_to_start(config_copy):
-    from avatar_engine.errors import MissingDependency
     from bots.personas.runtime import create_renderer
+    from vstage_core.errors import MissingDependency
 
     p = config_copy / "personas" / "mika.yaml"
     body = p.read_text()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from avatar_engine.errors import InputRejected
+from bots.moderation.errors import InputRejected
 from bots.moderation.input import clean_viewer_text
 
 

@@ -7,10 +7,10 @@ import importlib.util
 
 import pytest
 
-from avatar_engine.errors import MissingDependency
 from avatar_engine.voice import piper
 from bots.brain import local
 from bots.config import LLMSettings
+from vstage_core.errors import MissingDependency
 
 
 def test_missing_llm_package_names_the_fix(monkeypatch):

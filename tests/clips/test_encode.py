@@ -17,8 +17,8 @@ import torch
 
 from avatar_engine.clips import AUDIO_RATE, DEFAULT_BACKGROUND, encode_clip
 from avatar_engine.clips import encode as encode_module
-from avatar_engine.errors import ProviderError
 from avatar_engine.types import ClipFile
+from vstage_core.errors import ProviderError
 
 FPS = 25
 N = 30  # 1.2 s

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from avatar_engine.errors import InputRejected
 from bots.events import ChatMessage, Notice, Redemption, Role, Utterance, Viewer
+from bots.moderation.errors import InputRejected
 from bots.moderation.input import clean_viewer_text
 from bots.moderation.output import check_output
 from bots.moderation.rules import _clean, check_input

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from avatar_engine.errors import ProviderError
 from avatar_engine.workers.pool import RenderPool
 from avatar_engine.workers.rabbit import RabbitRenderPool
 from avatar_engine.workers.worker import echo, sleep_then_echo
 from tests.netutil import free_port
 from tests.rabbit import jobs  # noqa: F401 - registers the test job kinds here too
+from vstage_core.errors import ProviderError
 
 pytestmark = pytest.mark.timeout(120)
 

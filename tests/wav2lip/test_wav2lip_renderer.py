@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from avatar_engine.errors import ConfigError, MissingDependency
 from avatar_engine.renderers.base import Renderer
 from avatar_engine.renderers.wav2lip import (
     Wav2LipNet,
@@ -19,6 +18,7 @@ from avatar_engine.renderers.wav2lip import (
 )
 from avatar_engine.types import Speech, frame_count
 from tests.wav2lip.helpers import FACE_BOX, random_net
+from vstage_core.errors import ConfigError, MissingDependency
 
 
 def speech(seconds: float = 0.36, rate: int = 22050) -> Speech:

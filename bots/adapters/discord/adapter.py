@@ -22,7 +22,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from avatar_engine.errors import ConfigError, MissingDependency
 from avatar_engine.types import Clip, Speech
 from bots.adapters.base import EventSink
 from bots.adapters.discord.playback import ReplyAudio
@@ -30,6 +29,7 @@ from bots.adapters.discord.receive import DaveStep, VoiceReceiver, make_sink
 from bots.adapters.discord.settings import DiscordSettings
 from bots.events import ChatMessage, Outcome, Role, Utterance, Viewer
 from bots.hearing.listener import Heard, Listener
+from vstage_core.errors import ConfigError, MissingDependency
 
 logger = logging.getLogger(__name__)
 

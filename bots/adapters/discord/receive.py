@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from avatar_engine.errors import MissingDependency
+from vstage_core.errors import MissingDependency
 
 logger = logging.getLogger(__name__)
 
