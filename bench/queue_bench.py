@@ -37,7 +37,8 @@ from bots.events import (  # noqa: E402
     Utterance,
     Viewer,
 )
-from bots.orchestrator.queue import PersonaQueue, QueueSettings  # noqa: E402
+from bots.orchestrator.queue import PersonaQueue  # noqa: E402
+from bots.orchestrator.settings import QueueSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "queue.json"
 PERSONAS = [f"p{i}" for i in range(10)]

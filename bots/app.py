@@ -20,7 +20,7 @@ from bots.moderation.audit import AuditLog
 from bots.orchestrator.orchestrator import Orchestrator
 from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
-from overlays.studio import StudioServer
+from overlays.studio.server import StudioServer
 from vstage_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -20,59 +20,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings, Wav2LipSettings
 from bots.adapters.discord.settings import DiscordSettings
+from bots.brain.settings import LLMSettings
 from bots.moderation.settings import ModerationSettings
-from bots.orchestrator.queue import QueueSettings
+from bots.orchestrator.settings import QueueSettings, ShowSettings
 from overlays.obs.settings import ObsSettings
+from overlays.studio.settings import StudioSettings
 from vstage_core.errors import ConfigError
+from vstage_core.settings import FrozenModel
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LLMSettings(_Model):
-    """Which LLM a persona thinks with, and how long its replies may be."""
-
-    provider: Literal["local", "openai"] = "local"
-    model: str = Field(
-        "embedded",
-        description="local: 'embedded' (SmolLM2-135M from PyPI) or a .gguf path; "
-        "openai: the model name the server knows (gpt-4o-mini, llama3.2, ...)",
-    )
-    base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1 (Ollama)"
-    )
-    api_key_env: str = Field(
-        "OPENAI_API_KEY", description="name of the environment variable holding the API key"
-    )
-    api_key: SecretStr | None = Field(None, exclude=True, description="filled from api_key_env")
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(96, ge=8, le=4096)
-    max_sentences: int = Field(3, ge=1, le=20, description="the reply is cut after this many")
-    max_chars: int = Field(360, ge=20, le=4000, description="hard cap on the spoken reply")
-    history_turns: int = Field(
-        4, ge=0, le=50, description="past exchanges with the same viewer kept as context"
-    )
-    stage_note: bool = Field(
-        True, description="tell the model what it just said on stage (its own words only)"
-    )
-    timeout_s: float = Field(
-        20.0, gt=0, description="seconds the first token may take before a retry"
-    )
-    context_tokens: int = Field(2048, ge=256, description="local models: context window")
-    threads: int | None = Field(None, ge=1, description="local models: CPU threads")
-
-
-class PersonaTwitchSettings(_Model):
+class PersonaTwitchSettings(FrozenModel):
     """When this persona answers Twitch chat."""
 
     trigger: Literal["prefix", "mention", "all"] = Field(
@@ -90,7 +58,7 @@ class PersonaTwitchSettings(_Model):
     )
 
 
-class PersonaConfig(_Model):
+class PersonaConfig(FrozenModel):
     """One persona: who it is, how it thinks, sounds and looks."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -112,39 +80,11 @@ class PersonaConfig(_Model):
     )
 
 
-class StudioSettings(_Model):
-    """The local studio / overlay web server."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8765, ge=0, le=65535)
-    token: SecretStr | None = Field(
-        None, description="access token for pages and control endpoints; generated when unset"
-    )
 
 
-class ShowSettings(_Model):
-    """How personas share the stage and the render workers."""
-
-    exclusive_stage: bool = Field(
-        True, description="one persona on stage at a time; others wait their turn (fair FIFO)"
-    )
-    render_workers: int = Field(1, ge=1, le=64, description="render jobs run at once, shared")
-    lookahead: int = Field(
-        1, ge=0, le=4,
-        description="replies a persona prepares while one plays (no dead air); 0: none",
-    )
-    traces_kept: int = Field(500, ge=10, description="recent traces kept for /api/traces")
-    audit_log: Path | None = Field(
-        Path("audit.jsonl"), description="moderation audit log (JSONL), relative to state_dir"
-    )
-    broker_url: SecretStr | None = Field(
-        None,
-        description="amqp://user:pass@host:5672/vhost: render on `vstage worker` processes over "
-        "RabbitMQ instead of in this process; set VSTAGE_SHOW__BROKER_URL",
-    )
 
 
-class TwitchSettings(_Model):
+class TwitchSettings(FrozenModel):
     """The Twitch connection (see docs/twitch.md). Log in once with ``vstage twitch login``."""
 
     enabled: bool = False
@@ -203,7 +143,7 @@ class AppSettings(BaseSettings):
         return env_settings, init_settings, file_secret_settings
 
 
-class Config(_Model):
+class Config(FrozenModel):
     """The loaded configuration: app settings plus every persona, keyed by id."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)

@@ -9,7 +9,7 @@ from typing import Self
 
 from bots.adapters.base import EventSink
 from bots.events import ChatMessage, Decision, ModCommand, Outcome, Role, Viewer
-from overlays.studio import ChatResult, StudioServer
+from overlays.studio.server import ChatResult, StudioServer
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,2 @@
-"""The brain: LLM providers that stream a persona's reply, and the sentence cutter."""
-
-from bots.brain.base import LLM, ChatTurn, create_llm
-
-__all__ = ["LLM", "ChatTurn", "create_llm"]
+"""The brain: LLM providers that stream a persona's reply (``base``: the ``LLM`` interface and
+``create_llm``; ``local``, ``openai``), the sentence cutter and the brain's settings."""

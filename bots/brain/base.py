@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from bots.config import LLMSettings
+from bots.brain.settings import LLMSettings
 from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 from bots.brain.base import ChatTurn
-from bots.config import LLMSettings
+from bots.brain.settings import LLMSettings
 from vstage_core.errors import MissingDependency, ProviderError
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from avatar_engine.renderers.factory import create_renderer
 from avatar_engine.settings import ClipSettings
 from avatar_engine.voice import TTS, create_tts
 from avatar_engine.workers import RenderPool
-from bots.brain import LLM, create_llm
+from bots.brain.base import LLM, create_llm
 from bots.config import PersonaConfig
 from bots.personas.context import Conversations
 

@@ -1,6 +1,2 @@
-"""The local studio: a web server for the studio page (type as a viewer, watch the persona),
-transparent overlays for OBS browser sources, and the clip files they play."""
-
-from overlays.studio.server import ChatResult, StudioServer
-
-__all__ = ["ChatResult", "StudioServer"]
+"""The local studio: a web server (``server``) for the studio page (type as a viewer, watch the
+persona), transparent overlays for OBS browser sources, and the clip files they play."""

@@ -15,7 +15,7 @@ import pytest
 from bots.brain.base import ChatTurn, RetryPolicy, stream_with_retry
 from bots.brain.local import LocalLLM, embedded_model
 from bots.brain.openai import OpenAILLM
-from bots.config import LLMSettings
+from bots.brain.settings import LLMSettings
 from tests.netutil import free_port
 from vstage_core.errors import ProviderError
 

@@ -9,7 +9,7 @@ import pytest
 
 from avatar_engine.voice import piper
 from bots.brain import local
-from bots.config import LLMSettings
+from bots.brain.settings import LLMSettings
 from vstage_core.errors import MissingDependency
 
 

@@ -27,8 +27,9 @@ from bots.events import (
     Utterance,
     Viewer,
 )
-from bots.orchestrator.queue import Admission, PersonaQueue, QueuedItem, QueueSettings
+from bots.orchestrator.queue import Admission, PersonaQueue, QueuedItem
 from bots.orchestrator.queue_text import normalize_text
+from bots.orchestrator.settings import QueueSettings
 
 EPS = 1e-9
 

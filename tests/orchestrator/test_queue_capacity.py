@@ -4,7 +4,8 @@ and refuses the rest at once with a reason the viewer can still read."""
 from __future__ import annotations
 
 from bots.events import ChatMessage, Role, Viewer
-from bots.orchestrator.queue import PersonaQueue, QueueSettings
+from bots.orchestrator.queue import PersonaQueue
+from bots.orchestrator.settings import QueueSettings
 
 
 class Clock:

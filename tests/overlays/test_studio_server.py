@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from avatar_engine.types import Clip, ClipFile
-from overlays.studio import ChatResult, StudioServer
+from overlays.studio.server import ChatResult, StudioServer
 
 TOKEN = "t0ken-for-tests-0123456789"
 
