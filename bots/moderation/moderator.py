@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from bots.events import Event, ModCommand, Viewer
 from bots.moderation.audit import AuditLog, Decision, Stage
+from bots.moderation.matchers import CompiledModeration, compile_moderation
 from bots.moderation.output import OutputContext, check_output, name_is_blocked
 from bots.moderation.rules import Verdict, check_input
 from bots.moderation.settings import ModerationSettings
@@ -28,8 +29,11 @@ class Moderator:
     """Moderation of one persona.
 
     Args:
-        settings: the persona's ``moderation`` settings. Replace ``moderator.settings`` to
-            change them live, e.g. ``settings.model_copy(update={"mod_only": True})``.
+        settings: the persona's ``moderation`` settings. Assign ``moderator.settings`` to
+            change them live, e.g. ``settings.model_copy(update={"mod_only": True})``: the
+            new settings are validated again (``model_copy`` does not validate) and the
+            matchers recompiled; invalid ones raise ``pydantic.ValidationError`` and the
+            old ones stay.
         audit: where decisions are written; None: nowhere (they are still counted).
         persona: the persona id written to the audit log when an event names none.
         instructions: the persona's standing instructions (system prompt); the persona may
@@ -48,22 +52,35 @@ class Moderator:
         persona: str | None = None,
         instructions: Sequence[str] = (),
     ) -> None:
-        self.settings = settings
+        # The matchers are compiled now, not on the first viewer's message.
+        self._compiled: CompiledModeration = compile_moderation(settings)
         # What replies are checked against: the instructions, recently refused messages.
         self.output_context = OutputContext.for_instructions(instructions)
-        _ = settings.compiled  # compile the rules now, not on the first viewer's message
         self.audit = audit
         self.persona = persona
         self.counts: Counter[str] = Counter()
         self._allows = 0
         self._names: dict[str, bool] = {}
 
+    @property
+    def settings(self) -> ModerationSettings:
+        """The settings in force (validated; the matchers are compiled from them)."""
+        return self._compiled.settings
+
+    @settings.setter
+    def settings(self, settings: ModerationSettings) -> None:
+        # Validate again from plain data: a copy made with model_copy(update=...) skips
+        # validation, so it may hold e.g. a regex that does not compile.
+        validated = ModerationSettings.model_validate(settings.model_dump())
+        self._compiled = compile_moderation(validated)
+        self._names.clear()  # cached name verdicts were made with the old word lists
+
     def check_input(self, event: Event) -> Verdict:
         """Whether ``event`` may reach the persona; its ``text`` is the cleaned text to use.
 
         A refusal's ``reason`` can be shown to the viewer; it never names what was blocked.
         """
-        verdict = check_input(event, self.settings)
+        verdict = check_input(event, self._compiled)
         stage: Stage = "mod" if isinstance(event, ModCommand) else "input"
         if verdict.allowed:
             self.counts[stage + ":allow"] += 1
@@ -96,7 +113,7 @@ class Moderator:
         A blocked sentence must not be voiced: drop it or say a neutral line instead.
         """
         verdict = check_output(
-            text, self.settings, viewer=event.viewer if event else None,
+            text, self._compiled, viewer=event.viewer if event else None,
             prompt=event.text if event else None, context=self.output_context,
         )
         if verdict.allowed:
@@ -119,7 +136,7 @@ class Moderator:
         prompts so the persona is not led to say it."""
         blocked = self._names.get(viewer.name)
         if blocked is None:
-            blocked = name_is_blocked(viewer.name, self.settings)
+            blocked = name_is_blocked(viewer.name, self._compiled)
             if len(self._names) >= 10_000:
                 self._names.clear()
             self._names[viewer.name] = blocked

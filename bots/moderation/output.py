@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bots.events import Viewer
+from bots.moderation.matchers import CompiledModeration, fold
 from bots.moderation.rules import Verdict, find_link
-from bots.moderation.settings import ModerationSettings, fold
 
 __all__ = ["OUTPUT_REASONS", "OutputContext", "check_output", "name_is_blocked"]
 
@@ -91,7 +91,7 @@ def _longest_common_run(a: list[str], b: list[str]) -> int:
 
 def check_output(
     text: str,
-    settings: ModerationSettings,
+    compiled: CompiledModeration,
     *,
     viewer: Viewer | None = None,
     prompt: str | None = None,
@@ -101,7 +101,8 @@ def check_output(
 
     Args:
         text: the sentence, as the LLM wrote it.
-        settings: the persona's moderation settings (``settings.output``).
+        compiled: the persona's matchers, compiled from its validated moderation settings
+            (``compiled.settings.output`` says what is checked).
         viewer: the viewer being answered, if any: their name is not to be said when it
             contains a blocked word.
         prompt: the viewer's line being answered: it is not to be read back word for word.
@@ -112,8 +113,8 @@ def check_output(
     """
     if not isinstance(text, str) or not text.strip():
         return Verdict(True, None, None, text if isinstance(text, str) else "")
+    settings = compiled.settings
     out = settings.output
-    compiled = settings.compiled
 
     def block(rule: str, detail: str | None) -> Verdict:
         return Verdict(False, rule, OUTPUT_REASONS[rule], text, detail)
@@ -143,7 +144,7 @@ def check_output(
         m = compiled.domain.search(text)
         if m is not None and not _allowed(m.group(0), settings.links.allowed_domains):
             return block("domain", m.group(0))
-    if out.block_viewer_names and viewer is not None and name_is_blocked(viewer.name, settings):
+    if out.block_viewer_names and viewer is not None and name_is_blocked(viewer.name, compiled):
         if fold(viewer.name) in folded:
             return block("viewer_name", viewer.name)
     tokens = words(text)
@@ -170,11 +171,11 @@ def _allowed(domain: str, allowed: tuple[str, ...]) -> bool:
     return any(host == d or host.endswith("." + d) for d in allowed)
 
 
-def name_is_blocked(name: str, settings: ModerationSettings) -> bool:
+def name_is_blocked(name: str, compiled: CompiledModeration) -> bool:
     """Whether a viewer's display name holds a blocked word anywhere ("xXsh1tXx").
 
     Inside names only entries of four or more letters count, so "Cassandra" and
     "classic_gamer" are fine.
     """
-    matcher = settings.compiled.name_words
+    matcher = compiled.name_words
     return matcher is not None and bool(name) and matcher.find(fold(name)) is not None

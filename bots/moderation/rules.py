@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from bots.events import ChatMessage, Event, ModCommand, Notice, Role, Utterance
 from bots.moderation.errors import InputRejected
 from bots.moderation.input import clean_viewer_text
-from bots.moderation.settings import CompiledModeration, ModerationSettings, SpamSettings, fold
+from bots.moderation.matchers import CompiledModeration, fold
+from bots.moderation.settings import SpamSettings
 
 __all__ = ["Verdict", "check_input", "find_link", "REASONS"]
 
@@ -68,19 +69,20 @@ _PUNCT_TO_SPACE = str.maketrans(
 _ALLOWED = Verdict(True)
 
 
-def check_input(event: Event, settings: ModerationSettings) -> Verdict:
+def check_input(event: Event, compiled: CompiledModeration) -> Verdict:
     """Decide whether ``event`` may reach its persona. Never raises for any text.
 
     Args:
         event: any event an adapter emitted. A :class:`~bots.events.ModCommand` is allowed
             only from moderators and the broadcaster; message-less notices (a follow, a sub
             without a message) and redemptions without input have nothing to check.
-        settings: the persona's moderation settings.
+        compiled: the persona's matchers, compiled from its validated moderation settings
+            (:func:`~bots.moderation.matchers.compile_moderation`).
 
     Returns:
         The verdict; when allowed, ``text`` is the cleaned text to hand to the persona.
     """
-    compiled = settings.compiled
+    settings = compiled.settings
     viewer = event.viewer
     if compiled.banned and _is_banned(event, compiled.banned):
         return Verdict(False, "banned_user", REASONS["banned_user"], event.text, viewer.id)
@@ -142,8 +144,8 @@ def find_link(
     when enabled, spelled-out ones (``example dot com``, ``example[.]com``).
 
     Args:
-        folded: the text after :func:`~bots.moderation.settings.fold`.
-        compiled: the persona's compiled settings (``settings.compiled``).
+        folded: the text after :func:`~bots.moderation.matchers.fold`.
+        compiled: the persona's compiled matchers.
         allowed_domains: links to these domains and their subdomains do not count.
     """
     if compiled.link_hint.search(folded) is None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bots.events import Viewer
+from bots.moderation.matchers import CompiledModeration, compile_moderation
 from bots.moderation.output import OUTPUT_REASONS, check_output, name_is_blocked
 from bots.moderation.settings import ModerationSettings
 
-DEFAULTS = ModerationSettings()
+
+def compiled(**settings: Any) -> CompiledModeration:
+    """The matchers of ``ModerationSettings(**settings)``, as the Moderator builds them."""
+    return compile_moderation(ModerationSettings(**settings))
+
+
+DEFAULTS = compiled()
 
 
 def rule(text: str, settings: ModerationSettings = DEFAULTS, viewer: Viewer | None = None):
@@ -53,27 +62,27 @@ def test_blocked_sentences(text, expected, detail):
 
 def test_too_long():
     assert rule("word " * 120) == "too_long"
-    assert rule("word " * 10, ModerationSettings(output={"max_chars": 20})) == "too_long"
+    assert rule("word " * 10, compiled(output={"max_chars": 20})) == "too_long"
 
 
 def test_output_blocklist_inherits_and_adds():
-    settings = ModerationSettings(
+    settings = compiled(
         blocklist={"words": ["pineapple"]}, output={"words": ["homework"], "patterns": [r"\bAI\b"]}
     )
     assert rule("I love pineapple pizza.", settings) == "blocked_word"  # viewer list applies
     assert rule("Do your homework!", settings) == "blocked_word"
     assert rule("As an AI, I cannot.", settings) == "blocked_pattern"
-    assert check_output("Homework is due.", ModerationSettings()).allowed  # output-only word
-    separate = ModerationSettings(
+    assert check_output("Homework is due.", compiled()).allowed  # output-only word
+    separate = compiled(
         blocklist={"words": ["pineapple"]}, output={"inherit_blocklist": False}
     )
     assert check_output("I love pineapple pizza.", separate).allowed
 
 
 def test_links_and_personal_info_can_be_turned_off():
-    settings = ModerationSettings(output={"block_links": False, "personal_info": {}})
+    settings = compiled(output={"block_links": False, "personal_info": {}})
     assert check_output("Mail me@example.com or see example.com.", settings).allowed
-    allowed = ModerationSettings(links={"allowed_domains": ["twitch.tv"]})
+    allowed = compiled(links={"allowed_domains": ["twitch.tv"]})
     assert check_output("Follow me on twitch.tv/mika!", allowed).allowed
 
 
@@ -86,7 +95,7 @@ def test_llm_repeating_a_viewers_blocked_name_is_caught():
     fine = Viewer(id="2", name="ClassicCassandra")
     assert not name_is_blocked(fine.name, DEFAULTS)  # "ass" inside names does not count
     assert check_output("Hi ClassicCassandra!", DEFAULTS, viewer=fine).allowed
-    off = ModerationSettings(output={"block_viewer_names": False})
+    off = compiled(output={"block_viewer_names": False})
     assert check_output("Hi xXsh1tlordXx!", off, viewer=rude).allowed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,12 +12,19 @@ from hypothesis import strategies as st
 from bots.events import ChatMessage, Notice, Redemption, Role, Utterance, Viewer
 from bots.moderation.errors import InputRejected
 from bots.moderation.input import clean_viewer_text
+from bots.moderation.matchers import CompiledModeration, compile_moderation
 from bots.moderation.output import check_output
 from bots.moderation.rules import _clean, check_input
 from bots.moderation.settings import ModerationSettings
 
-DEFAULTS = ModerationSettings()
-STRICT = ModerationSettings(
+
+def compiled(**settings: Any) -> CompiledModeration:
+    """The matchers of ``ModerationSettings(**settings)``, as the Moderator builds them."""
+    return compile_moderation(ModerationSettings(**settings))
+
+
+DEFAULTS = compiled()
+STRICT = compiled(
     links={"policy": "block", "mods_exempt": False},
     spam={"mods_exempt": False, "max_repeats": 1, "repeat_min_share": 0.1},
     blocklist={"patterns": [r"\bfree\s+\w+"]},

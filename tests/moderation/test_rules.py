@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
 from bots.events import ChatMessage, ModCommand, Notice, Redemption, Role, Utterance, Viewer
+from bots.moderation.matchers import CompiledModeration, compile_moderation
 from bots.moderation.rules import REASONS, Verdict, check_input
 from bots.moderation.settings import ModerationSettings
 
-DEFAULTS = ModerationSettings()
+
+def compiled(**settings: Any) -> CompiledModeration:
+    """The matchers of ``ModerationSettings(**settings)``, as the Moderator builds them."""
+    return compile_moderation(ModerationSettings(**settings))
+
+
+DEFAULTS = compiled()
 ANN = Viewer(id="100", name="Ann")
 MOD = Viewer(id="200", name="Mo", roles=frozenset({Role.MODERATOR}))
 OWNER = Viewer(id="300", name="Boss", roles=frozenset({Role.BROADCASTER}))
@@ -118,7 +126,7 @@ def test_reason_never_echoes_the_blocked_word():
 
 
 def test_custom_words_phrases_and_wildcards():
-    settings = ModerationSettings(blocklist={"defaults": False, "words": ["bad", "nope*", "zonk"]})
+    settings = compiled(blocklist={"defaults": False, "words": ["bad", "nope*", "zonk"]})
     assert rule("that is bad", settings=settings) == "blocked_word"
     assert rule("b.a.d", settings=settings) == "blocked_word"
     assert rule("baaaad", settings=settings) == "blocked_word"
@@ -129,7 +137,7 @@ def test_custom_words_phrases_and_wildcards():
 
 
 def test_blocked_regex():
-    settings = ModerationSettings(blocklist={"patterns": [r"free\s+v-?bucks", r"\bcrypto\b"]})
+    settings = compiled(blocklist={"patterns": [r"free\s+v-?bucks", r"\bcrypto\b"]})
     v = verdict("get FREE vbucks here", settings=settings)
     assert (v.allowed, v.rule, v.reason) == (False, "blocked_pattern", REASONS["blocked_pattern"])
     assert v.detail == r"free\s+v-?bucks"
@@ -178,18 +186,18 @@ def test_link_roles_and_mod_exemption():
     assert verdict(link, VIP).allowed  # default policy: roles (VIPs)
     assert verdict(link, MOD).allowed  # mods exempt
     assert verdict(link, OWNER).allowed
-    strict = ModerationSettings(links={"policy": "block", "mods_exempt": False})
+    strict = compiled(links={"policy": "block", "mods_exempt": False})
     for viewer in (ANN, VIP, MOD, OWNER):
         assert rule(link, viewer, strict) == "links"
-    anyone = ModerationSettings(links={"policy": "allow"})
+    anyone = compiled(links={"policy": "allow"})
     assert verdict(link, settings=anyone).allowed
-    subs = ModerationSettings(links={"policy": "roles", "roles": ["subscriber"]})
+    subs = compiled(links={"policy": "roles", "roles": ["subscriber"]})
     sub = Viewer(id="5", name="sub", roles=frozenset({Role.SUBSCRIBER}))
     assert verdict(link, sub, subs).allowed and rule(link, VIP, subs) == "links"
 
 
 def test_allowed_domains():
-    settings = ModerationSettings(links={"allowed_domains": ["twitch.tv", "www.vstage.dev"]})
+    settings = compiled(links={"allowed_domains": ["twitch.tv", "www.vstage.dev"]})
     assert verdict("follow twitch.tv/mika", settings=settings).allowed
     assert verdict("clips.twitch.tv/abc", settings=settings).allowed
     assert verdict("https://vstage.dev/docs", settings=settings).allowed
@@ -199,7 +207,7 @@ def test_allowed_domains():
 
 
 def test_spelled_out_links_can_be_allowed():
-    settings = ModerationSettings(links={"spelled_out": False})
+    settings = compiled(links={"spelled_out": False})
     assert verdict("visit example dot com", settings=settings).allowed
     assert rule("visit example.com", settings=settings) == "links"
 
@@ -250,18 +258,18 @@ def test_not_spam(text):
 
 def test_mods_may_bypass_spam_unless_configured():
     assert verdict("WHAT IS UP CHAT HOW ARE YOU", MOD).allowed
-    strict = ModerationSettings(spam={"mods_exempt": False})
+    strict = compiled(spam={"mods_exempt": False})
     assert rule("WHAT IS UP CHAT HOW ARE YOU", MOD, strict) == "caps"
     assert rule("WHAT IS UP CHAT HOW ARE YOU", VIP) == "caps"  # VIPs are not exempt
 
 
 def test_spam_thresholds_are_settings():
-    lenient = ModerationSettings(
+    lenient = compiled(
         spam={"caps_max_ratio": 1.0, "max_repeats": 10, "symbols_max_ratio": 1.0}
     )
     for text in ("WHAT IS UP CHAT HOW ARE YOU", "spam spam spam spam", "a?!#%&*?!#%&*"):
         assert verdict(text, settings=lenient).allowed, text
-    off = ModerationSettings(spam={"enabled": False})
+    off = compiled(spam={"enabled": False})
     assert verdict("lolololol", settings=off).allowed
 
 
@@ -274,14 +282,14 @@ def test_first_gate_reasons_pass_through():
     assert (v.rule, v.reason) == ("no_words", "message has no words in it")
     v = verdict("a" + " b" * 200)
     assert v.rule == "too_long" and "limit 300" in v.reason
-    short = ModerationSettings(max_chars=10)
+    short = compiled(max_chars=10)
     assert verdict("hello there chat", settings=short).rule == "too_long"
 
 
 # --------------------------------------------------------------------------- who may talk
 
 def test_banned_users_by_id_name_or_platform_id():
-    settings = ModerationSettings(banned_users=["ANN", "999", "twitch:777"])
+    settings = compiled(banned_users=["ANN", "999", "twitch:777"])
     v = verdict("hello", settings=settings)
     assert (v.allowed, v.rule, v.reason) == (False, "banned_user", REASONS["banned_user"])
     assert rule("hi", Viewer(id="999", name="x"), settings) == "banned_user"
@@ -295,13 +303,13 @@ def test_banned_users_by_id_name_or_platform_id():
 
 
 def test_mod_only_mode():
-    settings = ModerationSettings(mod_only=True)
+    settings = compiled(mod_only=True)
     v = verdict("hello", settings=settings)
     assert (v.allowed, v.rule, v.reason) == (False, "mod_only", "mod-only mode is on")
     assert verdict("hello", MOD, settings).allowed
     assert verdict("hello", OWNER, settings).allowed
     assert rule("hello", VIP, settings) == "mod_only"
-    with_vips = ModerationSettings(mod_only=True, mod_only_allow_vips=True)
+    with_vips = compiled(mod_only=True, mod_only_allow_vips=True)
     assert verdict("hello", VIP, with_vips).allowed
     # mod-only comes before the text rules
     assert verdict("   ", settings=settings).rule == "mod_only"
@@ -315,7 +323,7 @@ def test_mod_commands_only_from_mods():
     )
     assert check_input(ModCommand(viewer=MOD, command="skip"), DEFAULTS).allowed
     assert check_input(ModCommand(viewer=OWNER, command="pause"), DEFAULTS).allowed
-    assert check_input(ModCommand(viewer=MOD, command="skip"), ModerationSettings(mod_only=True))
+    assert check_input(ModCommand(viewer=MOD, command="skip"), compiled(mod_only=True))
 
 
 # --------------------------------------------------------------------------- other events
@@ -323,12 +331,12 @@ def test_mod_commands_only_from_mods():
 def test_other_events():
     follow = Notice(viewer=ANN, kind="follow")
     assert check_input(follow, DEFAULTS).allowed
-    assert check_input(follow, ModerationSettings(mod_only=True)).allowed  # nothing said
+    assert check_input(follow, compiled(mod_only=True)).allowed  # nothing said
     sub = Notice(viewer=ANN, kind="subscription", message="love you, fuck yeah")
     assert check_input(sub, DEFAULTS).rule == "blocked_word"
     redeem = Redemption(viewer=ANN, reward_id="r", reward_title="Hydrate", redemption_id="x")
     assert check_input(redeem, DEFAULTS).allowed
-    assert check_input(redeem, ModerationSettings(mod_only=True)).rule == "mod_only"
+    assert check_input(redeem, compiled(mod_only=True)).rule == "mod_only"
     redeem_msg = Redemption(
         viewer=ANN, reward_id="r", reward_title="Ask", redemption_id="y", message="see x.com"
     )
@@ -351,7 +359,7 @@ def test_order_links_before_blocklist_before_spam():
 ])
 def test_crafted_long_input_stays_fast(text):
     """No regex here may be quadratic: 10 000 crafted characters take milliseconds."""
-    settings = ModerationSettings(max_chars=10_000)
+    settings = compiled(max_chars=10_000)
     event = chat(text)
     t0 = time.perf_counter()
     check_input(event, settings)

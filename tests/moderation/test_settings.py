@@ -9,8 +9,14 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from bots.events import Role
+from bots.events import ChatMessage, Role, Viewer
+from bots.moderation.moderator import Moderator
 from bots.moderation.settings import DEFAULT_BLOCKED_WORDS, ModerationSettings
+
+
+def chat(text: str) -> ChatMessage:
+    return ChatMessage(viewer=Viewer(id="1", name="ann"), message=text)
+
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "moderation.md"
 
@@ -49,20 +55,34 @@ def test_unknown_fields_and_bad_values_are_refused():
         ModerationSettings(blocklist={"words": ["***"]})
 
 
-def test_frozen_and_compiled_once():
+def test_frozen():
     s = ModerationSettings()
     with pytest.raises(ValidationError):
         s.mod_only = True  # type: ignore[misc]
-    assert s.compiled is s.compiled
 
 
-def test_model_copy_recompiles():
+def test_live_change_recompiles_the_moderators_matchers():
     s = ModerationSettings(blocklist={"words": ["pineapple"]})
-    assert s.compiled.words.find("pineapple") == "pineapple"
-    t = s.model_copy(update={"blocklist": s.blocklist.model_copy(update={"words": ("kiwi",)})})
-    assert t.compiled.words.find("pineapple") is None
-    assert t.compiled.words.find("kiwi") == "kiwi"
-    assert s.model_copy(update={"mod_only": True}).mod_only
+    mod = Moderator(settings=s)
+    assert mod.check_input(chat("pineapple pizza")).rule == "blocked_word"
+    mod.settings = s.model_copy(
+        update={"blocklist": s.blocklist.model_copy(update={"words": ("kiwi",)})}
+    )
+    assert mod.check_input(chat("pineapple pizza")).allowed
+    assert mod.check_input(chat("kiwi pizza")).rule == "blocked_word"
+    mod.settings = mod.settings.model_copy(update={"mod_only": True})
+    assert mod.settings.mod_only and mod.check_input(chat("hi")).rule == "mod_only"
+
+
+def test_live_change_is_validated():
+    # model_copy(update=...) skips validation; the moderator validates again and keeps the
+    # settings it had when the new ones are bad.
+    s = ModerationSettings()
+    bad = s.model_copy(update={"blocklist": s.blocklist.model_copy(update={"patterns": ("(",)})})
+    mod = Moderator(settings=s)
+    with pytest.raises(ValidationError, match="invalid regex"):
+        mod.settings = bad
+    assert mod.settings == s and mod.check_input(chat("hello")).allowed
 
 
 def test_yaml_example_in_docs_loads():
