@@ -194,7 +194,12 @@ HOSTILE_MARKERS = re.compile(
     r"twitch-gifts|bestchess|free subs|\.xyz|\.ru\b|https?://|www\.",
     re.IGNORECASE,
 )
-LABEL = re.compile(r"^\s*[\w .'-]{1,24}:\s")
+# A speaker label: a persona's or viewer's name (or "A"/"Q"/"Assistant") and a colon.
+LABEL = re.compile(
+    r"^\W*(?:" + "|".join(re.escape(n) for n in sorted(
+        {v[0] for v in VIEWERS.values()} | set(NICKS.values())
+        | {"Mika", "Lena", "Mike", "A", "Q", "Assistant", "Streamer"}, key=len, reverse=True))
+    + r")\s*:", re.IGNORECASE)
 QUOTE_FORMAT = re.compile(r"\bsays:\s*[\"']", re.IGNORECASE)  # the prompt's quoting, read back
 DOMAIN = re.compile(r"\b[\w-]{2,}\s*(?:\.|\bdot\b)\s*(?:com|net|org|io|gg|tv|xyz|ru|ly|co)\b",
                     re.IGNORECASE)
