@@ -6,14 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from vstage_core.settings import FrozenModel
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VoiceSettings(_Model):
+class VoiceSettings(FrozenModel):
     """Which voice a persona speaks with."""
 
     provider: Literal["piper"] = "piper"
@@ -26,7 +24,7 @@ class VoiceSettings(_Model):
     threads: int = Field(1, ge=1, le=64, description="CPU threads for synthesis")
 
 
-class AvatarSettings(_Model):
+class AvatarSettings(FrozenModel):
     """How a persona looks."""
 
     renderer: Literal["sprite"] = "sprite"
@@ -41,7 +39,7 @@ class AvatarSettings(_Model):
 DEFAULT_CHECKPOINT = Path("models/wav2lip.pth")
 
 
-class Wav2LipSettings(_Model):
+class Wav2LipSettings(FrozenModel):
     """Avatar settings of a Wav2Lip persona (``avatar: {renderer: wav2lip, ...}``).
 
     Paths are relative to the config folder. ``face_box`` is ``(x, y, width, height)`` in
@@ -69,7 +67,7 @@ class Wav2LipSettings(_Model):
         return box
 
 
-class ClipSettings(_Model):
+class ClipSettings(FrozenModel):
     """How performed sentences are encoded."""
 
     formats: tuple[Literal["webm", "mp4"], ...] = Field(

@@ -157,7 +157,7 @@ class StudioApp:
                     adapters.append(twitch)
             stages: list = [server]
             if cfg.app.obs.enabled:
-                from overlays.obs import ObsStage
+                from overlays.obs.stage import ObsStage
 
                 obs = await stack.enter_async_context(
                     ObsStage(settings=cfg.app.obs, personas=list(personas)))

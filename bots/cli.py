@@ -244,7 +244,8 @@ async def _twitch_setup(args) -> int:
 
 
 async def _obs_setup(args) -> int:
-    from overlays.obs import ObsDriver, setup_obs
+    from overlays.obs.driver import ObsDriver
+    from overlays.obs.setup import setup_obs
 
     config = _load(args)
     obs = config.app.obs

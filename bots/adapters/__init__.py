@@ -1,6 +1,4 @@
 """Platform adapters: turn a platform's traffic into typed events for the orchestrator, and
-carry outcomes (replies, refunds, transcripts) back to the platform."""
-
-from bots.adapters.base import Adapter, EventSink
-
-__all__ = ["Adapter", "EventSink"]
+carry outcomes (replies, refunds, transcripts) back to the platform. The interface is in
+``base``; each platform is one module or package (``studio``, ``twitch``, ``discord``), with
+its settings in a leaf ``settings`` module the app config imports without the adapter."""

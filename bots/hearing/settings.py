@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from vstage_core.settings import FrozenModel
 
 
-class HearingSettings(BaseModel):
+class HearingSettings(FrozenModel):
     """How voice is cut into utterances and transcribed.
 
     ``model`` is ``"embedded"`` (faster-whisper ``tiny.en`` shipped on PyPI by
@@ -13,8 +15,6 @@ class HearingSettings(BaseModel):
     (``"small"``, ``"large-v3"``; those are downloaded by faster-whisper on first use). The
     ``.en`` models only understand English: for other languages pick a multilingual one.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field("embedded", description="'embedded', a model folder, or a size name")
     compute_type: str = Field("int8", description="CTranslate2 compute type on CPU")

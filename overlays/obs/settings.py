@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
+
+from vstage_core.settings import FrozenModel
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ObsSceneNames(_Model):
+class ObsSceneNames(FrozenModel):
     """The scene shown for each persona state (``{persona}`` is replaced by the persona id)."""
 
     idle: str = Field("vstage idle", description="nobody speaks: the avatar idles")
@@ -27,7 +25,7 @@ class ObsSceneNames(_Model):
         return getattr(self, state).format(persona=persona)
 
 
-class ObsSourceNames(_Model):
+class ObsSourceNames(FrozenModel):
     """Names of the inputs vstage creates and drives."""
 
     avatar: str = Field("vstage {persona} avatar", description="media source playing the clips")
@@ -38,7 +36,7 @@ class ObsSourceNames(_Model):
         return getattr(self, kind).format(persona=persona)
 
 
-class ObsSettings(_Model):
+class ObsSettings(FrozenModel):
     """The streamer's OBS (obs-websocket 5.x; OBS 28 or newer). See docs/obs.md."""
 
     enabled: bool = Field(False, description="drive OBS in addition to the browser overlays")

@@ -11,8 +11,8 @@ import pytest
 
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.types import Clip
-from overlays.obs import ObsSettings
 from overlays.obs.headless import HeadlessObs
+from overlays.obs.settings import ObsSettings
 from tests.netutil import free_port
 
 PASSWORD = "obs-test-password-4242"

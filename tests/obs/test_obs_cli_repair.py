@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from overlays.obs import ObsDriver, ObsSettings
+from overlays.obs.driver import ObsDriver
+from overlays.obs.settings import ObsSettings
 from overlays.obs.subtitles import subtitle_transform
 from tests.obs.conftest import CANVAS, PASSWORD
 from tests.obs.test_obs_cli import _setup

@@ -13,8 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from overlays.obs import ObsDriver, ObsSettings, ObsStage, setup_obs
+from overlays.obs.driver import ObsDriver
 from overlays.obs.headless import HeadlessObs
+from overlays.obs.settings import ObsSettings
+from overlays.obs.setup import setup_obs
+from overlays.obs.stage import ObsStage
 from overlays.obs.subtitles import subtitle_transform
 from tests.netutil import free_port
 from tests.obs.conftest import CANVAS, PASSWORD

@@ -9,8 +9,10 @@ from itertools import pairwise
 
 from PIL import Image
 
-from overlays.obs import ObsDriver, ObsSettings, ObsStage, setup_obs
-from overlays.obs.setup import AVATAR_KIND, SUBTITLE_KIND
+from overlays.obs.driver import ObsDriver
+from overlays.obs.settings import ObsSettings
+from overlays.obs.setup import AVATAR_KIND, SUBTITLE_KIND, setup_obs
+from overlays.obs.stage import ObsStage
 from tests.obs.conftest import CANVAS
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from bots.hearing.settings import HearingSettings
+from vstage_core.settings import FrozenModel
 
 
-class DiscordSettings(BaseModel):
+class DiscordSettings(FrozenModel):
     """How the persona joins Discord. The bot token comes from the environment
     (``DISCORD_TOKEN``) and stays a :class:`SecretStr`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     token: SecretStr | None = Field(None, description="bot token; default: env DISCORD_TOKEN")
     guild_ids: list[int] = Field(default_factory=list,
