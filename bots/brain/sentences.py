@@ -28,7 +28,13 @@ _LABEL = re.compile(
     r"^\s*[*_]{0,2}(?P<name>[A-Z][\w'.-]{0,24}(?:\s+[A-Z][\w'.-]{0,24}){0,2})[*_]{0,2}"
     r"(?:\s*\([^()\n]{0,40}\))?\s*[*_]{0,2}:[*_]{0,2}\s+"
 )
-_GENERIC_LABELS = {"assistant", "streamer", "ai", "bot", "answer", "reply", "response"}
+_GENERIC_LABELS = {"assistant", "streamer", "ai", "bot", "answer", "reply", "response", "a", "q",
+                   "user", "viewer", "chat"}
+# A chat handle as a label ("nora_plays:", "knight42:"): one token with an underscore or a
+# digit, any case. Ordinary words ("Note:") have neither.
+_HANDLE_LABEL = re.compile(r"^\s*[*_]{0,2}(?=[\w.-]*[_\d])[A-Za-z][\w.-]{1,24}[*_]{0,2}:\s+")
+# The prompt's own quoting read back: 'nora_plays says: "..."'.
+_SAYS = re.compile(r"^\s*[\w.-]{1,32}(?:\s+[\w.-]{1,32})?\s+says:\s*")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([!?.,;:])")
 
 
@@ -44,11 +50,14 @@ def strip_label(text: str, *, names: tuple[str, ...] = ()) -> str:
     one; other "Word:" openings ("Note: ...", "Fun fact: ...") stay as they are.
     """
     known = {n.casefold() for n in names if n} | _GENERIC_LABELS
-    while (m := _LABEL.match(text)) is not None:
-        if m.group("name").casefold() not in known:
-            break
-        text = text[m.end():]
-    return text
+    while True:
+        m = _LABEL.match(text)
+        if m is not None and m.group("name").casefold() in known:
+            text = text[m.end():]
+        elif (m := _HANDLE_LABEL.match(text) or _SAYS.match(text)) is not None:
+            text = text[m.end():]
+        else:
+            return text
 
 
 def speakable(text: str) -> str:

@@ -35,6 +35,12 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
+def _split_name(name: str) -> str:
+    """A handle cut into its parts: "LunaLofi_99" -> "Luna Lofi 99 LunaLofi_99"."""
+    parts = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).replace("_", " ")
+    return f"{parts} {name}"
+
+
 def shares_words(a: str, b: str, *, run: int) -> bool:
     """Whether ``a`` and ``b`` share a run of ``run`` consecutive words."""
     wa, wb = words(a), words(b)
@@ -68,9 +74,10 @@ class Conversations:
         turns = self._by_viewer.get(key)
         return tuple(turns) if turns else ()
 
-    def remember(self, key: str, said: str, replied: str) -> None:
-        """Record an answered turn of viewer ``key`` and note what the persona said."""
-        self._note_stage(said, replied)
+    def remember(self, key: str, said: str, replied: str, *, viewer: str = "") -> None:
+        """Record an answered turn of viewer ``key`` (shown as ``viewer``) and note what the
+        persona said."""
+        self._note_stage(said, replied, viewer)
         if not self.turns:
             return
         turns = self._by_viewer.pop(key, None)
@@ -94,10 +101,13 @@ class Conversations:
         """What the persona last said on stage, free of any viewer's words."""
         return self._note
 
-    def _note_stage(self, said: str, replied: str) -> None:
+    def _note_stage(self, said: str, replied: str, viewer: str) -> None:
+        # Their longer words, and every part of their name ("Luna" of "LunaLofi" too).
         theirs = {w for w in words(said) if len(w) >= _OWN_WORD_CHARS}
+        theirs |= {w for w in words(_split_name(viewer)) if len(w) >= 3}
         own = [s for s in _SENTENCE.split(replied.strip()) if s
-               and not shares_words(s, said, run=3) and not theirs & set(words(s))]
+               and not shares_words(s, said, run=3)
+               and not theirs & set(words(s)) and not theirs & set(words(_split_name(s)))]
         note = " ".join(own)
         if len(note) > self.note_chars:
             cut = note.rfind(" ", 0, self.note_chars)

@@ -73,9 +73,9 @@ class PersonaRuntime:
             clip_settings=clip_settings, pool=pool,
         )
 
-    def remember(self, key: str, said: str, replied: str) -> None:
+    def remember(self, key: str, said: str, replied: str, *, viewer: str = "") -> None:
         """Keep an answered turn in viewer ``key``'s own context."""
-        self.conversations.remember(key, said, replied)
+        self.conversations.remember(key, said, replied, viewer=viewer)
 
     async def aclose(self) -> None:
         await self.llm.aclose()

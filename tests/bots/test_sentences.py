@@ -80,6 +80,12 @@ def test_first_clause_may_end_at_a_spaced_dash():
     ("Note: tea is great.", "Note: tea is great."),
     ("Fun fact: cats sleep a lot.", "Fun fact: cats sleep a lot."),
     ("Hello chat! Mika: is here", "Hello chat! Mika: is here"),
+    ("nora_plays: Hello!", "Hello!"),
+    ("quiet_quinn: I'm so glad you asked.", "I'm so glad you asked."),
+    ("A: Luna Lofi is great.", "Luna Lofi is great."),
+    ('nara_plays says: "Sounds great!"', '"Sounds great!"'),
+    ("I would say: pizza.", "I would say: pizza."),
+    ("Just remember: breathe.", "Just remember: breathe."),
 ])
 def test_speaker_labels_are_stripped(raw, expected):
     assert strip_label(raw, names=("Mika", "Ann")) == expected

@@ -162,3 +162,15 @@ async def test_the_greeting_is_said_when_the_persona_goes_live(tmp_path):
     said = [c.text for c in stage.clips()]
     assert said[:2] == ["Hi chat, Mika here!", "Grab a tea."], said
     assert len(llm.prompts) == 1  # the greeting needed no LLM
+
+
+def test_the_stage_note_never_carries_the_last_viewers_name_or_words():
+    from bots.personas.context import Conversations
+
+    c = Conversations(turns=2)
+    c.remember("test:luna", "What opening should a beginner learn first?",
+               "Luna, try the Italian opening. It is calm and classic. Chess is fun!",
+               viewer="LunaLofi")
+    note = c.stage_note or ""
+    assert "Luna" not in note and "opening" not in note, note
+    assert "Chess is fun!" in note
