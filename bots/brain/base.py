@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -33,7 +33,7 @@ class LLM(Protocol):
         """Load weights or open connections; called once before the first ``stream``."""
         ...
 
-    def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
         """Yield the reply piece by piece. Raises :class:`ProviderError` on failure.
 
         Closing the iterator early (``aclose``, task cancellation) stops generation.
@@ -54,13 +54,13 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Jittered exponential backoff before attempt ``attempt + 1``."""
-        d = min(self.max_delay_s, self.base_delay_s * (2**attempt))
+        d = min(self.max_delay_s, self.base_delay_s * (2.0**attempt))
         return d * random.uniform(0.5, 1.0)
 
 
 async def stream_with_retry(
     llm: LLM, messages: Sequence[ChatTurn], *, policy: RetryPolicy | None = None
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Stream from ``llm``, retrying retryable failures that happen before the first token.
 
     Once text has been yielded it may already be on stage, so a later failure is raised

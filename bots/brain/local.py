@@ -9,26 +9,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import importlib.util
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Final, cast
 
 from bots.brain.base import ChatTurn
 from bots.brain.settings import LLMSettings
 from vstage_core.errors import MissingDependency, ProviderError
 
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_types import (
+        ChatCompletionRequestMessage,
+        CreateChatCompletionStreamResponse,
+    )
+
 logger = logging.getLogger(__name__)
 
-_DONE = object()
+
+class _End(enum.Enum):
+    DONE = enum.auto()
+
+
+_DONE: Final = _End.DONE  # the thread has put its last item
 _LOAD_LOCK = threading.Lock()  # models load one at a time (and _keep_stdio runs once)
 _stdio_kept = False
 
 
 @contextlib.contextmanager
-def _silence_nothing(disable: bool = True):
+def _silence_nothing(disable: bool = True) -> Iterator[None]:
     yield
 
 
@@ -51,7 +65,7 @@ def _keep_stdio() -> None:
 
     for module in (llama_cpp.llama, llama_cpp._internals, llama_cpp.llama_chat_format):
         if hasattr(module, "suppress_stdout_stderr"):
-            module.suppress_stdout_stderr = _silence_nothing
+            vars(module)["suppress_stdout_stderr"] = _silence_nothing
     _stdio_kept = True
 
 
@@ -70,6 +84,15 @@ def embedded_model() -> Path:
     return found[0]
 
 
+def _message(turn: ChatTurn) -> ChatCompletionRequestMessage:
+    """One turn as llama-cpp-python's typed message (a TypedDict per role)."""
+    if turn.role == "system":
+        return {"role": "system", "content": turn.content}
+    if turn.role == "user":
+        return {"role": "user", "content": turn.content}
+    return {"role": "assistant", "content": turn.content}
+
+
 class LocalLLM:
     """A GGUF model run by llama.cpp in this process."""
 
@@ -81,14 +104,14 @@ class LocalLLM:
             embedded_model() if settings.model == "embedded" else Path(settings.model).expanduser()
         )
         self.name = f"local:{self._path.name}"
-        self._llama = None
+        self._llama: Llama | None = None
         self._lock = threading.Lock()  # one generation at a time per model
 
     async def load(self) -> None:
         if self._llama is None:
             self._llama = await asyncio.to_thread(self._load_blocking)
 
-    def _load_blocking(self):
+    def _load_blocking(self) -> Llama:
         try:
             from llama_cpp import Llama
         except ImportError as e:
@@ -113,17 +136,18 @@ class LocalLLM:
                 verbose=False,
             )
 
-    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
         await self.load()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: asyncio.Queue[str | ProviderError | _End] = asyncio.Queue()
         stop = threading.Event()
         # Back-pressure: the model runs at most a few tokens ahead of the consumer, so a
         # pipeline that stops reading (to give the CPU to its first clip) pauses it.
         credits = threading.Semaphore(self.READ_AHEAD)
-        payload = [{"role": m.role, "content": m.content} for m in messages]
+        payload = [_message(m) for m in messages]
+        llama = self._llama
 
-        def put(item) -> None:
+        def put(item: str | ProviderError | _End) -> None:
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
             except RuntimeError:  # the loop is gone: nobody is listening any more
@@ -131,16 +155,24 @@ class LocalLLM:
 
         def run() -> None:
             try:
+                if llama is None:
+                    raise RuntimeError("the model is closed")
                 with self._lock:
-                    for chunk in self._llama.create_chat_completion(
-                        messages=payload,
-                        stream=True,
-                        max_tokens=self._settings.max_tokens,
-                        temperature=self._settings.temperature,
-                        repeat_penalty=1.15,
-                    ):
+                    # stream=True always returns the chunk iterator; llama-cpp-python types
+                    # the result as a union with the whole response (no overload on stream).
+                    chunks = cast(
+                        "Iterator[CreateChatCompletionStreamResponse]",
+                        llama.create_chat_completion(
+                            messages=payload,
+                            stream=True,
+                            max_tokens=self._settings.max_tokens,
+                            temperature=self._settings.temperature,
+                            repeat_penalty=1.15,
+                        ),
+                    )
+                    for chunk in chunks:
                         delta = chunk["choices"][0]["delta"].get("content")
-                        if not delta:
+                        if not delta or not isinstance(delta, str):
                             continue
                         while not credits.acquire(timeout=0.1):
                             if stop.is_set():

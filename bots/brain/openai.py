@@ -4,13 +4,26 @@ Ollama, LM Studio, vLLM, llama.cpp's server."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING
 
 from bots.brain.base import ChatTurn
 from bots.brain.settings import LLMSettings
 from vstage_core.errors import MissingDependency, ProviderError
 
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
+
 logger = logging.getLogger(__name__)
+
+
+def _message(turn: ChatTurn) -> ChatCompletionMessageParam:
+    """One turn as the SDK's typed message (a TypedDict per role)."""
+    if turn.role == "system":
+        return {"role": "system", "content": turn.content}
+    if turn.role == "user":
+        return {"role": "user", "content": turn.content}
+    return {"role": "assistant", "content": turn.content}
 
 
 class OpenAILLM:
@@ -33,12 +46,12 @@ class OpenAILLM:
     async def load(self) -> None:
         return None
 
-    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
         o = self._openai
         try:
             response = await self._client.chat.completions.create(
                 model=self._settings.model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],
+                messages=[_message(m) for m in messages],
                 temperature=self._settings.temperature,
                 max_tokens=self._settings.max_tokens,
                 stream=True,
