@@ -18,12 +18,21 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from bots.adapters.base import Adapter
-from bots.events import Decision, Event, ModCommand, Outcome
+from bots.events import (
+    ChatMessage,
+    Decision,
+    Event,
+    ModCommand,
+    Notice,
+    Outcome,
+    Redemption,
+    Utterance,
+)
 from bots.moderation.audit import AuditLog
 from bots.moderation.moderator import Moderator
 from bots.orchestrator.pipeline import Reply, perform
@@ -35,7 +44,7 @@ from overlays.stage import Stage
 
 logger = logging.getLogger(__name__)
 
-Performer = Callable[..., Awaitable[Reply]]
+Performer = Callable[..., Coroutine[Any, Any, Reply]]
 _IDLE_POLL_S = 1.0  # how often an idle persona wakes to expire stale items
 
 
@@ -201,7 +210,10 @@ class Orchestrator:
             self._command(pid, event.command, by=event.viewer.name)
             self.tracer.finish(event.trace_id, "done")
             return Decision(True, event.trace_id)
-        if hasattr(event, "message") and verdict.text != event.text:
+        if (
+            isinstance(event, ChatMessage | Redemption | Notice | Utterance)
+            and verdict.text != event.text
+        ):
             event = dataclasses.replace(event, message=verdict.text)  # the cleaned text
         event = dataclasses.replace(event, persona=pid) if event.persona != pid else event
         admission = slot.queue.offer(event)
@@ -444,7 +456,9 @@ class Orchestrator:
                 slot.queue.restore(r.item)  # prepared ahead, never shown: answer it later
                 self.tracer.queue_length.labels(pid).set(len(slot.queue))
             elif event is not None:
-                status = "refused" if r.cancel_as == "refuse" else "interrupted"
+                status: Literal["refused", "interrupted"] = (
+                    "refused" if r.cancel_as == "refuse" else "interrupted"
+                )
                 outcome = Outcome(event, status, r.reason)
         except Exception as e:
             logger.exception("%s: reply to %s failed", pid, tid)
@@ -552,7 +566,12 @@ def _resolve_after(played: asyncio.Future, after: asyncio.Future | None) -> None
     if after is None or after.done():
         played.set_result(None)
     else:
-        after.add_done_callback(lambda _: played.done() or played.set_result(None))
+
+        def resolve(_: asyncio.Future) -> None:
+            if not played.done():
+                played.set_result(None)
+
+        after.add_done_callback(resolve)
 
 
 def _prompt_text(event: Event) -> str:

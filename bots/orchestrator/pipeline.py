@@ -10,17 +10,20 @@ an interrupted reply reaches the sink afterwards.
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.types import Clip, Speech
+from avatar_engine.workers import RenderPool
 from avatar_engine.workers.jobs import avatar_payload, render_clip, save_clip
 from bots.brain.base import RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
@@ -33,7 +36,13 @@ logger = logging.getLogger(__name__)
 ClipSink = Callable[[Clip], Awaitable[None]]
 # Output moderation: a sentence's text in, the text to say (None: say nothing) out.
 Screen = Callable[[str], str | None]
-_END = object()
+
+
+class _End(enum.Enum):
+    END = enum.auto()
+
+
+_END: Final = _End.END  # a stage's last item: nothing more follows
 
 
 @dataclass
@@ -102,8 +111,8 @@ async def perform(
     reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="", clips=[],
                   trace=ReplyTrace(on_mark=marks))
     trace = reply.trace
-    pieces: asyncio.Queue = asyncio.Queue(maxsize=4)
-    speeches: asyncio.Queue = asyncio.Queue(maxsize=2)
+    pieces: asyncio.Queue[str | _End] = asyncio.Queue(maxsize=4)
+    speeches: asyncio.Queue[Speech | _End] = asyncio.Queue(maxsize=2)
     spoken: list[str] = []
     counter = itertools.count()
     first_clip_out = asyncio.Event()
@@ -121,7 +130,7 @@ async def perform(
 
         async def emit(raw: str, *, screened: bool = True) -> None:
             nonlocal screened_out
-            piece = speakable(strip_label(raw, names=labels))
+            piece: str | None = speakable(strip_label(raw, names=labels))
             if piece and screened and screen is not None:
                 piece = screen(piece)  # blocked text is never spoken
                 screened_out = screened_out or piece is None
@@ -186,13 +195,20 @@ async def perform(
     async def perform_clips() -> None:
         while (speech := await speeches.get()) is not _END:
             index = next(counter)
-            job = (_render_and_encode, persona, speech, reply.reply_id, index)
-            if getattr(persona.pool, "remote", False):  # workers on other machines
-                clip, frames = await _render_remotely(persona, speech, reply.reply_id, index)
-            elif persona.pool is not None:  # shared by all personas, scheduled fairly
-                clip, frames = await persona.pool.run(persona.id, *job)
+            pool = persona.pool
+            frames: np.ndarray | None
+            if pool is not None and getattr(pool, "remote", False):  # workers elsewhere
+                clip, frames = await _render_remotely(
+                    pool, persona, speech, reply.reply_id, index
+                )
+            elif pool is not None:  # shared by all personas, scheduled fairly
+                clip, frames = await pool.run(
+                    persona.id, _render_and_encode, persona, speech, reply.reply_id, index
+                )
             else:
-                clip, frames = await asyncio.to_thread(*job)
+                clip, frames = await asyncio.to_thread(
+                    _render_and_encode, persona, speech, reply.reply_id, index
+                )
             trace.mark("first_clip")
             first_clip_out.set()
             reply.clips.append(clip)
@@ -209,7 +225,7 @@ async def perform(
     reply.text = " ".join(spoken)
     trace.mark("done")
     if say is None and not reply.fell_back and not screened_out:
-        persona.remember(key, text, reply.text)
+        persona.remember(key, text, reply.text, viewer=viewer)
     return reply
 
 
@@ -238,7 +254,7 @@ def _render_and_encode(
 
 
 async def _render_remotely(
-    persona: PersonaRuntime, speech: Speech, reply_id: str, index: int
+    pool: RenderPool, persona: PersonaRuntime, speech: Speech, reply_id: str, index: int
 ) -> tuple[Clip, None]:
     """Render and encode one sentence on a remote worker (a pool with ``remote = True``) and
     write the files it sends back into the persona's clips folder.
@@ -248,7 +264,7 @@ async def _render_remotely(
     None for them.
     """
     start = persona.frame_clock
-    rendered = await persona.pool.run(
+    rendered = await pool.run(
         persona.id, render_clip, avatar_payload(persona.config.avatar),
         tuple(persona.clip_settings.formats), speech, reply_id, index, start,
     )
