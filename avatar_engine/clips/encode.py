@@ -30,6 +30,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.format import VideoFormat
 
 from avatar_engine.types import ClipFile
 from vstage_core.errors import ProviderError
@@ -362,7 +363,9 @@ class _Compositor:
         r, g, b = background
         self._graph = graph = av.filter.Graph()
         graph.threads = 1
-        self._src = graph.add_buffer(width=width, height=height, format="rgba", time_base=tb)
+        self._src = graph.add_buffer(
+            width=width, height=height, format=VideoFormat("rgba"), time_base=tb
+        )
         colour = graph.add("color", f"c=0x{r:02x}{g:02x}{b:02x}:s={width}x{height}:r={fps}")
         # Blend in RGB (what a browser does over a coloured page), then convert once.
         overlay = graph.add("overlay", "format=rgb:shortest=1:eof_action=endall")

@@ -76,10 +76,10 @@ def path(start: Point, *parts: Point | tuple[Point, Point, Point]) -> list[Point
     pts = [start]
     for part in parts:
         if isinstance(part[0], tuple):
-            c1, c2, end = part  # type: ignore[misc]
+            c1, c2, end = part
             pts.extend(cubic(pts[-1], c1, c2, end))
         else:
-            pts.append(part)  # type: ignore[arg-type]
+            pts.append(part)
     return pts
 
 

@@ -97,7 +97,7 @@ class SpriteRenderer:
         self._lock = threading.Lock()
 
         # Distinct mouth drawings: shapes a set does not draw share their substitute's slot.
-        drawn = sorted({sprites.mouth_substitutes[s] for s in SHAPES}, key=SHAPE_CODE.get)
+        drawn = sorted({sprites.mouth_substitutes[s] for s in SHAPES}, key=SHAPE_CODE.__getitem__)
         self._mouth_layer_of_shape = np.array(
             [drawn.index(sprites.mouth_substitutes[s]) for s in SHAPES], dtype=np.int64
         )

@@ -137,7 +137,7 @@ class Wav2LipNet(nn.Module):
         return self.output_block(x)
 
 
-def load_checkpoint(path: Path, model: nn.Module | None = None) -> Wav2LipNet:
+def load_checkpoint(path: Path, model: Wav2LipNet | None = None) -> Wav2LipNet:
     """Load a generator checkpoint in the published format.
 
     Accepts ``{"state_dict": {...}, ...}`` (what the published training script saves, with
@@ -170,7 +170,8 @@ def load_checkpoint(path: Path, model: nn.Module | None = None) -> Wav2LipNet:
             f"{path}: not a 96x96 Wav2Lip generator checkpoint "
             f"(missing {result.missing_keys[:3]}..., unexpected {result.unexpected_keys[:3]}...)"
         )
-    return net.eval()
+    net.eval()
+    return net
 
 
 # --- the renderer --------------------------------------------------------------------------

@@ -142,13 +142,13 @@ def mouth_track(
     # Contacts: a p/b/m (or f/v) shorter than a frame may fall between two frame centres; put
     # it on the frame it overlaps most so the lips visibly meet.
     keep = [SHAPE_CODE[c] for c in contacts]
-    for i in np.flatnonzero(np.isin(shapes, keep)):
-        f0 = max(0, math.floor(starts[i] * fps))
-        f1 = min(n_frames, math.ceil(ends[i] * fps))
-        if f0 >= n_frames or f1 <= f0 or (codes[f0:f1] == shapes[i]).any():
+    for c in np.flatnonzero(np.isin(shapes, keep)):
+        f0 = max(0, math.floor(starts[c] * fps))
+        f1 = min(n_frames, math.ceil(ends[c] * fps))
+        if f0 >= n_frames or f1 <= f0 or (codes[f0:f1] == shapes[c]).any():
             continue
         frames = np.arange(f0, f1)
-        overlap = np.minimum(ends[i], (frames + 1) / fps) - np.maximum(starts[i], frames / fps)
-        codes[frames[int(np.argmax(overlap))]] = shapes[i]
+        overlap = np.minimum(ends[c], (frames + 1) / fps) - np.maximum(starts[c], frames / fps)
+        codes[frames[int(np.argmax(overlap))]] = shapes[c]
 
     return enforce_min_hold(codes, min_hold_frames(min_hold_s, fps), keep=keep)
