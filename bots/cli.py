@@ -140,8 +140,10 @@ async def _ask_moderated(args, config, audit) -> int:
             pad = round(n * sr / fps) - len(speech.audio)
             audio.append(np.pad(speech.audio, (0, max(0, pad)))[: round(n * sr / fps)])
         out.parent.mkdir(parents=True, exist_ok=True)
+        frames = [f for f in reply.frames if f is not None]
+        assert len(frames) == len(reply.frames)  # rendered here, never on a remote worker
         files = encode_clip(
-            frames=np.concatenate(reply.frames), audio=np.concatenate(audio), sample_rate=sr,
+            frames=np.concatenate(frames), audio=np.concatenate(audio), sample_rate=sr,
             fps=fps, out_base=out.with_suffix(""), formats=(fmt,),
         )
         print(f"  whole reply: {files[0].path}", file=sys.stderr)
@@ -193,6 +195,7 @@ async def _twitch_login(args) -> int:
     if not client_id:
         raise VStageError("no Twitch client id: set twitch.client_id in config/vstage.yaml "
                           "or pass --client-id (see docs/twitch.md)")
+    scopes: tuple[str, ...]
     if args.broadcaster:
         store, scopes, who = broadcaster_token_store(config), BROADCASTER_SCOPES, "broadcaster"
         print("Approve with the broadcaster's account (the channel owner), not the bot's.")

@@ -279,6 +279,7 @@ def load_config(
             errors.append(str(e))
             continue
         av = persona.avatar
+        avatar: AvatarSettings | Wav2LipSettings
         if isinstance(av, Wav2LipSettings):
             avatar = av.model_copy(update={"checkpoint": _resolve(root, av.checkpoint),
                                            "avatar_image": _resolve(root, av.avatar_image)})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -251,8 +252,9 @@ class Listener:
                 else:
                     started_at = self._clock()
                     transcript = await loop.run_in_executor(
-                        self._executor, lambda s=seg, lang=language: self._stt.transcribe(
-                            s.audio, language=lang))
+                        self._executor,
+                        functools.partial(self._stt.transcribe, seg.audio, language=language),
+                    )
                 if not transcript.text or _is_noise(transcript.text):
                     continue
                 utterance = Utterance(viewer=viewer, message=transcript.text,

@@ -234,6 +234,7 @@ def _repeated_run(folded: str, spam: SpamSettings, compiled: CompiledModeration)
     words = folded.translate(_PUNCT_TO_SPACE).split()
     # The regex is slow-ish (every start, every unit length), so it only runs where a run can
     # be: on the whole text when words repeat, else on single words long enough to hold it.
+    candidates: tuple[str, ...]
     if len(words) - len(set(words)) >= spam.max_repeats:
         candidates = (folded,)
     else:

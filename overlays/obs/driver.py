@@ -200,9 +200,9 @@ class ObsDriver:
             await self._watch()
             self._ready.clear()
             await self._close()
-            for hook in self._disconnect_hooks:
+            for lost_hook in self._disconnect_hooks:
                 try:
-                    hook()
+                    lost_hook()
                 except Exception:
                     logger.exception("OBS disconnect hook failed")
             logger.warning("lost OBS at %s:%d; reconnecting", s.host, s.port)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from vstage_core.errors import MissingDependency, ProviderError
 
@@ -79,7 +80,7 @@ class HeadlessObs:
         self.width = width
         self.height = height
         self.proc: subprocess.Popen | None = None
-        self._log = None
+        self._log: BinaryIO | None = None
 
     @property
     def log_path(self) -> Path:

@@ -106,8 +106,7 @@ class StudioServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        self.port = sock.getsockname()[1]
+        self.port = self._runner.addresses[0][1]
         logger.info("studio listening on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:

@@ -65,7 +65,7 @@ def viewer_of(member: Any) -> Viewer:
     perms = getattr(member, "guild_permissions", None)
     if perms is not None and getattr(perms, "manage_messages", False):
         roles.add(Role.MODERATOR)
-    name = getattr(member, "display_name", None) or getattr(member, "name", str(member.id))
+    name = str(getattr(member, "display_name", None) or getattr(member, "name", member.id))
     return Viewer(id=f"discord:{member.id}", name=name, roles=frozenset(roles))
 
 
@@ -230,11 +230,13 @@ class DiscordAdapter:
             session = await self.open_session(guild_id=guild_id, text_channel=text_channel)
             vc = await voice_channel.connect(cls=voice_recv.VoiceRecvClient, self_deaf=False)
             session.voice_client = vc
-            session.receiver.dave = DaveStep(vc._connection)  # type: ignore[union-attr]
+            receiver = session.receiver
+            assert receiver is not None  # open_session made it
+            receiver.dave = DaveStep(vc._connection)
             bot_id = getattr(getattr(self.client, "user", None), "id", None)
             if bot_id is not None:
-                session.receiver.ignore_ids.add(bot_id)  # type: ignore[union-attr]
-            vc.listen(make_sink(session.receiver))
+                receiver.ignore_ids.add(bot_id)
+            vc.listen(make_sink(receiver))
         return f"Joined **{voice_channel.name}**. Talk to me!"
 
     async def open_session(self, *, guild_id: int, text_channel: Any) -> VoiceSession:
@@ -243,8 +245,8 @@ class DiscordAdapter:
                                persona=self.settings.persona, language=self.settings.language,
                                transcripts=self.settings.transcripts)
         listener = self._listener_factory(
-            settings=self.settings.hearing, on_heard=lambda h, s=session: self._on_heard(s, h),
-            on_speech_start=lambda v, s=session: self._on_speech_start(s, v),
+            settings=self.settings.hearing, on_heard=lambda h: self._on_heard(session, h),
+            on_speech_start=lambda v: self._on_speech_start(session, v),
             platform=PLATFORM, language=session.language, persona=session.persona)
         await listener.__aenter__()
         session.listener = listener
@@ -441,7 +443,7 @@ def register_commands(tree: Any, adapter: DiscordAdapter) -> None:
     async def join(interaction: discord.Interaction) -> None:
         voice = getattr(interaction.user, "voice", None)
         await interaction.response.defer(thinking=True)
-        text = await adapter.join(guild_id=interaction.guild_id,
+        text = await adapter.join(guild_id=interaction.guild_id or 0,
                                   voice_channel=voice.channel if voice else None,
                                   text_channel=interaction.channel)
         await answer(interaction, text)
@@ -449,7 +451,7 @@ def register_commands(tree: Any, adapter: DiscordAdapter) -> None:
     @tree.command(name="leave", description="Leave the voice channel")
     @app_commands.guild_only()
     async def leave(interaction: discord.Interaction) -> None:
-        await answer(interaction, await adapter.leave(interaction.guild_id))
+        await answer(interaction, await adapter.leave(interaction.guild_id or 0))
 
     @tree.command(name="persona", description="Choose who answers")
     @app_commands.describe(name="persona id")

@@ -113,9 +113,9 @@ class ReplyAudio(discord.AudioSource):
                     del self._buf[: self._pos]
                     self._pos = 0
                 self._waiting_since = None
-                first = self.first_frame_at is None
-                if first:
-                    self.first_frame_at = self._clock()
+                first_at = None  # set on the reply's first frame only
+                if self.first_frame_at is None:
+                    first_at = self.first_frame_at = self._clock()
                 self.frames_out += 1
             elif self._finished:
                 return b""
@@ -131,9 +131,9 @@ class ReplyAudio(discord.AudioSource):
                 return SILENCE
         if len(frame) < FRAME_BYTES:
             frame += bytes(FRAME_BYTES - len(frame))
-        if first and self._on_first_frame is not None:
+        if first_at is not None and self._on_first_frame is not None:
             try:
-                self._on_first_frame(self.first_frame_at)  # type: ignore[arg-type]
+                self._on_first_frame(first_at)
             except Exception:
                 logger.exception("on_first_frame failed")
         return frame
