@@ -20,10 +20,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from avatar_engine.errors import ProviderError
 from avatar_engine.workers.outage import BrokerOutageLog
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from avatar_engine.workers.worker import (
     DEFAULT_BROKER,
     DEFAULT_QUEUE,
@@ -93,8 +96,8 @@ class RabbitRenderPool:
         self.max_in_flight_per_key = max_in_flight_per_key
         self.reconnect_interval = reconnect_interval
         self.reuse_memory = reuse_memory
-        self._connection = None
-        self._channel = None
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
         self._ready = asyncio.Event()  # connected, and consuming the reply-to pseudo-queue
         self._pending: dict[str, _Pending] = {}
         self._order: dict[str, deque[_Pending]] = {}
@@ -119,14 +122,16 @@ class RabbitRenderPool:
         """
         if self._connection is not None:
             return
-        self._connection = await connect(self.url, reconnect_interval=self.reconnect_interval)
+        self._connection = connection = await connect(
+            self.url, reconnect_interval=self.reconnect_interval
+        )
         if self.reuse_memory:
             keep_freed_memory()
         self.outage_log.install()
-        self._connection.close_callbacks.add(self._on_connection_lost)
-        self._connection.reconnect_callbacks.add(self._on_reconnected)
-        self._channel = await self._connection.channel()
-        await self._channel.declare_queue(self.queue_name, durable=True)
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
+        self._channel = channel = await connection.channel()
+        await channel.declare_queue(self.queue_name, durable=True)
         await self._listen()
         logger.info("rabbit render pool on %s, queue %r", redact(self.url), self.queue_name)
 
@@ -178,6 +183,8 @@ class RabbitRenderPool:
     async def _listen(self) -> None:
         """Consume the Direct Reply-to pseudo-queue on our channel: it must come before any
         request that names it as ``reply_to`` on the same channel."""
+        if self._channel is None:
+            raise RuntimeError("the render pool is stopped")
         replies = await self._channel.get_queue(REPLY_TO, ensure=False)
         await replies.consume(self._on_reply, no_ack=True)
         self._ready.set()
@@ -202,6 +209,8 @@ class RabbitRenderPool:
         while True:
             await self._ready.wait()
             try:
+                if self._channel is None:  # stopped meanwhile: handled as a dropped connection
+                    raise ConnectionError("the render pool has no channel")
                 await self._channel.default_exchange.publish(message, routing_key=self.queue_name)
                 p.sent = True
                 return

@@ -24,10 +24,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from avatar_engine.errors import ProviderError, require
 from avatar_engine.workers.outage import BrokerOutageLog
+
+if TYPE_CHECKING:
+    from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ def job(name: str) -> Callable[[F], F]:
         if JOBS.get(name, fn) is not fn:
             raise ValueError(f"job kind {name!r} is already registered to another function")
         JOBS[name] = fn
+        # A function takes new attributes; the Callable type F does not declare this one.
         fn.__vstage_job__ = name  # type: ignore[attr-defined]
         return fn
 
@@ -62,6 +66,7 @@ def job(name: str) -> Callable[[F], F]:
 
 def job_name(fn_or_name: Callable[..., Any] | str) -> str:
     """The registered kind of a job function (or the name itself)."""
+    name: str | None
     if isinstance(fn_or_name, str):
         name = fn_or_name
     else:
@@ -84,7 +89,9 @@ def redact(url: str) -> str:
     return str(u.with_password("***")) if u.password else str(u)
 
 
-async def connect(url: str, *, connect_timeout: float = 10.0, reconnect_interval: float = 1.0):
+async def connect(
+    url: str, *, connect_timeout: float = 10.0, reconnect_interval: float = 1.0
+) -> AbstractRobustConnection:
     """A robust (self-reconnecting) aio-pika connection.
 
     Raises:
@@ -186,8 +193,8 @@ class RenderWorker:
         self._cache: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
         self._cache_size = cache_size
         self._executor: ThreadPoolExecutor | None = None
-        self._connection = None
-        self._channel = None
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
         self._stopped = asyncio.Event()
         self.executed = 0
         self.answered = 0
@@ -211,17 +218,19 @@ class RenderWorker:
             return
         self._stopped.clear()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="render-job")
-        self._connection = await connect(self.url, reconnect_interval=self.reconnect_interval)
+        self._connection = connection = await connect(
+            self.url, reconnect_interval=self.reconnect_interval
+        )
         self.outage_log.install()
-        self._connection.close_callbacks.add(self._on_connection_lost)
-        self._connection.reconnect_callbacks.add(self._on_reconnected)
+        connection.close_callbacks.add(self._on_connection_lost)
+        connection.reconnect_callbacks.add(self._on_reconnected)
         # No publisher confirms: an answer goes to a Direct Reply-to address, which the broker
         # never stores, so a confirm would only cost a round trip before the ack. Frames on one
         # channel stay in order: if the ack reaches the broker, the answer did too; if the
         # connection breaks first, the job is redelivered.
-        self._channel = await self._connection.channel(publisher_confirms=False)
-        await self._channel.set_qos(prefetch_count=self.prefetch)
-        queue = await self._channel.declare_queue(self.queue_name, durable=True)
+        self._channel = channel = await connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self.prefetch)
+        queue = await channel.declare_queue(self.queue_name, durable=True)
         await queue.consume(self._on_job)
         logger.info("worker %d consuming %r on %s", os.getpid(), self.queue_name, redact(self.url))
 
@@ -265,7 +274,10 @@ class RenderWorker:
                 logger.info("job %s redelivered: answering from the cache", job_id)
             if message.reply_to:
                 kind, body = reply
-                await self._channel.default_exchange.publish(
+                channel = self._channel
+                if channel is None:  # stopped meanwhile: left unacked, so redelivered
+                    raise ConnectionError("the worker is stopped")
+                await channel.default_exchange.publish(
                     aio_pika.Message(
                         body,
                         correlation_id=job_id,
