@@ -114,6 +114,7 @@ class StudioApp:
         show = cfg.app.show
         check_port(self.host, self.port)
         async with contextlib.AsyncExitStack() as stack:
+            pool: RenderPool
             if show.broker_url is not None:  # render jobs go to `vstage worker` processes
                 from avatar_engine.workers.rabbit import RabbitRenderPool
 
