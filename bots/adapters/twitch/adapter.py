@@ -222,6 +222,8 @@ class TwitchAdapter:
                 payload = cls(broadcaster_user_id=b)
             token_for = self.channel_user_id if sub_type in BROADCASTER_ONLY else bot
             try:
+                if self._eventsub is None:  # closed meanwhile: counts as a refused one
+                    raise RuntimeError("the EventSub socket is closed")
                 await self._eventsub.subscribe(payload, token_for=token_for)
                 self.active_subscriptions.add(sub_type)
             except Exception as e:
