@@ -96,11 +96,14 @@ class Redemption(Event):
         return True
 
 
+NoticeKind = Literal["subscription", "resubscription", "gift", "raid", "follow"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Notice(Event):
     """A subscription, gift, raid or follow: the persona may thank them."""
 
-    kind: Literal["subscription", "resubscription", "gift", "raid", "follow"]
+    kind: NoticeKind
     message: str = ""
     amount: int = 0  # months, gifted subs, or raiders
 

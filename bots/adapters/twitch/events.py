@@ -15,13 +15,14 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from bots.events import (
     ChatMessage,
     Event,
     ModCommand,
     Notice,
+    NoticeKind,
     Redemption,
     Role,
     Viewer,
@@ -154,6 +155,18 @@ def notification_id(payload: Any) -> str | None:
     return None
 
 
+class _Common(TypedDict):
+    """What every event an address maps to shares."""
+
+    viewer: Viewer
+    platform: str
+    msg_id: str
+
+
+class _MsgId(TypedDict, total=False):
+    msg_id: str
+
+
 class EventMapper:
     """Turns one notification into an :class:`~bots.events.Event` (or a
     :class:`Withdrawal`), or None when nobody is addressed.
@@ -240,7 +253,7 @@ class EventMapper:
                  commands: bool) -> Event | None:
         """Who ``text`` is for: a mod command, ``!persona``, a trigger, or (paid) the default
         persona."""
-        common = {"viewer": viewer, "platform": PLATFORM, "msg_id": msg_id}
+        common: _Common = {"viewer": viewer, "platform": PLATFORM, "msg_id": msg_id}
         head, _, rest = text.partition(" ")
         command = head.casefold()
         if commands and command.startswith("!") and command[1:] in MOD_COMMANDS:
@@ -255,9 +268,9 @@ class EventMapper:
                 return None
             return ChatMessage(message=question.strip(), persona=persona, bits=bits, **common)
         for t in self.triggers:
-            question = self._triggered(t, text, command, rest)
-            if question:
-                return ChatMessage(message=question, persona=t.persona, bits=bits, **common)
+            asked = self._triggered(t, text, command, rest)
+            if asked:
+                return ChatMessage(message=asked, persona=t.persona, bits=bits, **common)
         if bits > 0:  # paid is always answered, by the default persona
             if not text:
                 logger.info("twitch: %s spent %d bits with no words; nothing to answer",
@@ -347,13 +360,13 @@ class EventMapper:
         what = "banned" if b.permanent else "timed out"
         return Withdrawal(user_id=str(b.user.id), reason=f"the viewer was {what} on Twitch")
 
-    def _notice(self, payload: Any, user: Any, kind: str, *, message: str = "",
+    def _notice(self, payload: Any, user: Any, kind: NoticeKind, *, message: str = "",
                 amount: int = 0, msg_id: str | None = None) -> Event | None:
         if not self.thank_notices:
             return None
         mid = msg_id or notification_id(payload)
-        extra = {"msg_id": mid} if mid else {}
-        return Notice(viewer=_viewer(user), platform=PLATFORM, kind=kind,  # type: ignore[arg-type]
+        extra: _MsgId = {"msg_id": mid} if mid else {}
+        return Notice(viewer=_viewer(user), platform=PLATFORM, kind=kind,
                       message=message, amount=amount, persona=self.default_persona, **extra)
 
     def subscribe(self, s: Any) -> Event | None:
