@@ -461,7 +461,7 @@ class EventSubSession:
             logger.debug("twitch: a second welcome on EventSub session %s ignored", conn)
             return
         conn.session_id = sid
-        keepalive = session.get("keepalive_timeout_seconds")  # type: ignore[union-attr]
+        keepalive = session.get("keepalive_timeout_seconds") if isinstance(session, dict) else None
         conn.keepalive_s = float(keepalive) if isinstance(keepalive, int | float) else None
         conn.welcomed.set()
 
