@@ -20,7 +20,7 @@ from bots.moderation.audit import AuditLog
 from bots.orchestrator.orchestrator import Orchestrator
 from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
-from overlays.studio.server import StudioServer
+from overlays.studio.server import ChatHandler, ChatResult, StudioServer
 from vstage_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,9 @@ class StudioApp:
             if show.audit_log is not None:
                 audit = await stack.enter_async_context(
                     AuditLog(cfg.state_dir / show.audit_log))
-            studio_chat = StudioAdapter(server=server)
+            studio_chat = StudioAdapter(
+                notify=lambda persona, text, level: server.notice(persona, text, level=level))
+            server.set_chat_handler(_studio_inbox(studio_chat))
             adapters: list = [studio_chat]
             twitch = None
             if cfg.app.twitch.enabled:
@@ -198,3 +200,13 @@ class StudioApp:
                 await asyncio.sleep(30)
                 for p in personas.values():
                     await asyncio.to_thread(prune_clips, p.clips_dir, keep=cfg.app.clips.keep)
+
+
+def _studio_inbox(adapter: StudioAdapter) -> ChatHandler:
+    """The studio server's chat handler: lines typed on the page go to the studio adapter."""
+
+    async def on_chat(user: str, text: str, persona: str | None, role: str) -> ChatResult:
+        d = await adapter.on_chat(user, text, persona, role)
+        return ChatResult(accepted=d.accepted, trace_id=d.trace_id or None, reason=d.reason)
+
+    return on_chat

@@ -125,11 +125,14 @@ class Utterance(Event):
         return self.message
 
 
+ModCommandName = Literal["skip", "pause", "resume", "clear"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModCommand(Event):
     """A moderator's control command for a persona."""
 
-    command: Literal["skip", "pause", "resume", "clear"]
+    command: ModCommandName
 
 
 @dataclass(frozen=True, slots=True)

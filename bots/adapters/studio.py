@@ -1,15 +1,20 @@
 """The local studio's chat box as an adapter: lines typed on the studio page become
 :class:`ChatMessage` events from a viewer with the role the streamer chose on the page (so the
-link and spam rules can be tried there); refusals come back as notices on the page."""
+link and spam rules can be tried there); refusals come back as notices on the page.
+
+It knows nothing of the web server: the app routes the server's chat lines to
+:meth:`StudioAdapter.on_chat` and gives the adapter a ``notify`` callable for the page's
+notices."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Self
 
 from bots.adapters.base import EventSink
+from bots.adapters.commands import parse_mod_command
 from bots.events import ChatMessage, Decision, ModCommand, Outcome, Role, Viewer
-from overlays.studio.server import ChatResult, StudioServer
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +26,10 @@ ROLES: dict[str, frozenset[Role]] = {
     "mod": frozenset({Role.MODERATOR}),
     "broadcaster": frozenset({Role.BROADCASTER}),
 }
-_COMMANDS = ("!skip", "!pause", "!resume", "!clear")
+
+Notify = Callable[[str | None, str, str], None]
+"""``notify(persona, text, level)``: show a status line on the studio page (``level``:
+``info`` or ``warn``)."""
 
 
 class StudioAdapter:
@@ -30,15 +38,14 @@ class StudioAdapter:
 
     platform = "studio"
 
-    def __init__(self, *, server: StudioServer) -> None:
-        self._server = server
+    def __init__(self, *, notify: Notify) -> None:
+        self._notify = notify
         self._sink: EventSink | None = None
 
     def bind(self, sink: EventSink) -> None:
         self._sink = sink
 
     async def __aenter__(self) -> Self:
-        self._server.set_chat_handler(self.on_chat)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -46,30 +53,34 @@ class StudioAdapter:
 
     async def on_chat(
         self, user: str, text: str, persona: str | None, role: str = "viewer"
-    ) -> ChatResult:
+    ) -> Decision:
+        """Submit one line typed in the studio as ``user`` with ``role``: the studio's inbox.
+
+        Returns:
+            The orchestrator's decision; ``trace_id`` is ``""`` when it never got there.
+        """
         if self._sink is None:
-            return ChatResult(accepted=False, reason="the studio is still starting")
+            return Decision(False, "", "the studio is still starting")
         roles = ROLES.get(role)
         if roles is None:  # the server validates it; a direct caller may not
-            return ChatResult(accepted=False, reason=f"unknown role {role!r}")
+            return Decision(False, "", f"unknown role {role!r}")
         viewer = Viewer(id=f"studio:{user.casefold()}", name=user, roles=roles)
-        command = text.strip().lower()
+        command = parse_mod_command(text.strip())
         event: ModCommand | ChatMessage
-        if command in _COMMANDS:
+        if command is not None and not command.argument:  # the whole line is the command
             event = ModCommand(viewer=viewer, persona=persona, platform=self.platform,
-                               command=command[1:])  # type: ignore[arg-type]
+                               command=command.command)
         else:
             event = ChatMessage(viewer=viewer, message=text, persona=persona,
                                 platform=self.platform)
         d: Decision = self._sink.submit(event)
         if not d.accepted:
-            self._server.notice(persona, f"not answered: {d.reason}", level="warn")
-        return ChatResult(accepted=d.accepted, trace_id=d.trace_id, reason=d.reason)
+            self._notify(persona, f"not answered: {d.reason}", "warn")
+        return d
 
     async def deliver(self, outcome: Outcome) -> None:
         if outcome.status in ("refused", "failed"):
-            self._server.notice(outcome.event.persona,
-                                f"{outcome.event.viewer.name}: not answered ({outcome.reason})",
-                                level="warn")
+            self._notify(outcome.event.persona,
+                         f"{outcome.event.viewer.name}: not answered ({outcome.reason})", "warn")
         elif outcome.status == "interrupted":
-            self._server.notice(outcome.event.persona, "reply skipped", level="info")
+            self._notify(outcome.event.persona, "reply skipped", "info")

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from bots.adapters.commands import parse_mod_command
 from bots.events import (
     ChatMessage,
     Event,
@@ -32,7 +33,6 @@ from bots.events import (
 logger = logging.getLogger(__name__)
 
 PLATFORM = "twitch"
-MOD_COMMANDS = frozenset({"skip", "pause", "resume", "clear"})
 # channel.chat.message ``message_type`` of a message sent with a Power-up (paid with Bits)
 POWER_UP_MESSAGES = frozenset({"power_ups_message_effect", "power_ups_gigantified_emote"})
 # A Power-up chat message does not say how many Bits it cost (channel.bits.use does): when
@@ -256,11 +256,13 @@ class EventMapper:
         common: _Common = {"viewer": viewer, "platform": PLATFORM, "msg_id": msg_id}
         head, _, rest = text.partition(" ")
         command = head.casefold()
-        if commands and command.startswith("!") and command[1:] in MOD_COMMANDS:
+        mod_command = parse_mod_command(text) if commands else None
+        if mod_command is not None:
             if not viewer.is_mod:
                 return None
-            target = self._by_key.get(rest.strip().casefold()) if rest.strip() else None
-            return ModCommand(command=command[1:], persona=target, **common)  # type: ignore[arg-type]
+            arg = mod_command.argument
+            target = self._by_key.get(arg.casefold()) if arg else None
+            return ModCommand(command=mod_command.command, persona=target, **common)
         if command == "!persona":
             name, _, question = rest.strip().partition(" ")
             persona = self._by_key.get(name.casefold())
