@@ -17,7 +17,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import ConfigDict, Field, SecretStr, ValidationError
@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings, Wav2LipSettings
 from bots.adapters.discord.settings import DiscordSettings
+from bots.adapters.twitch.settings import PersonaTwitchSettings, TwitchSettings
 from bots.brain.settings import LLMSettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.settings import QueueSettings, ShowSettings
@@ -40,22 +41,6 @@ DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
 
-class PersonaTwitchSettings(FrozenModel):
-    """When this persona answers Twitch chat."""
-
-    trigger: Literal["prefix", "mention", "all"] = Field(
-        "prefix", description="prefix: '!ask ...'; mention: '@Mika ...'; all: every message"
-    )
-    prefix: str = Field("!ask", pattern=r"^!\w{1,24}$")
-    reward_title: str | None = Field(
-        None, max_length=45,
-        description="channel-point reward this persona answers, e.g. 'Ask Mika'; "
-        "`vstage twitch setup` creates it",
-    )
-    reward_cost: int = Field(100, ge=1, description="its cost in channel points (setup)")
-    reward_prompt: str | None = Field(
-        None, max_length=200, description="its description (setup); unset: 'Ask NAME anything'"
-    )
 
 
 class PersonaConfig(FrozenModel):
@@ -84,30 +69,6 @@ class PersonaConfig(FrozenModel):
 
 
 
-class TwitchSettings(FrozenModel):
-    """The Twitch connection (see docs/twitch.md). Log in once with ``vstage twitch login``."""
-
-    enabled: bool = False
-    client_id: str | None = Field(None, description="your Twitch application's client id")
-    client_secret: SecretStr | None = Field(
-        None, description="only for confidential apps; set VSTAGE_TWITCH__CLIENT_SECRET"
-    )
-    broadcaster_id: str | None = Field(
-        None, description="the channel's user id; unset: the logged-in account's own channel"
-    )
-    bot_is_mod: bool = Field(False, description="the bot is a moderator (higher chat limits)")
-    token_file: Path = Field(Path("twitch-tokens.json"), description="relative to state_dir")
-    broadcaster_token_file: Path = Field(
-        Path("twitch-broadcaster-tokens.json"),
-        description="the broadcaster's tokens (`vstage twitch login --broadcaster`), relative "
-        "to state_dir; used when the file exists",
-    )
-    keepalive_s: int = Field(10, ge=10, le=600)
-    shared_chat: bool = Field(
-        False, description="answer messages from the other channels of a shared chat session "
-        "(the viewer's name says which channel); false: ignore them",
-    )
-    retry_max_s: float = Field(60.0, gt=0, description="longest wait between reconnect tries")
 
 
 class AppSettings(BaseSettings):
