@@ -50,10 +50,13 @@ class Event:
     msg_id: str = field(default_factory=new_trace_id)  # the platform's id, for dedupe/replies
     trace_id: str = field(default_factory=new_trace_id)
     received_at: float = field(default_factory=time.monotonic)
+    message: str = ""  # what the viewer said or typed; "" when nothing (a follow, a command)
 
     @property
     def text(self) -> str:
-        return ""
+        """What the viewer said: ``message`` (the orchestrator replaces it with the cleaned
+        text once moderation allowed it)."""
+        return self.message
 
     @property
     def paid(self) -> bool:
@@ -69,10 +72,6 @@ class ChatMessage(Event):
     bits: int = 0
 
     @property
-    def text(self) -> str:
-        return self.message
-
-    @property
     def paid(self) -> bool:
         return self.bits > 0
 
@@ -85,11 +84,6 @@ class Redemption(Event):
     reward_title: str
     redemption_id: str
     cost: int = 0
-    message: str = ""
-
-    @property
-    def text(self) -> str:
-        return self.message
 
     @property
     def paid(self) -> bool:
@@ -104,12 +98,7 @@ class Notice(Event):
     """A subscription, gift, raid or follow: the persona may thank them."""
 
     kind: NoticeKind
-    message: str = ""
     amount: int = 0  # months, gifted subs, or raiders
-
-    @property
-    def text(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,10 +108,6 @@ class Utterance(Event):
     message: str
     language: str = "en"
     duration_s: float = 0.0
-
-    @property
-    def text(self) -> str:
-        return self.message
 
 
 ModCommandName = Literal["skip", "pause", "resume", "clear"]

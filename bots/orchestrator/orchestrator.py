@@ -23,16 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bots.adapters.base import Adapter
-from bots.events import (
-    ChatMessage,
-    Decision,
-    Event,
-    ModCommand,
-    Notice,
-    Outcome,
-    Redemption,
-    Utterance,
-)
+from bots.events import Decision, Event, ModCommand, Notice, Outcome, Redemption
 from bots.moderation.audit import AuditLog
 from bots.moderation.moderator import Moderator
 from bots.orchestrator.pipeline import Reply, perform
@@ -210,10 +201,7 @@ class Orchestrator:
             self._command(pid, event.command, by=event.viewer.name)
             self.tracer.finish(event.trace_id, "done")
             return Decision(True, event.trace_id)
-        if (
-            isinstance(event, ChatMessage | Redemption | Notice | Utterance)
-            and verdict.text != event.text
-        ):
+        if verdict.text != event.text:
             event = dataclasses.replace(event, message=verdict.text)  # the cleaned text
         event = dataclasses.replace(event, persona=pid) if event.persona != pid else event
         admission = slot.queue.offer(event)
@@ -576,7 +564,6 @@ def _resolve_after(played: asyncio.Future, after: asyncio.Future | None) -> None
 
 def _prompt_text(event: Event) -> str:
     """What the persona is asked to answer."""
-    from bots.events import Notice, Redemption
 
     if isinstance(event, Redemption):
         ask = event.message or "(no message)"
