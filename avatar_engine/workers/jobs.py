@@ -28,10 +28,10 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter
 
 from avatar_engine.clips.encode import encode_clip
-from avatar_engine.errors import ProviderError
 from avatar_engine.settings import AvatarSettings, Wav2LipSettings
 from avatar_engine.types import Clip, ClipFile, Speech
 from avatar_engine.workers.worker import job
+from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 

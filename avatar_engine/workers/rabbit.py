@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from avatar_engine.errors import ProviderError
 from avatar_engine.workers.outage import BrokerOutageLog
+from vstage_core.errors import ProviderError
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractRobustConnection

@@ -26,8 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from avatar_engine.errors import ProviderError, require
 from avatar_engine.workers.outage import BrokerOutageLog
+from vstage_core.errors import ProviderError, require
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractRobustConnection

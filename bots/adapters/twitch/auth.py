@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from avatar_engine.errors import MissingDependency, VStageError
+from vstage_core.errors import MissingDependency, VStageError
 
 logger = logging.getLogger(__name__)
 
