@@ -22,6 +22,7 @@ from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
 from overlays.studio.server import ChatHandler, ChatResult, StudioServer
 from vstage_core.errors import ConfigError
+from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,7 @@ def display_order(ids: list[str], default: str) -> list[str]:
 
 
 async def _cancel(task: asyncio.Task) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait([task])
 
 
 class StudioApp:

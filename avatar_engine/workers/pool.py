@@ -9,13 +9,14 @@ a RabbitMQ pool with the same interface can spread them over other machines.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +75,7 @@ class LocalRenderPool:
             self._tasks.add(task)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self._tasks))
         self._tasks.clear()
         for q in self._queues.values():
             for job in q:

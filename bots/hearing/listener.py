@@ -11,7 +11,6 @@ talking) as silent, so their early transcription starts and their turn ends on t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import threading
@@ -26,6 +25,7 @@ from bots.hearing.segmenter import Segment, SpeechSegmenter
 from bots.hearing.settings import HearingSettings
 from bots.hearing.stt import Transcript, WhisperSTT
 from bots.hearing.vad import SileroVAD
+from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +112,7 @@ class Listener:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self._tasks))
         self._tasks.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)

@@ -13,7 +13,6 @@ reason, interrupted or failed), so paid events are fulfilled or refunded, never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -32,6 +31,7 @@ from bots.orchestrator.tracing import Tracer
 from bots.personas.prompt import system_prompt
 from bots.personas.runtime import PersonaRuntime
 from overlays.stage import Stage
+from vstage_core.tasks import cancel_and_wait, wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +170,7 @@ class Orchestrator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(list(self._tasks))
         self._tasks.clear()
         if self._reports:
             await asyncio.gather(*self._reports, return_exceptions=True)
@@ -349,8 +344,7 @@ class Orchestrator:
             if wait is None or wait > 0:
                 slot.wake.clear()
                 timeout = _IDLE_POLL_S if wait is None else min(wait, _IDLE_POLL_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(slot.wake.wait(), timeout)
+                await wait_event(slot.wake, timeout)
                 continue
             item = slot.queue.pop()
             self.tracer.queue_length.labels(pid).set(len(slot.queue))
@@ -471,8 +465,7 @@ class Orchestrator:
             try:
                 if reply is not None:
                     left = playback_end - time.monotonic()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(r.cut.wait(), max(0.0, left))
+                    await wait_event(r.cut, max(0.0, left))
                     if r.cut.is_set():
                         await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
             except asyncio.CancelledError:

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from vstage_core.errors import ProviderError, require
+from vstage_core.tasks import cancel_and_wait, wait_event
 
 from .settings import ObsSettings
 
@@ -99,9 +100,7 @@ class ObsDriver:
         task, self._supervisor = self._supervisor, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         await self._close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -210,8 +209,7 @@ class ObsDriver:
     async def _watch(self) -> None:
         """Return when the connection is lost (a failed request or a failed health check)."""
         while not self._lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self.settings.health_interval_s)
+            await wait_event(self._lost, self.settings.health_interval_s)
             if self._lost.is_set():
                 return
             with contextlib.suppress(ObsUnavailable):

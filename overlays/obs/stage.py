@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from avatar_engine.types import Clip
+from vstage_core.tasks import cancel_and_wait
 
 from .driver import ObsDriver, ObsRequestError, ObsUnavailable
 from .settings import ObsSettings
@@ -118,11 +119,7 @@ class ObsStage:
         tasks = [st.task for st in self._personas.values() if st.task is not None]
         for st in self._personas.values():
             st.task = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if self._owns_driver:
             await self.driver.stop()
 
@@ -201,9 +198,10 @@ class ObsStage:
                 try:
                     # Between sentences of an unfinished reply the last frame stays up; a
                     # reply that stops sending clips goes back to idle after a while.
-                    clip = await asyncio.wait_for(
-                        st.queue.get(), _IDLE_AFTER_S if st.on_stage else None
-                    )
+                    # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                    # that arrives as a clip does, and this loop would never stop)
+                    async with asyncio.timeout(_IDLE_AFTER_S if st.on_stage else None):
+                        clip = await st.queue.get()
                 except TimeoutError:
                     await self._go_idle(st)
                     continue

@@ -30,6 +30,7 @@ from bots.adapters.discord.settings import DiscordSettings
 from bots.events import ChatMessage, Outcome, Role, Utterance, Viewer
 from bots.hearing.listener import Heard, Listener
 from vstage_core.errors import ConfigError, MissingDependency
+from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +122,7 @@ class DiscordAdapter:
                 await self.leave(guild_id)
         if self.client is not None:
             await self.client.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(list(self._tasks))
         self._tasks.clear()
 
     def _own(self, coro, name: str) -> asyncio.Task:

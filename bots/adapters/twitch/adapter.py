@@ -37,6 +37,7 @@ from bots.adapters.twitch.chat import LIMITS, RateLimiter, split_message
 from bots.adapters.twitch.events import PLATFORM, EventMapper, Withdrawal, notification_id
 from bots.adapters.twitch.eventsub import EventSub, EventSubPolicy, Revocation
 from bots.events import ChatMessage, Outcome, Redemption
+from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -189,9 +190,7 @@ class TwitchAdapter:
 
     async def __aexit__(self, *exc: object) -> None:
         client, self._client = self._client, None
-        for task in list(self._pending):
-            task.cancel()
-        await asyncio.gather(*self._pending, return_exceptions=True)
+        await cancel_and_wait(list(self._pending))
         eventsub, self._eventsub = self._eventsub, None
         if eventsub is not None:
             await eventsub.aclose()

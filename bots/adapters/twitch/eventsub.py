@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from bots.adapters.twitch.auth import TwitchError
+from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -199,10 +200,7 @@ class EventSubSession:
 
     async def aclose(self) -> None:
         self._closed = True
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
         for conn in list(self._connections):
             await self._close(conn)
         self._current = None
