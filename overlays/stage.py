@@ -1,4 +1,5 @@
-"""The Stage interface: where performed clips end up (browser overlays now; OBS later)."""
+"""The Stage interface: where performed clips end up (the studio page and browser overlays,
+OBS, Discord voice), and the optional capabilities a stage may have."""
 
 from __future__ import annotations
 
@@ -27,3 +28,11 @@ class Stage(Protocol):
     async def reply_cancelled(self, *, persona: str, reply_id: str) -> None:
         """Drop whatever is still queued of this reply."""
         ...
+
+
+@runtime_checkable
+class BeRightBackStage(Protocol):
+    """A stage that can show a "be right back" state while the show is degraded (the LLM or
+    the renderer failing), e.g. OBS's brb scene."""
+
+    async def be_right_back(self, on: bool) -> None: ...

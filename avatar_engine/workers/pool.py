@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from vstage_core.tasks import cancel_and_wait
 
@@ -33,6 +33,15 @@ class RenderPool(Protocol):
         Cancelling the caller drops the job if it has not started yet.
         """
         ...
+
+
+@runtime_checkable
+class RemoteRenderPool(RenderPool, Protocol):
+    """A pool whose jobs leave this process (RabbitMQ workers): callers must submit registered
+    jobs with arguments that pickle (:mod:`avatar_engine.workers.jobs`), never closures over
+    in-process objects such as a loaded renderer."""
+
+    remote: Literal[True]
 
 
 @dataclass(eq=False)

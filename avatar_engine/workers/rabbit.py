@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from avatar_engine.workers.outage import BrokerOutageLog
 from vstage_core.errors import ProviderError
@@ -76,7 +76,7 @@ class RabbitRenderPool:
     back, under the same id.
     """
 
-    remote = True
+    remote: Literal[True] = True
     """Jobs leave this process: callers must submit registered jobs with arguments that pickle
     (see :mod:`avatar_engine.workers.jobs`), never closures over in-process objects."""
 

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,7 +30,7 @@ from bots.orchestrator.queue import PersonaQueue, QueuedItem
 from bots.orchestrator.tracing import Tracer
 from bots.personas.prompt import system_prompt
 from bots.personas.runtime import PersonaRuntime
-from overlays.stage import Stage
+from overlays.stage import BeRightBackStage, Stage
 from vstage_core.tasks import cancel_and_wait, wait_event
 
 logger = logging.getLogger(__name__)
@@ -396,10 +396,11 @@ class Orchestrator:
                 r.on_stage = True
                 if event is not None:
                     self.tracer.mark(tid, "on_stage")
-                    await self._each_stage("show_chat", persona=pid, user=event.viewer.name,
-                                           text=event.text)
+                    await self._each_stage(
+                        lambda s: s.show_chat(persona=pid, user=event.viewer.name,
+                                              text=event.text), "show_chat")
             playback_end = max(playback_end, time.monotonic()) + clip.duration
-            await self._each_stage("play_clip", persona=pid, clip=clip)
+            await self._each_stage(lambda s: s.play_clip(persona=pid, clip=clip), "play_clip")
 
         def screen(text: str) -> str | None:
             verdict = slot.moderator.check_output(text, event=event)
@@ -432,7 +433,8 @@ class Orchestrator:
                     self._finish(event, Outcome(event, "interrupted", "shutting down"))
                 raise
             if r.on_stage:
-                await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
+                await self._each_stage(
+                    lambda s: s.reply_cancelled(persona=pid, reply_id=tid), "reply_cancelled")
             if event is not None and r.cancel_as == "restore" and not r.on_stage:
                 assert r.item is not None
                 slot.queue.restore(r.item)  # prepared ahead, never shown: answer it later
@@ -446,11 +448,14 @@ class Orchestrator:
             logger.exception("%s: reply to %s failed", pid, tid)
             self.tracer.errors.labels("reply").inc()
             if r.on_stage:
-                await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
+                await self._each_stage(
+                    lambda s: s.reply_cancelled(persona=pid, reply_id=tid), "reply_cancelled")
             if event is not None:
                 outcome = Outcome(event, "failed", f"{type(e).__name__}: {e}"[:200])
         else:
-            await self._each_stage("reply_finished", persona=pid, reply_id=tid, text=reply.text)
+            await self._each_stage(
+                lambda s: s.reply_finished(persona=pid, reply_id=tid, text=reply.text),
+                "reply_finished")
         finally:
             r.generated = True
             slot.wake.set()  # the consumer may prepare the next reply now
@@ -467,7 +472,8 @@ class Orchestrator:
                     left = playback_end - time.monotonic()
                     await wait_event(r.cut, max(0.0, left))
                     if r.cut.is_set():
-                        await self._each_stage("reply_cancelled", persona=pid, reply_id=tid)
+                        await self._each_stage(
+                    lambda s: s.reply_cancelled(persona=pid, reply_id=tid), "reply_cancelled")
             except asyncio.CancelledError:
                 if event is not None and reply is not None:
                     self._finish(event, Outcome(event, "interrupted", "shutting down"))
@@ -498,10 +504,9 @@ class Orchestrator:
         self.healthy = healthy
         logger.warning("show is %s", "back" if healthy else "degraded: be right back")
         for stage in self.stages:
-            brb = getattr(stage, "be_right_back", None)
-            if brb is not None:
+            if isinstance(stage, BeRightBackStage):
                 try:
-                    await brb(not healthy)
+                    await stage.be_right_back(not healthy)
                 except Exception:
                     self.tracer.errors.labels("stage").inc()
                     logger.exception("stage %s.be_right_back failed", type(stage).__name__)
@@ -531,13 +536,13 @@ class Orchestrator:
             logger.exception("%s adapter failed to deliver %s", adapter.platform,
                              outcome.event.trace_id)
 
-    async def _each_stage(self, method: str, **kwargs) -> None:
+    async def _each_stage(self, call: Callable[[Stage], Awaitable[None]], what: str) -> None:
         for stage in self.stages:
             try:
-                await getattr(stage, method)(**kwargs)
+                await call(stage)
             except Exception:
                 self.tracer.errors.labels("stage").inc()
-                logger.exception("stage %s.%s failed", type(stage).__name__, method)
+                logger.exception("stage %s.%s failed", type(stage).__name__, what)
 
 
 def _resolve_after(played: asyncio.Future, after: asyncio.Future | None) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.types import Clip, Speech
-from avatar_engine.workers import RenderPool
+from avatar_engine.workers import RemoteRenderPool, RenderPool
 from avatar_engine.workers.jobs import avatar_payload, render_clip, save_clip
 from bots.brain.base import RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
@@ -197,7 +197,7 @@ async def perform(
             index = next(counter)
             pool = persona.pool
             frames: np.ndarray | None
-            if pool is not None and getattr(pool, "remote", False):  # workers elsewhere
+            if isinstance(pool, RemoteRenderPool):  # workers on other machines
                 clip, frames = await _render_remotely(
                     pool, persona, speech, reply.reply_id, index
                 )
