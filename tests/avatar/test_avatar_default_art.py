@@ -35,8 +35,10 @@ def test_committed_art_is_what_the_generator_draws(tmp_path: Path) -> None:
         if name.endswith(".png"):
             new = np.asarray(Image.open(tmp_path / name).convert("RGBA")).astype(np.int16)
             old = np.asarray(Image.open(DEFAULT_SET / name).convert("RGBA")).astype(np.int16)
-            # A Pillow upgrade may shift anti-aliasing by a level or two; never the drawing.
-            assert np.abs(new - old).max() <= 8, name
+            # A Pillow upgrade may shift anti-aliasing along a few edges (Pillow 13 moves 12
+            # pixels of base.png by up to 30 levels); a change of the drawing moves thousands.
+            diff = np.abs(new - old).max(axis=-1)
+            assert (diff > 8).sum() <= 0.0005 * diff.size and diff.max() <= 64, name
     SpriteSet.load(tmp_path)
 
 
