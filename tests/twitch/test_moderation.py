@@ -14,8 +14,8 @@ from tests.twitch.helpers import until
 CHAT = "channel.chat.message"
 
 
-def _slow() -> FakePerformer:
-    return FakePerformer(clips=3, work_s=0.01, clip_s=0.5)
+def _slow(clip_s: float = 0.5) -> FakePerformer:
+    return FakePerformer(clips=3, work_s=0.01, clip_s=clip_s)
 
 
 def _on_stage(stage: FakeStage, text: str) -> bool:
@@ -71,7 +71,10 @@ async def test_cleared_chat_drops_chat_but_not_redemptions(twitch, tmp_path):
 
 
 async def test_timed_out_or_banned_viewer_is_dropped_and_refunded(twitch, tmp_path):
-    perf, stage = _slow(), FakeStage()
+    # Long clips: the troll's first reply is still on stage when the timeout comes, however
+    # slowly the five messages arrive (the paid one is prepared next and must not get to
+    # play before the timeout).
+    perf, stage = _slow(clip_s=3.0), FakeStage()
     reward = twitch.add_reward("Ask Mika", client_id=CLIENT_ID)
     adapter = await channel_adapter(twitch, tmp_path)
     async with orchestrator(adapter, tmp_path, perf, stage), adapter:
