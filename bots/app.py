@@ -15,13 +15,14 @@ from avatar_engine.clips.encode import encode_clip
 from avatar_engine.workers import LocalRenderPool, RenderPool
 from bots.adapters.studio import StudioAdapter
 from bots.adapters.supervise import keep_connected
-from bots.config import Config, studio_token
+from bots.config import Config, extras_needed, studio_token
 from bots.moderation.audit import AuditLog
 from bots.orchestrator.orchestrator import Orchestrator
 from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
 from overlays.studio.server import ChatHandler, ChatResult, StudioServer
 from vstage_core.errors import ConfigError
+from vstage_core.extras import require_extra
 from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class StudioApp:
     async def run(self) -> None:
         cfg = self.config
         show = cfg.app.show
+        for extra, setting in extras_needed(cfg.app).items():  # before any model loads
+            require_extra(extra, feature=setting)
         check_port(self.host, self.port)
         async with contextlib.AsyncExitStack() as stack:
             pool: RenderPool

@@ -17,7 +17,8 @@ import numpy as np
 from avatar_engine.types import frame_count
 from avatar_engine.workers.worker import DEFAULT_QUEUE
 from bots.logs import setup_logging
-from vstage_core.errors import VStageError
+from vstage_core.errors import MissingDependency, VStageError
+from vstage_core.extras import require_extra
 
 logger = logging.getLogger("vstage")
 
@@ -187,6 +188,7 @@ def _trace(args) -> int:
 
 
 async def _twitch_login(args) -> int:
+    require_extra("twitch", feature="vstage twitch login")
     from bots.adapters.twitch.auth import BROADCASTER_SCOPES, SCOPES, device_login
     from bots.adapters.twitch.setup import broadcaster_token_store, token_store
 
@@ -209,6 +211,7 @@ async def _twitch_login(args) -> int:
 async def _twitch_setup(args) -> int:
     """Create each persona's channel-point reward through Helix, so vstage may fulfil and
     refund its redemptions (Twitch allows that only to the app that made the reward)."""
+    require_extra("twitch", feature="vstage twitch setup")
     from bots.adapters.twitch.auth import Helix, TokenManager
     from bots.adapters.twitch.rewards import ensure_rewards, reward_specs
     from bots.adapters.twitch.setup import broadcaster_token_store, token_store
@@ -247,6 +250,7 @@ async def _twitch_setup(args) -> int:
 
 
 async def _obs_setup(args) -> int:
+    require_extra("obs", feature="vstage obs setup")
     from overlays.obs.driver import ObsDriver
     from overlays.obs.setup import setup_obs
 
@@ -272,6 +276,8 @@ def _worker(args) -> int:
     """Serve render jobs from RabbitMQ until SIGINT/SIGTERM (see docs/workers.md)."""
     import os
 
+    require_extra("rabbit", feature="vstage worker")
+
     from avatar_engine.workers import jobs, worker
 
     broker = args.broker or os.environ.get("VSTAGE_BROKER")
@@ -288,10 +294,15 @@ def _worker(args) -> int:
 
 def _check(args) -> int:
     from avatar_engine.settings import Wav2LipSettings
-    from bots.config import missing_files
+    from bots.config import extras_needed, missing_files
 
     config = _load(args)
     missing = missing_files(config)
+    for extra, setting in extras_needed(config.app).items():
+        try:
+            require_extra(extra, feature=setting)
+        except MissingDependency as e:
+            missing.append(str(e))
     for line in missing:
         print(f"vstage: {line}", file=sys.stderr)
     print(f"config {'has missing files' if missing else 'OK'}: {config.root}")

@@ -334,6 +334,21 @@ def missing_files(config: Config) -> list[str]:
     return problems
 
 
+def extras_needed(app: AppSettings) -> dict[str, str]:
+    """The optional extras these settings use, each with the setting that needs it
+    (``{"twitch": "twitch.enabled"}``); see ``vstage_core.extras``."""
+    needed: dict[str, str] = {}
+    if app.twitch.enabled:
+        needed["twitch"] = "twitch.enabled"
+    if app.discord is not None:
+        needed["discord"] = "discord"
+    if app.obs.enabled:
+        needed["obs"] = "obs.enabled"
+    if app.show.broker_url is not None:
+        needed["rabbit"] = "show.broker_url"
+    return needed
+
+
 def studio_token(config: Config) -> SecretStr:
     """The per-install access token: from settings/env, else generated once and kept (0600)."""
     if config.app.studio.token is not None:

