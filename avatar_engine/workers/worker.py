@@ -97,7 +97,7 @@ async def connect(
     Raises:
         ProviderError: the broker cannot be reached now (retryable); the message names it.
     """
-    aio_pika = require("aio_pika", hint="pip install 'aio-pika>=9.4'")
+    aio_pika = require("aio_pika", extra="rabbit")
     try:
         return await aio_pika.connect_robust(
             url, timeout=connect_timeout, reconnect_interval=reconnect_interval

@@ -11,6 +11,7 @@ import numpy as np
 
 from bots.hearing.settings import HearingSettings
 from vstage_core.errors import MissingDependency, ProviderError
+from vstage_core.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class WhisperSTT:
         try:
             from faster_whisper import WhisperModel
         except ImportError as e:
-            raise MissingDependency("faster-whisper is not installed: run `make install`") from e
+            raise MissingDependency(
+                f"faster-whisper is not installed: {install_hint('discord')}") from e
         self.settings = settings
         source = embedded_model_path() if settings.model == "embedded" else settings.model
         try:

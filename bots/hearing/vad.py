@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vstage_core.errors import MissingDependency
+from vstage_core.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def silero_model_path() -> Path:
     """Where the ``silero-vad`` package keeps its ONNX model."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency("silero-vad is not installed: run `make install`")
+        raise MissingDependency(f"silero-vad is not installed: {install_hint('discord')}")
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
     if not path.is_file():
         raise MissingDependency(f"the Silero VAD model is missing: {path}")

@@ -91,7 +91,7 @@ class ObsDriver:
         """Start connecting in the background; returns at once (see :meth:`wait_ready`)."""
         if self._supervisor is not None:
             return
-        require("obsws_python", hint="pip install obsws-python (or make install)")
+        require("obsws_python", extra="obs")
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="obs-request")
         self._supervisor = asyncio.create_task(self._supervise(), name="obs:supervisor")

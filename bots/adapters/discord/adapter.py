@@ -30,6 +30,7 @@ from bots.adapters.discord.settings import DiscordSettings
 from bots.events import ChatMessage, Outcome, Role, Utterance, Viewer
 from bots.hearing.listener import Heard, Listener
 from vstage_core.errors import ConfigError, MissingDependency
+from vstage_core.extras import install_hint
 from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -220,7 +221,8 @@ class DiscordAdapter:
         try:
             from discord.ext import voice_recv
         except ImportError as e:
-            raise MissingDependency("pip install discord-ext-voice-recv") from e
+            raise MissingDependency(
+                f"discord-ext-voice-recv is not installed: {install_hint('discord')}") from e
         async with self._voice_lock:
             if guild_id in self.sessions:
                 await self._stop_session(self.sessions.pop(guild_id))
@@ -392,7 +394,7 @@ def build_client(adapter: DiscordAdapter):
         import discord
         from discord import app_commands
     except ImportError as e:
-        raise MissingDependency("pip install 'discord.py[voice]'") from e
+        raise MissingDependency(f"discord.py is not installed: {install_hint('discord')}") from e
 
     intents = discord.Intents.default()
     intents.message_content = True  # privileged: enable it in the developer portal

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vstage_core.errors import MissingDependency
+from vstage_core.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class DaveStep:
         try:
             import davey
         except ImportError as e:  # pragma: no cover - comes with discord.py[voice]
-            raise MissingDependency("DAVE needs davey: pip install 'discord.py[voice]'") from e
+            raise MissingDependency(f"DAVE needs davey: {install_hint('discord')}") from e
         if not session.ready:
             # During a transition (someone joined) unencrypted frames may still be allowed.
             if session.can_passthrough(user_id):
@@ -90,7 +91,8 @@ class VoiceReceiver:
         try:
             from discord import opus
         except ImportError as e:  # pragma: no cover
-            raise MissingDependency("pip install 'discord.py[voice]'") from e
+            raise MissingDependency(
+                f"discord.py is not installed: {install_hint('discord')}") from e
         if not opus.is_loaded() and not opus._load_default():
             raise MissingDependency("libopus is missing: apt-get install libopus0")
         self._opus = opus
@@ -143,7 +145,8 @@ def make_sink(receiver: VoiceReceiver):
     try:
         from discord.ext import voice_recv
     except ImportError as e:
-        raise MissingDependency("pip install discord-ext-voice-recv") from e
+        raise MissingDependency(
+            f"discord-ext-voice-recv is not installed: {install_hint('discord')}") from e
 
     class _OpusSink(voice_recv.AudioSink):
         def wants_opus(self) -> bool:

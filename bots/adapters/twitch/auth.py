@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from vstage_core.errors import MissingDependency, VStageError
+from vstage_core.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ class TwitchError(VStageError):
 def _routes():
     try:
         from twitchio.http import Route
-    except ImportError as e:  # pragma: no cover - twitchio is a core dependency
-        raise MissingDependency("pip install 'twitchio>=3.1,<4'") from e
+    except ImportError as e:
+        raise MissingDependency(f"twitchio is not installed: {install_hint('twitch')}") from e
     return Route
 
 
