@@ -31,10 +31,10 @@ import numpy as np  # noqa: E402
 from avatar_engine.clips.encode import encode_clip  # noqa: E402
 from avatar_engine.types import Clip  # noqa: E402
 from overlays.obs.driver import ObsDriver  # noqa: E402
-from overlays.obs.headless import HeadlessObs  # noqa: E402
 from overlays.obs.settings import ObsSettings  # noqa: E402
 from overlays.obs.stage import ObsStage  # noqa: E402
 from tests.netutil import free_port  # noqa: E402
+from tests.obs.headless import HeadlessObs  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

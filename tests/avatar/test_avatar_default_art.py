@@ -1,5 +1,5 @@
-"""The committed default avatar: it is what ``draw_default`` draws, and its eye states and nine
-mouth shapes are all visibly different."""
+"""The committed default avatar: it is what ``tools/draw_default_avatar.py`` draws, and its eye
+states and nine mouth shapes are all visibly different."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import yaml
 from avatar_helpers import DEFAULT_SET
 from PIL import Image
 
-from avatar_engine.renderers import draw_default
 from avatar_engine.renderers.spriteset import SpriteSet
 from avatar_engine.visemes import SHAPES
+from tools import draw_default_avatar
 
 
 def composite(root: Path, *names: str) -> np.ndarray:
@@ -24,7 +24,7 @@ def composite(root: Path, *names: str) -> np.ndarray:
 
 
 def test_committed_art_is_what_the_generator_draws(tmp_path: Path) -> None:
-    written = draw_default.draw(tmp_path)
+    written = draw_default_avatar.draw(tmp_path)
     assert {p.name for p in written} == {p.name for p in tmp_path.iterdir()}
     committed = sorted(p.name for p in DEFAULT_SET.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == committed

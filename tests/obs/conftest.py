@@ -11,9 +11,9 @@ import pytest
 
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.types import Clip
-from overlays.obs.headless import HeadlessObs
 from overlays.obs.settings import ObsSettings
 from tests.netutil import free_port
+from tests.obs.headless import HeadlessObs
 
 PASSWORD = "obs-test-password-4242"
 CANVAS = (1280, 720)

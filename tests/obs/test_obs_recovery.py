@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 from overlays.obs.driver import ObsDriver
-from overlays.obs.headless import HeadlessObs
 from overlays.obs.settings import ObsSettings
 from overlays.obs.setup import setup_obs
 from overlays.obs.stage import ObsStage
 from overlays.obs.subtitles import subtitle_transform
 from tests.netutil import free_port
 from tests.obs.conftest import CANVAS, PASSWORD
+from tests.obs.headless import HeadlessObs
 
 LONG = ("Thanks for asking, tonight we are going to explore the haunted lighthouse levels "
         "together!")  # 90 characters: 2,390 px on one line at size 48

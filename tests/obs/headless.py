@@ -1,4 +1,4 @@
-"""A real OBS Studio run headless under Xvfb, for tests, benchmarks and trying vstage out.
+"""A real OBS Studio run headless under Xvfb, for the OBS tests and ``bench/stage.py``.
 
 OBS 29 (Debian's ``obs-studio``) with obs-websocket 5.1 is started in a throw-away HOME whose
 ``global.ini`` enables the websocket with a password and skips the first-run wizard. OBS has

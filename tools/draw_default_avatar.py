@@ -1,7 +1,7 @@
 """Draws the default avatar ("Vee"), an original character, as a sprite set folder: a base
 (hair, face, headphones, hoodie), three eye states and the nine mouth shapes.
 
-Run ``python -m avatar_engine.renderers.draw_default OUT_DIR``; the committed copy lives in
+Run ``python tools/draw_default_avatar.py OUT_DIR``; the committed copy lives in
 ``config/avatars/default``. Everything is drawn with Pillow at 4x and downsampled, so edges are
 anti-aliased; shapes are cubic Bezier outlines.
 """
@@ -614,8 +614,8 @@ def mouth_layer(shape: str) -> Image.Image:
 # --- output --------------------------------------------------------------------------------
 
 MANIFEST_TEMPLATE = """\
-# Default vstage avatar "Vee", drawn by avatar_engine/renderers/draw_default.py.
-# Regenerate with: python -m avatar_engine.renderers.draw_default config/avatars/default
+# Default vstage avatar "Vee", drawn by tools/draw_default_avatar.py.
+# Regenerate with: python tools/draw_default_avatar.py config/avatars/default
 name: Vee
 size: [{w}, {h}]
 base: base.png
