@@ -53,6 +53,7 @@ class _InFlight:
     generated: bool = False  # the pipeline has finished; only playback is left
     on_stage: bool = False
     cut: asyncio.Event = field(default_factory=asyncio.Event)  # a skip during playback
+    cancel_early: bool = False  # cancelled before its pipeline task existed
     started: float = field(default_factory=time.monotonic)
     # What a cancel means: "interrupt" (skip, barge-in), "restore" (back into the queue),
     # "refuse" (cleared or withdrawn: a refused outcome).
@@ -316,6 +317,9 @@ class Orchestrator:
 
     @staticmethod
     def _cancel(r: _InFlight, how: str, reason: str) -> bool:
+        if r.task is None and not r.generated:  # popped, its runner not started yet
+            r.cancel_as, r.reason, r.cancel_early = how, reason, True
+            return True
         if r.task is not None and not r.task.done():
             r.cancel_as, r.reason = how, reason
             r.task.cancel()
@@ -421,6 +425,8 @@ class Orchestrator:
             ),
             name=f"persona:{pid}:reply:{tid}",
         )
+        if r.cancel_early:
+            r.task.cancel()  # withdrawn or paused between pop and now: it never runs
         outcome: Outcome | None = None
         reply = None
         try:

@@ -74,7 +74,7 @@ async def test_timed_out_or_banned_viewer_is_dropped_and_refunded(twitch, tmp_pa
     # Long clips: the troll's first reply is still on stage when the timeout comes, however
     # slowly the five messages arrive (the paid one is prepared next and must not get to
     # play before the timeout).
-    perf, stage = _slow(clip_s=3.0), FakeStage()
+    perf, stage = _slow(clip_s=1.5), FakeStage()
     reward = twitch.add_reward("Ask Mika", client_id=CLIENT_ID)
     adapter = await channel_adapter(twitch, tmp_path)
     async with orchestrator(adapter, tmp_path, perf, stage), adapter:
