@@ -32,7 +32,7 @@ from avatar_engine.clips.encode import encode_clip  # noqa: E402
 from avatar_engine.types import Clip  # noqa: E402
 from overlays.obs.driver import ObsDriver  # noqa: E402
 from overlays.obs.settings import ObsSettings  # noqa: E402
-from overlays.obs.stage import ObsStage  # noqa: E402
+from overlays.obs.stage import ObsStage, PlayedClip  # noqa: E402
 from tests.netutil import free_port  # noqa: E402
 from tests.obs.headless import HeadlessObs  # noqa: E402
 
@@ -78,8 +78,9 @@ async def run(quick: bool) -> dict:
         settings = ObsSettings(enabled=True, port=obs.port, password=PASSWORD)
         try:
             driver = ObsDriver(settings=settings)
-            async with driver, ObsStage(settings=settings, personas=["bench"],
-                                        driver=driver) as stage:
+            played: list[PlayedClip] = []
+            async with driver, ObsStage(settings=settings, personas=["bench"], driver=driver,
+                                        on_clip=played.append) as stage:
                 assert await driver.wait_ready(15), "driver never got ready"
 
                 # 1. Request round trip.
@@ -95,16 +96,16 @@ async def run(quick: bool) -> dict:
                 for r in range(replies):
                     clips = [make_clip(tmp, f"r{r}", i, float(rng.uniform(0.4, 1.2)))
                              for i in range(per_reply)]
-                    n = len(stage.played)
+                    n = len(played)
                     for clip in clips:
                         await stage.play_clip(persona="bench", clip=clip)
                     await stage.reply_finished(persona="bench", reply_id=f"r{r}", text="")
                     deadline = time.monotonic() + sum(c.duration for c in clips) + 10
-                    while not (len(stage.played) == n + per_reply
-                               and stage.played[-1].ended is not None):
+                    while not (len(played) == n + per_reply
+                               and played[-1].ended is not None):
                         assert time.monotonic() < deadline, "reply did not finish"
                         await asyncio.sleep(0.02)
-                    mine = stage.played[n:]
+                    mine = played[n:]
                     missed = [p for p in mine if p.started is None or p.ended is None]
                     assert not missed, f"media events missing for {missed}"
                     gaps += [(b.started - a.ended) * 1000 for a, b in pairwise(mine)]

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ _IDLE_AFTER_S = 5.0  # an unfinished reply with no next clip for this long: back
 
 @dataclass(slots=True)
 class PlayedClip:
-    """One clip as OBS played it (monotonic times of its media events; None if missed)."""
+    """One clip as OBS plays it (monotonic times of its media events; None if missed or not
+    yet seen): handed to ``on_clip`` when requested, ``started``/``ended`` filled in later."""
 
     persona: str
     reply_id: str
@@ -74,10 +75,13 @@ class ObsStage:
         personas: the persona ids on the show (their scenes and sources are set up).
         driver: an existing driver to use (its lifecycle stays the caller's); by default the
             stage makes and owns one.
+        on_clip: called with each clip's :class:`PlayedClip` as it is put on (tests and
+            benchmarks measure gaps with it); the stage keeps no history of its own.
     """
 
     def __init__(
-        self, *, settings: ObsSettings, personas: Sequence[str], driver: ObsDriver | None = None
+        self, *, settings: ObsSettings, personas: Sequence[str], driver: ObsDriver | None = None,
+        on_clip: Callable[[PlayedClip], None] | None = None,
     ) -> None:
         self.settings = settings
         self.driver = driver or ObsDriver(settings=settings)
@@ -91,7 +95,7 @@ class ObsStage:
         self._scene: str | None = None
         self._brb = False
         self._warned = False
-        self.played: list[PlayedClip] = []
+        self._on_clip = on_clip
         self.last_setup: SetupReport | None = None
         self.driver.add_connect_hook(self._on_connect)
         self.driver.add_disconnect_hook(self._on_disconnect)
@@ -237,7 +241,8 @@ class ObsStage:
         st.started.clear()
         st.ended.clear()
         record = PlayedClip(st.id, clip.reply_id, clip.index, time.monotonic())
-        self.played.append(record)
+        if self._on_clip is not None:
+            self._on_clip(record)
         await self.driver.call(
             "SetInputSettings",
             {"inputName": st.avatar,

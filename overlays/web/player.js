@@ -11,6 +11,7 @@
   const token = params.get("token") || "";
   const onlyPersona = params.get("persona");
   const preferred = params.get("format") || "webm";
+  const PLAYED_KEPT = 200;
 
   function withToken(url) {
     return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
@@ -24,7 +25,7 @@
       this.queue = [];
       this.playing = null; // {clip, video}
       this.cancelled = new Set();
-      this.played = []; // for tests and the studio panel
+      this.played = []; // the last PLAYED_KEPT clips, for tests (an overlay runs all show)
       this.idle = this._makeVideo("idle");
       this.idle.loop = true;
       this.idle.muted = true;
@@ -150,6 +151,7 @@
         this._setSubtitle(clip.text);
         this.played.push({ reply_id: clip.reply_id, index: clip.index, text: clip.text,
                            at: performance.now() });
+        if (this.played.length > PLAYED_KEPT) this.played.shift();
         document.dispatchEvent(new CustomEvent("vstage:clip", { detail: clip }));
       };
       video.onended = () => {

@@ -16,7 +16,7 @@ from PIL import Image
 from overlays.obs.driver import ObsDriver
 from overlays.obs.settings import ObsSettings
 from overlays.obs.setup import setup_obs
-from overlays.obs.stage import ObsStage
+from overlays.obs.stage import ObsStage, PlayedClip
 from overlays.obs.subtitles import subtitle_transform
 from tests.netutil import free_port
 from tests.obs.conftest import CANVAS, PASSWORD
@@ -179,11 +179,12 @@ async def test_after_a_crash_items_are_in_place_and_the_idle_loop_shows(
 async def test_long_subtitle_wraps_inside_the_canvas(settings, make_clip, artifacts):
     assert len(LONG) == 90
     clip = make_clip("long", 0, LONG, seconds=3.0, persona="lena")
-    async with ObsStage(settings=settings, personas=["lena"]) as stage:
+    played: list[PlayedClip] = []
+    async with ObsStage(settings=settings, personas=["lena"], on_clip=played.append) as stage:
         driver = stage.driver
         assert await driver.wait_ready(10)
         await stage.play_clip(persona="lena", clip=clip)
-        await _until(lambda: stage.played and stage.played[0].started)
+        await _until(lambda: played and played[0].started)
         await asyncio.sleep(0.3)
         shown = (await driver.call("GetInputSettings", {"inputName": "vstage lena subtitles"})
                  )["inputSettings"]["text"]

@@ -12,7 +12,7 @@ from PIL import Image
 from overlays.obs.driver import ObsDriver
 from overlays.obs.settings import ObsSettings
 from overlays.obs.setup import AVATAR_KIND, SUBTITLE_KIND, setup_obs
-from overlays.obs.stage import ObsStage
+from overlays.obs.stage import ObsStage, PlayedClip
 from tests.obs.conftest import CANVAS
 
 
@@ -70,7 +70,8 @@ async def _snapshot(driver: ObsDriver):
 async def test_reply_clips_play_in_order_with_subtitles(obs_settings, make_clip):
     texts = ["Hello there.", "This is the second sentence.", "And the last one!"]
     clips = [make_clip("r1", i, t, persona="cleo") for i, t in enumerate(texts)]
-    async with ObsStage(settings=obs_settings, personas=["cleo"]) as stage:
+    played: list[PlayedClip] = []
+    async with ObsStage(settings=obs_settings, personas=["cleo"], on_clip=played.append) as stage:
         driver = stage.driver
         assert await driver.wait_ready(10)
         lags: list[float] = []
@@ -82,7 +83,7 @@ async def test_reply_clips_play_in_order_with_subtitles(obs_settings, make_clip)
 
         seen_subtitles = []
         for i in range(3):
-            await _until(lambda i=i: len(stage.played) > i and stage.played[i].started)
+            await _until(lambda i=i: len(played) > i and played[i].started)
             status = await driver.call("GetMediaInputStatus", {"inputName": "vstage cleo avatar"})
             seen_subtitles.append(await _text(driver, "vstage cleo subtitles"))
             assert status["mediaState"] == "OBS_MEDIA_STATE_PLAYING"
@@ -90,12 +91,12 @@ async def test_reply_clips_play_in_order_with_subtitles(obs_settings, make_clip)
             assert scene["currentProgramSceneName"] == "vstage cleo"
         assert seen_subtitles == texts
 
-        await _until(lambda: all(p.ended for p in stage.played) and len(stage.played) == 3)
-        assert [(p.reply_id, p.index) for p in stage.played] == [("r1", 0), ("r1", 1), ("r1", 2)]
-        for p, clip in zip(stage.played, clips, strict=True):
+        await _until(lambda: all(p.ended for p in played) and len(played) == 3)
+        assert [(p.reply_id, p.index) for p in played] == [("r1", 0), ("r1", 1), ("r1", 2)]
+        for p, clip in zip(played, clips, strict=True):
             # OBS's own events: each clip ran for about its length.
             assert abs((p.ended - p.started) - clip.duration) < 0.35
-        gaps = [b.started - a.ended for a, b in pairwise(stage.played)]
+        gaps = [b.started - a.ended for a, b in pairwise(played)]
         # bench/stage.py measures the gap properly (p95 ~40 ms); this only catches a stall
         # and leaves room for a loaded 2-core CI host rendering with llvmpipe.
         assert max(gaps) < 0.3, gaps
@@ -118,15 +119,16 @@ async def _loop_lag(lags: list[float], step: float = 0.01) -> None:
 
 
 async def test_cancelled_reply_stops_playing(obs_settings, make_clip):
-    async with ObsStage(settings=obs_settings, personas=["dora"]) as stage:
+    played: list[PlayedClip] = []
+    async with ObsStage(settings=obs_settings, personas=["dora"], on_clip=played.append) as stage:
         assert await stage.driver.wait_ready(10)
         for i in range(3):
             await stage.play_clip(persona="dora", clip=make_clip("rc", i, f"s{i}", seconds=1.0,
                                                                  persona="dora"))
-        await _until(lambda: stage.played and stage.played[0].started)
+        await _until(lambda: played and played[0].started)
         await stage.reply_cancelled(persona="dora", reply_id="rc")
         await _until(lambda: stage._scene == "vstage idle", within=3)
-        assert len(stage.played) == 1
+        assert len(played) == 1
 
 
 async def test_be_right_back_scene(obs_settings):
@@ -140,10 +142,11 @@ async def test_be_right_back_scene(obs_settings):
 
 async def test_screenshot_shows_avatar_in_its_box(obs_settings, make_clip):
     clip = make_clip("shot", 0, "Look at me.", seconds=3.0, rgb=(230, 30, 30), persona="eve")
-    async with ObsStage(settings=obs_settings, personas=["eve"]) as stage:
+    played: list[PlayedClip] = []
+    async with ObsStage(settings=obs_settings, personas=["eve"], on_clip=played.append) as stage:
         assert await stage.driver.wait_ready(10)
         await stage.play_clip(persona="eve", clip=clip)
-        await _until(lambda: stage.played and stage.played[0].started)
+        await _until(lambda: played and played[0].started)
         await asyncio.sleep(0.3)
         png = await stage.driver.screenshot("vstage eve", width=CANVAS[0], height=CANVAS[1])
     img = Image.open(io.BytesIO(png)).convert("RGB")
@@ -160,11 +163,12 @@ async def test_obs_killed_mid_reply_then_restarted(obs_studio, obs_settings, mak
     clips = [make_clip("before", i, f"before {i}", seconds=1.0, persona="finn")
              for i in range(3)]
     later = [make_clip("after", i, f"after {i}", persona="finn") for i in range(2)]
-    async with ObsStage(settings=obs_settings, personas=["finn"]) as stage:
+    played: list[PlayedClip] = []
+    async with ObsStage(settings=obs_settings, personas=["finn"], on_clip=played.append) as stage:
         assert await stage.driver.wait_ready(10)
         for clip in clips:
             await stage.play_clip(persona="finn", clip=clip)
-        await _until(lambda: stage.played and stage.played[0].started)
+        await _until(lambda: played and played[0].started)
 
         obs_studio.kill()
         await _until(lambda: not stage.driver.ready, within=3)
@@ -186,22 +190,23 @@ async def test_obs_killed_mid_reply_then_restarted(obs_studio, obs_settings, mak
         inputs = {i["inputName"] for i in (await stage.driver.call("GetInputList"))["inputs"]}
         assert {"vstage finn avatar", "vstage finn subtitles"} <= inputs
 
-        n = len(stage.played)
+        n = len(played)
         for clip in later:
             await stage.play_clip(persona="finn", clip=clip)
         await stage.reply_finished(persona="finn", reply_id="after", text="after")
-        await _until(lambda: len(stage.played) == n + 2 and stage.played[-1].ended)
-        assert [(p.reply_id, p.index) for p in stage.played[n:]] == [("after", 0), ("after", 1)]
-        assert all(p.started for p in stage.played[n:])
+        await _until(lambda: len(played) == n + 2 and played[-1].ended)
+        assert [(p.reply_id, p.index) for p in played[n:]] == [("after", 0), ("after", 1)]
+        assert all(p.started for p in played[n:])
 
 
 async def test_wrong_password_never_ready_and_calls_return(obs_settings, make_clip):
     bad = ObsSettings.model_validate(obs_settings.model_dump() | {"password": "wrong"})
     clip = make_clip("x", 0, "x", persona="gus")
-    async with ObsStage(settings=bad, personas=["gus"]) as stage:
+    played: list[PlayedClip] = []
+    async with ObsStage(settings=bad, personas=["gus"], on_clip=played.append) as stage:
         assert not await stage.driver.wait_ready(1.5)
         t0 = time.perf_counter()
         await stage.play_clip(persona="gus", clip=clip)
         await stage.reply_finished(persona="gus", reply_id="x", text="x")
         assert time.perf_counter() - t0 < 0.05
-        assert stage.played == []
+        assert played == []
