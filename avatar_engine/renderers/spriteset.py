@@ -42,10 +42,6 @@ MOUTH_FALLBACKS: dict[str, tuple[str, ...]] = {
 }
 """For each mouth shape a set does not draw, the shapes tried instead, nearest first."""
 
-EYE_STATES = ("open", "closed", "half")
-"""Eye overlays: ``open`` and ``closed`` are required; ``half`` (half-closed, shown on the
-first and last frame of a blink) is optional."""
-
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -65,7 +61,8 @@ class LayerSpec(_Spec):
 
 
 class EyesSpec(_Spec):
-    """Eye overlays."""
+    """Eye overlays: ``open`` and ``closed`` are required; ``half`` (half-closed, shown on the
+    first and last frame of a blink) is optional."""
 
     open: LayerSpec
     closed: LayerSpec

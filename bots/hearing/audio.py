@@ -16,7 +16,6 @@ DISCORD_CHANNELS = 2
 FRAME_MS = 20
 FRAME_SAMPLES = DISCORD_RATE * FRAME_MS // 1000  # 960 per channel
 FRAME_BYTES = FRAME_SAMPLES * DISCORD_CHANNELS * 2  # 3840
-STT_RATE = 16_000
 
 
 @lru_cache(maxsize=16)
@@ -89,8 +88,3 @@ def tts_to_discord_pcm(audio: np.ndarray, sample_rate: int) -> bytes:
     up = resample(audio.astype(np.float32, copy=False), sample_rate, DISCORD_RATE)
     pcm = (np.clip(up, -1.0, 1.0) * 32767.0).astype("<i2")
     return np.repeat(pcm, 2).tobytes()
-
-
-def discord_pcm_to_16k(pcm: bytes) -> np.ndarray:
-    """A whole Discord PCM buffer -> 16 kHz mono float32 (tests and benchmarks)."""
-    return Downsampler48to16()(pcm48_stereo_to_mono(pcm))

@@ -117,10 +117,6 @@ class AuditLog:
                 os.close(self._fd)
                 self._fd = None
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     # ------------------------------------------------------------------ recording
 
     def record(

@@ -1,7 +1,8 @@
 """Per-event traces (timestamps of every stage) and the Prometheus metrics built from them.
 
 Stages, in order: ``received``, ``accepted`` or ``rejected``, ``dequeued``,
-``llm_first_token``, ``llm_done``, ``tts_first_audio``, ``first_clip``, ``on_stage``, ``done``.
+``llm_first_token``, ``llm_first_sentence``, ``llm_done``, ``tts_first_audio``, ``first_clip``,
+``on_stage``, ``done``.
 The last N traces are kept in memory for ``/api/traces`` and ``vstage trace``; each finished
 trace is also logged as one structured line.
 """
@@ -21,10 +22,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 logger = logging.getLogger(__name__)
 
-STAGES = (
-    "received", "accepted", "rejected", "dequeued", "llm_first_token", "llm_done",
-    "tts_first_audio", "first_clip", "on_stage", "done",
-)
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -92,6 +89,8 @@ class Tracer:
         return self._traces.get(trace_id)
 
     def mark(self, trace_id: str, stage: str, at: float | None = None) -> None:
+        """Record when ``stage`` (one of the module's stages) first happened, monotonic ``at``
+        (default now); stages after the decision feed the stage latency histogram."""
         t = self._traces.get(trace_id)
         if t is None or stage in t.marks:
             return

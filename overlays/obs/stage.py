@@ -183,12 +183,6 @@ class ObsStage:
             except ObsUnavailable:
                 self._warn_away()
 
-    async def set_subtitle(self, persona: str, text: str) -> None:
-        """Show ``text`` (wrapped to the subtitle width) in the persona's subtitle source."""
-        st = self._personas[persona]
-        await self._call("SetInputSettings",
-                         {"inputName": st.subtitles, "inputSettings": {"text": self._wrap(text)}})
-
     def _wrap(self, text: str) -> str:
         canvas = self.last_setup.canvas if self.last_setup is not None else (1920, 1080)
         return wrap_subtitle(text, max_width=canvas[0] * self.settings.subtitle_width,

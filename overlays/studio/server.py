@@ -139,9 +139,6 @@ class StudioServer:
         """Serve each persona's queue (persona id -> rows in answer order) at ``/api/queue``."""
         self._queues = queues
 
-    def set_metrics(self, metrics: Callable[[], tuple[bytes, str]]) -> None:
-        self._metrics = metrics
-
     def set_idle(self, persona: str, files: dict[str, Path]) -> None:
         """Register a persona's idle loop (format -> file inside clips_dir)."""
         self._idle[persona] = {fmt: self._clip_url(p) for fmt, p in files.items()}

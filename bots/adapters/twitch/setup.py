@@ -67,7 +67,3 @@ def build_adapter(config: Config, personas: list[PersonaConfig]) -> TwitchAdapte
         broadcaster_id=tw.broadcaster_id, client_secret=secret,
         bot_is_mod=tw.bot_is_mod, keepalive_s=tw.keepalive_s,
     )
-
-
-def login_path(config: Config) -> Path:
-    return token_store(config).path
