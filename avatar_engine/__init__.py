@@ -1,4 +1,4 @@
 """Text to performance: voices, mouth shapes, avatar renderers, clip encoding and workers.
 
-This layer never imports ``bots`` or ``overlays``; it is the bottom of the dependency graph.
+This layer never imports ``bots`` or ``overlays``; of vstage it imports only ``vstage_core``.
 """
