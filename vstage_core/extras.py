@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from vstage_core.errors import MissingDependency
 
-__all__ = ["EXTRAS", "install_hint", "missing_modules", "require_extra"]
+__all__ = ["EXTRAS", "install_hint", "is_installed", "missing_modules", "require_extra"]
 
 EXTRAS: Mapping[str, tuple[str, ...]] = {
     # Twitch chat, events and redemptions (EventSub WebSocket, Helix).
@@ -40,7 +40,8 @@ def install_hint(extra: str) -> str:
     return f"pip install 'vstage[{extra}]'"
 
 
-def _importable(module: str) -> bool:
+def is_installed(module: str) -> bool:
+    """Whether ``module`` can be found, without importing it (its parent packages are)."""
     try:
         return importlib.util.find_spec(module) is not None
     except ImportError:  # a parent package is missing or refuses to import
@@ -54,7 +55,7 @@ def missing_modules(extra: str) -> list[str]:
     cheap enough for ``vstage check``.
     """
     install_hint(extra)  # validates the name
-    return [m for m in EXTRAS[extra] if not _importable(m)]
+    return [m for m in EXTRAS[extra] if not is_installed(m)]
 
 
 def require_extra(extra: str, *, feature: str | None = None) -> None:
