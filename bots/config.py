@@ -36,7 +36,14 @@ from vstage_core.settings import FrozenModel
 
 logger = logging.getLogger(__name__)
 
+# The checkout's config/ (a source or editable install); a wheel install has none beside the
+# package, so there the default is ./config in the working directory.
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+def default_config_dir() -> Path:
+    """Where the configuration is read from when ``--config`` is not given."""
+    return DEFAULT_CONFIG_DIR if DEFAULT_CONFIG_DIR.is_dir() else Path.cwd() / "config"
 
 
 
@@ -216,7 +223,7 @@ def load_config(
     config_dir: Path | None = None, *, env: Mapping[str, str] | None = None
 ) -> Config:
     """Load ``vstage.yaml`` and every persona in ``personas/`` from ``config_dir``."""
-    root = Path(config_dir or DEFAULT_CONFIG_DIR).resolve()
+    root = Path(config_dir or default_config_dir()).resolve()
     app_path = root / "vstage.yaml"
     data: Any = {}
     lines: dict[tuple, int] = {}
