@@ -4,17 +4,14 @@ overlay keeps its newest line on screen when the conversation overflows it."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import SecretStr
 
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.types import Clip
-from overlays.studio.server import StudioServer
+from tests.browser.threaded import ThreadedStudio
 
 pytestmark = [pytest.mark.browser]
 
@@ -24,26 +21,11 @@ SENTENCES = ["First I say this to {who}.", "Then I add a second thought.", "And 
 CLIP_S = 2.0
 
 
-class _Studio:
-    """A StudioServer on its own loop in a thread, so sync Playwright can drive the pages."""
+class _Studio(ThreadedStudio):
+    """The studio server of these tests, on its own loop in a thread."""
 
     def __init__(self, clips_dir: Path) -> None:
-        self.clips_dir = clips_dir
-        self.loop = asyncio.new_event_loop()
-        self.server = StudioServer(port=0, token=SecretStr(TOKEN), clips_dir=clips_dir,
-                                   personas={PERSONA: "Feedy"})
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.run(self.server.start())
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(15)
-
-    def close(self) -> None:
-        self.run(self.server.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        super().__init__(clips_dir, token=TOKEN, personas={PERSONA: "Feedy"})
 
     def reply(self, reply_id: str, user: str, question: str) -> list[str]:
         """What the orchestrator does for one answer: the question, its clips (made faster

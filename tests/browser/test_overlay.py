@@ -3,19 +3,16 @@ really transparent, subtitles follow the clips, and a wrong token gets nothing."
 
 from __future__ import annotations
 
-import asyncio
 import io
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from pydantic import SecretStr
 
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.types import Clip
-from overlays.studio.server import StudioServer
+from tests.browser.threaded import ThreadedStudio
 
 pytestmark = [pytest.mark.browser]
 
@@ -23,32 +20,17 @@ TOKEN = "overlay-test-token-0123456789"
 SIZE = (640, 480)
 
 
-class _Studio:
-    """A StudioServer on its own loop in a thread, so sync Playwright can drive the page."""
+class _Studio(ThreadedStudio):
+    """The studio server of these tests, on its own loop in a thread."""
 
     def __init__(self, clips_dir: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = StudioServer(port=0, token=SecretStr(TOKEN), clips_dir=clips_dir,
-                                   personas={"ovl": "Overlay"})
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.run(self.server.start())
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(15)
-
-    def close(self) -> None:
-        self.run(self.server.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        super().__init__(clips_dir, token=TOKEN, personas={"ovl": "Overlay"})
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     clips = tmp_path_factory.mktemp("overlay-clips")
     s = _Studio(clips)
-    s.clips_dir = clips
     yield s
     s.close()
 
