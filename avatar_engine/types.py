@@ -65,3 +65,34 @@ def frame_count(duration: float, fps: int) -> int:
     import math
 
     return max(1, math.ceil(duration * fps - 1e-6))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Performance:
+    """One sentence performed by a persona: its speech and the avatar's frames for it.
+
+    What a :class:`~avatar_engine.performer.Performer` returns and what every stage receives
+    (the live stream shows the frames and plays the audio, Discord plays the audio, the clip
+    recorder encodes both). Frame ``i`` covers the audio from ``i / fps`` to ``(i + 1) / fps``
+    seconds; the audio is padded with silence (by whoever plays it) up to ``len(frames) / fps``.
+    """
+
+    persona: str
+    reply_id: str
+    index: int
+    speech: Speech
+    frames: np.ndarray = field(repr=False)  # uint8 RGBA [N, H, W, 4] on the CPU, straight alpha
+    fps: int
+    start_frame: int  # the persona's frame clock at the first frame (blinks, breathing)
+
+    @property
+    def text(self) -> str:
+        return self.speech.text
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / self.fps
