@@ -3,7 +3,11 @@
 Every page, socket, clip and control endpoint needs the per-install token, given as
 ``?token=`` (overlay URLs for OBS carry it) or ``Authorization: Bearer``. The server binds
 127.0.0.1 unless configured otherwise. It also implements the :class:`~overlays.stage.Stage`
-interface: whatever the orchestrator performs is pushed to every connected page.
+interface: the stage events it is handed (chat lines, sentences as they are performed, clip
+files for the fallback player, replies finished or cancelled, the show degraded) are pushed to
+every connected page over a websocket. The pages play each persona's live stream over WebRTC;
+``POST /api/live/offer`` is its signalling endpoint (an SDP offer in, the answer of the injected
+:data:`LiveAnswer` out).
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ from aiohttp import WSMsgType, web
 from pydantic import SecretStr
 
 from avatar_engine.types import Clip
+from overlays.stage import (
+    ChatShown,
+    ClipReady,
+    Performed,
+    ReplyCancelled,
+    ReplyFinished,
+    ShowDegraded,
+    StageEvent,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +60,16 @@ class ChatResult:
 
 ChatHandler = Callable[[str, str, str | None, str], Awaitable[ChatResult]]
 
+LiveAnswer = Callable[[str, str, str], Awaitable[tuple[str, str]]]
+"""Answers a page's WebRTC offer for a persona's live stream: ``(persona, sdp, type) ->
+(sdp, type)`` (``overlays.live.webrtc.LiveRTC.answer``). Raises :class:`KeyError` for a persona
+without a stream and :class:`ValueError` for an offer it cannot use."""
+
+_OFFER_FIELDS = ("persona", "sdp", "type")
+_OFFER_MAX_SDP = 32 * 1024
+# aiortc gathers loopback candidates in milliseconds; a stuck answer must not hold a page forever.
+_ANSWER_TIMEOUT_S = 15.0
+
 
 class StudioServer:
     """The studio web server; use as ``async with StudioServer(...) as studio``.
@@ -60,7 +83,13 @@ class StudioServer:
         on_chat: called with (user, text, persona id or None, role) for lines typed in the
             studio; role is one of :data:`STUDIO_ROLES`.
         metrics: optional callable returning (body, content type) for ``/metrics``.
+        live: answers WebRTC offers for the personas' live streams; None while live streaming
+            is off (the pages then use the clip player). See :meth:`set_live`.
     """
+
+    name = "studio"
+    wants: frozenset[type[StageEvent]] = frozenset(
+        {ChatShown, Performed, ClipReady, ReplyFinished, ReplyCancelled, ShowDegraded})
 
     def __init__(
         self,
@@ -73,6 +102,7 @@ class StudioServer:
         on_chat: ChatHandler | None = None,
         metrics: Callable[[], tuple[bytes, str]] | None = None,
         history: int = 50,
+        live: LiveAnswer | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -86,6 +116,8 @@ class StudioServer:
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._recent: deque[dict[str, Any]] = deque(maxlen=history)
         self._idle: dict[str, dict[str, str]] = {}
+        self._live = live
+        self._degraded = False
         self._runner: web.AppRunner | None = None
         self._sends: set[asyncio.Task] = set()
         self.app = self._build_app()
@@ -143,30 +175,45 @@ class StudioServer:
         """Register a persona's idle loop (format -> file inside clips_dir)."""
         self._idle[persona] = {fmt: self._clip_url(p) for fmt, p in files.items()}
 
+    def set_live(self, answer: LiveAnswer | None) -> None:
+        """Answer ``POST /api/live/offer`` with ``answer`` (None: live streaming is off, 503)."""
+        self._live = answer
+
     # ------------------------------------------------------------------ Stage interface
 
-    async def show_chat(self, *, persona: str, user: str, text: str) -> None:
-        self._broadcast({"type": "chat", "persona": persona, "user": user, "text": text})
+    async def handle(self, event: StageEvent) -> None:
+        """Push one stage event to every connected page (never waits for a page)."""
+        if isinstance(event, ChatShown):
+            self._broadcast({"type": "chat", "persona": event.persona, "user": event.user,
+                             "text": event.text, "reply_id": event.reply_id})
+        elif isinstance(event, Performed):
+            # The live stream plays it now: pages time subtitles and the chat log from this.
+            perf = event.performance
+            self._broadcast({"type": "performed", "persona": perf.persona,
+                             "reply_id": perf.reply_id, "index": perf.index, "text": perf.text,
+                             "duration": round(perf.duration, 3)})
+        elif isinstance(event, ClipReady):
+            self._broadcast(self._clip_message(event.persona, event.clip))
+        elif isinstance(event, ReplyFinished):
+            self._broadcast({"type": "reply_done", "persona": event.persona,
+                             "reply_id": event.reply_id, "text": event.text})
+        elif isinstance(event, ReplyCancelled):
+            self._broadcast({"type": "reply_cancelled", "persona": event.persona,
+                             "reply_id": event.reply_id})
+        elif isinstance(event, ShowDegraded):
+            self._degraded = event.on
+            self._broadcast({"type": "degraded", "on": event.on})
 
-    async def play_clip(self, *, persona: str, clip: Clip) -> None:
-        self._broadcast(
-            {
-                "type": "clip",
-                "persona": persona,
-                "reply_id": clip.reply_id,
-                "index": clip.index,
-                "text": clip.text,
-                "duration": round(clip.duration, 3),
-                "urls": {f.format: self._clip_url(f.path) for f in clip.files},
-            }
-        )
-
-    async def reply_finished(self, *, persona: str, reply_id: str, text: str) -> None:
-        self._broadcast({"type": "reply_done", "persona": persona, "reply_id": reply_id,
-                         "text": text})
-
-    async def reply_cancelled(self, *, persona: str, reply_id: str) -> None:
-        self._broadcast({"type": "reply_cancelled", "persona": persona, "reply_id": reply_id})
+    def _clip_message(self, persona: str, clip: Clip) -> dict[str, Any]:
+        return {
+            "type": "clip",
+            "persona": persona,
+            "reply_id": clip.reply_id,
+            "index": clip.index,
+            "text": clip.text,
+            "duration": round(clip.duration, 3),
+            "urls": {f.format: self._clip_url(f.path) for f in clip.files},
+        }
 
     def notice(self, persona: str | None, text: str, *, level: str = "info") -> None:
         """Show a short status line (rejections, errors) on the studio page."""
@@ -222,6 +269,7 @@ class StudioServer:
         app.router.add_get("/ws", self._ws)
         app.router.add_get("/api/state", self._state)
         app.router.add_post("/api/chat", self._chat)
+        app.router.add_post("/api/live/offer", self._live_offer)
         app.router.add_get("/clips/{persona}/{name}", self._clip)
         app.router.add_get("/metrics", self._metrics_endpoint)
         app.router.add_get("/api/traces", self._traces_endpoint)
@@ -245,19 +293,16 @@ class StudioServer:
             {
                 "personas": [{"id": k, "name": v} for k, v in self._personas.items()],
                 "idle": self._idle,
+                "live": self._live is not None,
+                "degraded": self._degraded,
                 "recent": list(self._recent)[-20:],
             }
         )
 
     async def _chat(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return web.json_response({"error": "body must be JSON"}, status=400)
-        except RecursionError:  # [[[[...]]]]: the parser gives up; so do we, politely
-            return web.json_response({"error": "body is nested too deeply"}, status=400)
-        if not isinstance(body, dict):
-            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        body, error = await _json_object(request)
+        if error is not None:
+            return error
         unknown = sorted(k for k in body if k not in _CHAT_FIELDS)
         if unknown:
             return web.json_response(
@@ -286,6 +331,45 @@ class StudioServer:
         if not result.accepted:
             return web.json_response({"error": result.reason}, status=422)
         return web.json_response({"trace_id": result.trace_id}, status=202)
+
+    async def _live_offer(self, request: web.Request) -> web.Response:
+        body, error = await _json_object(request)
+        if error is not None:
+            return error
+        unknown = sorted(k for k in body if k not in _OFFER_FIELDS)
+        if unknown:
+            return _bad(f"unknown field {unknown[0][:40]!r} (fields: {', '.join(_OFFER_FIELDS)})")
+        for field in _OFFER_FIELDS:
+            if not isinstance(body.get(field), str) or not body[field]:
+                return _bad(f"field {field!r} must be a non-empty string")
+        persona, sdp, kind = body["persona"], body["sdp"], body["type"]
+        if kind != "offer":
+            return _bad("field 'type' must be 'offer'")
+        if len(sdp) > _OFFER_MAX_SDP or not sdp.startswith("v=0"):
+            return _bad("field 'sdp' is not an SDP offer")
+        if persona not in self._personas:
+            return web.json_response({"error": f"unknown persona {persona[:40]!r}"}, status=404)
+        if self._live is None:
+            return web.json_response({"error": "live streaming is off: use the clip player"},
+                                     status=503)
+        try:
+            answer_sdp, answer_type = await asyncio.wait_for(
+                self._live(persona, sdp, kind), _ANSWER_TIMEOUT_S)
+        except KeyError:
+            return web.json_response({"error": f"persona {persona!r} has no live stream"},
+                                     status=404)
+        except ValueError as e:
+            return _bad(f"field 'sdp' could not be used: {str(e)[:200]}")
+        except TimeoutError:
+            logger.warning("live offer for %s: no answer within %.0f s", persona,
+                           _ANSWER_TIMEOUT_S)
+            return web.json_response({"error": "the live stream did not answer in time"},
+                                     status=504)
+        except Exception:
+            # A broken peer connection must not take the studio down; the page retries.
+            logger.exception("live offer for %s failed", persona)
+            return web.json_response({"error": "the live stream could not answer"}, status=500)
+        return web.json_response({"sdp": answer_sdp, "type": answer_type})
 
     async def _clip(self, request: web.Request) -> web.StreamResponse:
         persona, name = request.match_info["persona"], request.match_info["name"]
@@ -339,3 +423,20 @@ class StudioServer:
         self._sends.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.debug("dropped a message to a closed page: %s", task.exception())
+
+
+def _bad(reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=400)
+
+
+async def _json_object(request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
+    """The request's JSON object body, or the 400 response saying why there is none."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}, _bad("body must be JSON")
+    except RecursionError:  # [[[[...]]]]: the parser gives up; so do we, politely
+        return {}, _bad("body is nested too deeply")
+    if not isinstance(body, dict):
+        return {}, _bad("body must be a JSON object")
+    return body, None

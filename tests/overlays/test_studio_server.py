@@ -1,14 +1,25 @@
-"""The studio server: token on everything private, input validation, clips pushed to pages."""
+"""The studio server: token on everything private, input validation, stage events pushed to
+pages, the live stream's WebRTC signalling endpoint."""
 
 from __future__ import annotations
 
 import re
 
 import aiohttp
+import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from avatar_engine.types import Clip, ClipFile
+from avatar_engine.types import Clip, ClipFile, Performance, Speech
+from overlays.stage import (
+    ChatShown,
+    ClipReady,
+    Performed,
+    ReplyCancelled,
+    ReplyFinished,
+    ShowDegraded,
+    Stage,
+)
 from overlays.studio.server import ChatResult, StudioServer
 
 TOKEN = "t0ken-for-tests-0123456789"
@@ -51,6 +62,8 @@ async def test_private_routes_need_the_token(studio, path):
             async with s.get(url(studio, path + suffix)) as r:
                 assert r.status == 401, (path, suffix)
         async with s.post(url(studio, "/api/chat"), json={"text": "hi"}) as r:
+            assert r.status == 401
+        async with s.post(url(studio, "/api/live/offer"), json=OFFER) as r:
             assert r.status == 401
 
 
@@ -143,15 +156,123 @@ async def test_studio_page_offers_the_roles_with_viewer_first(studio):
     assert re.search(r'<option value="viewer" selected>', select.group(0))
 
 
+def _performance(text: str, seconds: float) -> Performance:
+    fps, rate = 25, 16000
+    speech = Speech(text=text, audio=np.zeros(int(seconds * rate), np.float32), sample_rate=rate)
+    frames = np.zeros((int(seconds * fps), 8, 8, 4), np.uint8)
+    return Performance(persona="mika", reply_id="r1", index=0, speech=speech, frames=frames,
+                       fps=fps, start_frame=0)
+
+
+def test_is_a_stage_wanting_what_the_pages_show(tmp_path):
+    server = StudioServer(port=0, token=SecretStr(TOKEN), clips_dir=tmp_path,
+                          personas={"mika": "Mika"})
+    assert isinstance(server, Stage) and server.name == "studio"
+    assert server.wants == {ChatShown, Performed, ClipReady, ReplyFinished, ReplyCancelled,
+                            ShowDegraded}
+
+
 async def test_stage_events_reach_connected_pages(studio, tmp_path):
     clip = Clip(reply_id="r1", index=0, text="Hello chat!", duration=1.2, fps=25, frames=30,
                 files=(ClipFile("webm", tmp_path / "mika" / "r1-00.webm"),))
+    events = [
+        ChatShown(persona="mika", user="ann", text="hi", reply_id="r1"),
+        Performed(_performance("Hello chat!", 1.2)),
+        ClipReady(persona="mika", clip=clip),
+        ReplyFinished(persona="mika", reply_id="r1", text="Hello chat!"),
+        ReplyCancelled(persona="mika", reply_id="r1"),
+        ShowDegraded(on=True),
+    ]
     async with aiohttp.ClientSession() as s:
         async with s.ws_connect(url(studio, f"/ws?token={TOKEN}")) as ws:
-            await studio.show_chat(persona="mika", user="ann", text="hi")
-            await studio.play_clip(persona="mika", clip=clip)
-            await studio.reply_finished(persona="mika", reply_id="r1", text="Hello chat!")
-            got = [await ws.receive_json(timeout=5) for _ in range(3)]
-    assert [m["type"] for m in got] == ["chat", "clip", "reply_done"]
-    assert got[1]["urls"] == {"webm": "/clips/mika/r1-00.webm"}
-    assert got[1]["text"] == "Hello chat!" and got[1]["duration"] == 1.2
+            for event in events:
+                await studio.handle(event)
+            got = [await ws.receive_json(timeout=5) for _ in events]
+        async with s.get(url(studio, f"/api/state?token={TOKEN}")) as r:
+            state = await r.json()
+    assert [m["type"] for m in got] == ["chat", "performed", "clip", "reply_done",
+                                        "reply_cancelled", "degraded"]
+    assert got[0] == {"type": "chat", "persona": "mika", "user": "ann", "text": "hi",
+                      "reply_id": "r1"}
+    assert got[1] == {"type": "performed", "persona": "mika", "reply_id": "r1", "index": 0,
+                      "text": "Hello chat!", "duration": 1.2}
+    assert got[2]["urls"] == {"webm": "/clips/mika/r1-00.webm"}
+    assert got[2]["text"] == "Hello chat!" and got[2]["duration"] == 1.2
+    assert got[5]["on"] is True
+    assert state["degraded"] is True and state["live"] is False  # a page opened now knows
+
+
+OFFER = {"persona": "mika", "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n", "type": "offer"}
+
+
+async def test_live_offer_is_answered_by_the_live_stream(studio):
+    calls = []
+
+    async def answer(persona: str, sdp: str, kind: str) -> tuple[str, str]:
+        calls.append((persona, sdp, kind))
+        return "v=0\r\nanswer", "answer"
+
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=h) as s:
+        async with s.post(url(studio, "/api/live/offer"), json=OFFER) as r:
+            assert r.status == 503 and "live streaming is off" in (await r.json())["error"]
+        studio.set_live(answer)
+        async with s.post(url(studio, "/api/live/offer"), json=OFFER) as r:
+            assert r.status == 200
+            assert await r.json() == {"sdp": "v=0\r\nanswer", "type": "answer"}
+        async with s.get(url(studio, "/api/state")) as r:
+            assert (await r.json())["live"] is True
+    assert calls == [("mika", OFFER["sdp"], "offer")]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({**OFFER, "persona": 5}, 400, "'persona'"),
+    ({**OFFER, "sdp": ["v=0"]}, 400, "'sdp'"),
+    ({**OFFER, "sdp": ""}, 400, "'sdp'"),
+    ({**OFFER, "sdp": "hello"}, 400, "'sdp'"),
+    ({**OFFER, "sdp": "v=0" + "a" * 40_000}, 400, "'sdp'"),
+    ({"persona": "mika", "sdp": OFFER["sdp"]}, 400, "'type'"),
+    ({**OFFER, "type": "answer"}, 400, "'type'"),
+    ({**OFFER, "extra": 1}, 400, "'extra'"),
+    ({**OFFER, "persona": "zed"}, 404, "zed"),
+    ({**OFFER, "persona": "gone"}, 404, "gone"),
+    ({**OFFER, "sdp": "v=0 refused"}, 400, "'sdp'"),
+])
+async def test_bad_live_offers_get_a_reason(studio, body, status, field):
+    async def answer(persona: str, sdp: str, kind: str) -> tuple[str, str]:
+        if sdp == "v=0 refused":
+            raise ValueError("no video media section")
+        raise AssertionError("answered a bad offer")
+
+    # "gone" is a persona of the studio whose stream the live side does not know.
+    studio._personas["gone"] = "Gone"
+    studio.set_live(_live_without("gone", answer))
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=h) as s:
+        async with s.post(url(studio, "/api/live/offer"), json=body) as r:
+            assert r.status == status, await r.text()
+            assert field in (await r.json())["error"]
+        async with s.post(url(studio, "/api/live/offer"), data="[[[") as r:
+            assert r.status == 400 and "JSON" in (await r.json())["error"]
+
+
+def _live_without(persona: str, answer):
+    async def live(p: str, sdp: str, kind: str) -> tuple[str, str]:
+        if p == persona:
+            raise KeyError(p)
+        return await answer(p, sdp, kind)
+
+    return live
+
+
+async def test_a_failing_live_answer_is_500_and_the_studio_goes_on(studio):
+    async def answer(persona: str, sdp: str, kind: str) -> tuple[str, str]:
+        raise RuntimeError("ice exploded")
+
+    studio.set_live(answer)
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=h) as s:
+        async with s.post(url(studio, "/api/live/offer"), json=OFFER) as r:
+            assert r.status == 500 and "could not answer" in (await r.json())["error"]
+        async with s.post(url(studio, "/api/chat"), json={"text": "still here"}) as r:
+            assert r.status == 202
