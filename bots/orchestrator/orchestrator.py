@@ -8,6 +8,10 @@ personas share one render pool, which schedules them fairly, and (by default) on
 floor, so only one persona talks at a time. Every event is traced; every accepted event ends
 in exactly one :class:`~bots.events.Outcome`, told to its adapter (spoken, refused with a
 reason, interrupted or failed), so paid events are fulfilled or refunded, never lost.
+
+What the show shows goes out as typed events on a :class:`~overlays.bus.StageBus` (chat shown,
+each sentence performed, reply finished or cancelled, show degraded); publishing never waits
+for a stage, so no stage can hold back a reply or another stage.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from avatar_engine.types import Performance
 from bots.adapters.base import Adapter
 from bots.events import Decision, Event, ModCommand, Notice, Outcome, Redemption
 from bots.moderation.audit import AuditLog
@@ -30,12 +35,21 @@ from bots.orchestrator.queue import PersonaQueue, QueuedItem
 from bots.orchestrator.tracing import Tracer
 from bots.personas.prompt import system_prompt
 from bots.personas.runtime import PersonaRuntime
-from overlays.stage import BeRightBackStage, Stage
+from overlays.bus import StageBus
+from overlays.stage import (
+    ChatShown,
+    Performed,
+    ReplyCancelled,
+    ReplyFinished,
+    ShowDegraded,
+    Stage,
+)
 from vstage_core.tasks import cancel_and_wait, wait_event
 
 logger = logging.getLogger(__name__)
 
-Performer = Callable[..., Coroutine[Any, Any, Reply]]
+Pipeline = Callable[..., Coroutine[Any, Any, Reply]]
+"""The reply pipeline (:func:`~bots.orchestrator.pipeline.perform` or a fake of it)."""
 _IDLE_POLL_S = 1.0  # how often an idle persona wakes to expire stale items
 
 
@@ -81,7 +95,7 @@ class _Persona:
 
 
 class StageFloor:
-    """Who may show clips now. Exclusive: one persona at a time, first come first served
+    """Who may perform now. Exclusive: one persona at a time, first come first served
     (asyncio.Lock wakes waiters in FIFO order). Not exclusive: everyone at once."""
 
     def __init__(self, *, exclusive: bool) -> None:
@@ -106,13 +120,16 @@ class Orchestrator:
 
     Args:
         personas: the loaded personas, by id.
-        stages: where performances are shown (studio/overlays, OBS, ...).
+        bus: where the show goes (studio/overlays, live stream, OBS, Discord voice, clip
+            recorder); its owner enters and leaves it.
+        stages: instead of ``bus``: stages on a bus of the orchestrator's own, entered and
+            left with it (tests, benchmarks).
         default_persona: who answers events that name no persona.
         adapters: platform adapters; each is bound to this orchestrator and gets the outcomes
             of its own events (matched by ``platform``).
         exclusive_stage: one persona on stage at a time.
         audit: the moderation audit log (JSONL), shared by all personas.
-        performer: the reply pipeline (tests and benchmarks pass a fake).
+        pipeline: the reply pipeline (tests and benchmarks pass a fake).
         lookahead: replies a persona prepares (thinks, voices, renders) while one plays, so
             the next answer starts the moment the previous one ends; 0: only after.
         greet: say each persona's ``greeting`` when the show starts.
@@ -124,12 +141,13 @@ class Orchestrator:
         self,
         *,
         personas: dict[str, PersonaRuntime],
+        bus: StageBus | None = None,
         stages: Sequence[Stage] = (),
         default_persona: str,
         adapters: Sequence[Adapter] = (),
         exclusive_stage: bool = True,
         audit: AuditLog | None = None,
-        performer: Performer = perform,
+        pipeline: Pipeline = perform,
         lookahead: int = 1,
         greet: bool = True,
         tracer: Tracer | None = None,
@@ -137,12 +155,15 @@ class Orchestrator:
     ) -> None:
         if default_persona not in personas:
             raise ValueError(f"default persona {default_persona!r} is not loaded")
-        self.stages = list(stages)
+        if bus is not None and stages:
+            raise ValueError("give either a bus or stages, not both")
         self.default_persona = default_persona
         self.adapters = {a.platform: a for a in adapters}
         self.tracer = tracer or Tracer()
+        self._own_bus = bus is None
+        self.bus = bus if bus is not None else StageBus(stages, on_error=self.count_stage_error)
         self.floor = StageFloor(exclusive=exclusive_stage)
-        self._performer = performer
+        self._pipeline = pipeline
         self.lookahead = max(0, lookahead)
         self._greet = greet
         self._personas = {
@@ -165,6 +186,8 @@ class Orchestrator:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Orchestrator:
+        if self._own_bus:
+            await self.bus.__aenter__()
         for pid in self._personas:
             task = asyncio.create_task(self._serve(pid), name=f"persona:{pid}:consumer")
             self._tasks.add(task)
@@ -175,6 +198,12 @@ class Orchestrator:
         self._tasks.clear()
         if self._reports:
             await asyncio.gather(*self._reports, return_exceptions=True)
+        if self._own_bus:
+            await self.bus.__aexit__(*exc)
+
+    def count_stage_error(self, stage: str) -> None:
+        """The bus's error hook: a stage's ``handle`` raised (counted as ``errors{stage}``)."""
+        self.tracer.errors.labels("stage").inc()
 
     # ------------------------------------------------------------------ intake
 
@@ -391,7 +420,7 @@ class Orchestrator:
         tid = event.trace_id if event is not None else f"greeting-{id(r):x}"
         playback_end = 0.0
 
-        async def on_clip(clip) -> None:
+        async def on_performance(performance: Performance) -> None:
             nonlocal playback_end
             if not r.on_stage:
                 if after is not None:
@@ -400,11 +429,12 @@ class Orchestrator:
                 r.on_stage = True
                 if event is not None:
                     self.tracer.mark(tid, "on_stage")
-                    await self._each_stage(
-                        lambda s: s.show_chat(persona=pid, user=event.viewer.name,
-                                              text=event.text), "show_chat")
-            playback_end = max(playback_end, time.monotonic()) + clip.duration
-            await self._each_stage(lambda s: s.play_clip(persona=pid, clip=clip), "play_clip")
+                    self.bus.publish(ChatShown(persona=pid, user=event.viewer.name,
+                                               text=event.text, reply_id=tid))
+            # The stages play a performance as it comes, one after another: the reply holds
+            # the stage until the last one has played.
+            playback_end = max(playback_end, time.monotonic()) + performance.duration
+            self.bus.publish(Performed(performance))
 
         def screen(text: str) -> str | None:
             verdict = slot.moderator.check_output(text, event=event)
@@ -418,8 +448,9 @@ class Orchestrator:
         # The reply runs as a child task, so a skip cancels the reply and not this runner.
         kwargs: dict[str, Any] = {"say": say} if say is not None else {"context_key": key}
         r.task = asyncio.create_task(
-            self._performer(
-                slot.runtime, viewer=viewer, text=text, on_clip=on_clip, reply_id=tid,
+            self._pipeline(
+                slot.runtime, viewer=viewer, text=text, on_performance=on_performance,
+                reply_id=tid,
                 screen=screen, marks=(lambda stage: self.tracer.mark(tid, stage))
                 if event is not None else None, **kwargs,
             ),
@@ -439,8 +470,7 @@ class Orchestrator:
                     self._finish(event, Outcome(event, "interrupted", "shutting down"))
                 raise
             if r.on_stage:
-                await self._each_stage(
-                    lambda s: s.reply_cancelled(persona=pid, reply_id=tid), "reply_cancelled")
+                self.bus.publish(ReplyCancelled(persona=pid, reply_id=tid))
             if event is not None and r.cancel_as == "restore" and not r.on_stage:
                 assert r.item is not None
                 slot.queue.restore(r.item)  # prepared ahead, never shown: answer it later
@@ -454,21 +484,19 @@ class Orchestrator:
             logger.exception("%s: reply to %s failed", pid, tid)
             self.tracer.errors.labels("reply").inc()
             if r.on_stage:
-                await self._each_stage(
-                    lambda s: s.reply_cancelled(persona=pid, reply_id=tid), "reply_cancelled")
+                self.bus.publish(ReplyCancelled(persona=pid, reply_id=tid))
             if event is not None:
                 outcome = Outcome(event, "failed", f"{type(e).__name__}: {e}"[:200])
         else:
-            await self._each_stage(
-                lambda s: s.reply_finished(persona=pid, reply_id=tid, text=reply.text),
-                "reply_finished")
+            if r.on_stage:
+                self.bus.publish(ReplyFinished(persona=pid, reply_id=tid, text=reply.text))
         finally:
             r.generated = True
             slot.wake.set()  # the consumer may prepare the next reply now
         # The LLM down (fallback line) or the renderer failing: "be right back" on stages
         # that have such a scene, until a reply goes through again.
         if event is not None and (reply is not None or outcome is not None):
-            await self._set_healthy(reply is not None and not reply.fell_back)
+            self._set_healthy(reply is not None and not reply.fell_back)
         if outcome is not None and event is not None:
             self._finish(event, outcome)  # failed or cancelled before it had played
         if r.on_stage:
@@ -478,8 +506,7 @@ class Orchestrator:
                     left = playback_end - time.monotonic()
                     await wait_event(r.cut, max(0.0, left))
                     if r.cut.is_set():
-                        await self._each_stage(
-                    lambda s: s.reply_cancelled(persona=pid, reply_id=tid), "reply_cancelled")
+                        self.bus.publish(ReplyCancelled(persona=pid, reply_id=tid))
             except asyncio.CancelledError:
                 if event is not None and reply is not None:
                     self._finish(event, Outcome(event, "interrupted", "shutting down"))
@@ -504,18 +531,12 @@ class Orchestrator:
         slot.service_s = took if slot.service_s is None else 0.7 * slot.service_s + 0.3 * took
         slot.queue.set_service_time(slot.service_s)
 
-    async def _set_healthy(self, healthy: bool) -> None:
+    def _set_healthy(self, healthy: bool) -> None:
         if healthy == self.healthy:
             return
         self.healthy = healthy
         logger.warning("show is %s", "back" if healthy else "degraded: be right back")
-        for stage in self.stages:
-            if isinstance(stage, BeRightBackStage):
-                try:
-                    await stage.be_right_back(not healthy)
-                except Exception:
-                    self.tracer.errors.labels("stage").inc()
-                    logger.exception("stage %s.be_right_back failed", type(stage).__name__)
+        self.bus.publish(ShowDegraded(on=not healthy))
 
     def _finish(self, event: Event, outcome: Outcome) -> None:
         """The final word on an accepted event: trace it and tell its adapter."""
@@ -541,14 +562,6 @@ class Orchestrator:
             self.tracer.errors.labels("adapter").inc()
             logger.exception("%s adapter failed to deliver %s", adapter.platform,
                              outcome.event.trace_id)
-
-    async def _each_stage(self, call: Callable[[Stage], Awaitable[None]], what: str) -> None:
-        for stage in self.stages:
-            try:
-                await call(stage)
-            except Exception:
-                self.tracer.errors.labels("stage").inc()
-                logger.exception("stage %s.%s failed", type(stage).__name__, what)
 
 
 def _resolve_after(played: asyncio.Future, after: asyncio.Future | None) -> None:

@@ -1,4 +1,4 @@
-"""Fakes of our own bases for orchestrator tests: a performer, a stage, an adapter."""
+"""Fakes of our own bases for orchestrator tests: a reply pipeline, a stage, an adapter."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from avatar_engine.settings import ClipSettings
-from avatar_engine.types import Clip
+from avatar_engine.types import Performance, Speech
 from bots.config import PersonaConfig
 from bots.events import ChatMessage, Outcome, Role, Viewer
 from bots.orchestrator.pipeline import Reply, ReplyTrace
 from bots.personas.runtime import PersonaRuntime
+from overlays.stage import (
+    ChatShown,
+    Performed,
+    ReplyCancelled,
+    ReplyFinished,
+    ShowDegraded,
+    StageEvent,
+)
 
 
 def persona(pid: str, tmp: Path, **overrides: Any) -> PersonaRuntime:
@@ -28,9 +38,23 @@ def chat(user: str, text: str, *, persona: str | None = None, bits: int = 0,
                        persona=persona, bits=bits, platform=platform)
 
 
-class FakePerformer:
-    """Performs a reply as ``clips`` clips of ``clip_s`` seconds each, taking ``work_s`` per
-    clip (in the shared render pool when one is given), screening each sentence.
+def tiny_performance(persona: str, reply_id: str, index: int, text: str, *,
+                     seconds: float = 0.0, fps: int = 100) -> Performance:
+    """A performance of ``seconds`` (0: none at all) with 2x2 frames and quiet audio."""
+    n = round(seconds * fps)
+    speech = Speech(text=text, audio=np.zeros(round(seconds * 16000), np.float32),
+                    sample_rate=16000)
+    return Performance(persona=persona, reply_id=reply_id, index=index, speech=speech,
+                       frames=np.zeros((n, 2, 2, 4), np.uint8), fps=fps, start_frame=0)
+
+
+_OLD: dict = {"clips": []} if "clips" in Reply.__dataclass_fields__ else {}  # TEMP
+
+
+class FakePipeline:
+    """The reply pipeline, faked: performs a reply as ``clips`` sentences of ``clip_s`` seconds
+    each, taking ``work_s`` per sentence (in the shared render pool when one is given),
+    screening each sentence.
 
     Sentences are ``"<text> part <i>"``, or ``"<line> <i>"`` when ``line`` is given (for long
     questions: output moderation refuses a reply that reads the viewer's line back)."""
@@ -41,12 +65,13 @@ class FakePerformer:
         self.pool, self.fail_on, self.line = pool, fail_on, line
         self.started: list[tuple[str, str]] = []
 
-    async def __call__(self, persona, *, viewer, text, on_clip, reply_id, screen=None,
+    async def __call__(self, persona, *, viewer, text, on_performance, reply_id, screen=None,
                        marks=None, context_key=None, say=None) -> Reply:
         if say is not None:
             text, screen = say, None  # a greeting: said as it is
         self.started.append((persona.id, text))
         trace = ReplyTrace(on_mark=marks)
+        reply = Reply(reply_id=reply_id, text="", trace=trace, **_OLD)
         spoken = []
         for i in range(self.clips):
             if self.fail_on and self.fail_on in text:
@@ -59,33 +84,43 @@ class FakePerformer:
             else:
                 await asyncio.sleep(self.work_s)
             trace.mark("first_clip")
-            clip = Clip(reply_id=reply_id, index=i, text=sentence, duration=self.clip_s,
-                        fps=25, frames=1)
+            performance = tiny_performance(persona.id, reply_id, i, sentence,
+                                           seconds=self.clip_s)
             spoken.append(sentence)
-            await on_clip(clip)
+            getattr(reply, "performances", []).append(performance)
+            await on_performance(performance)
         trace.mark("done")
-        return Reply(reply_id=reply_id, text=" ".join(spoken), clips=[], trace=trace)
+        reply.text = " ".join(spoken)
+        return reply
 
 
 class FakeStage:
-    """Records everything the orchestrator shows, with the time it happened."""
+    """A stage that takes every event and records it with the time it came:
+    ``(time, kind, persona, payload)``, kind one of chat, clip (payload: the Performance),
+    done, cancelled, degraded."""
 
-    def __init__(self):
+    name = "fake"
+    wants: frozenset[type[StageEvent]] = frozenset(
+        {ChatShown, Performed, ReplyFinished, ReplyCancelled, ShowDegraded})
+
+    def __init__(self, name: str = "fake"):
+        self.name = name
         self.log: list[tuple[float, str, str, Any]] = []
 
-    async def show_chat(self, *, persona, user, text):
-        self.log.append((time.monotonic(), "chat", persona, text))
+    async def handle(self, event: StageEvent) -> None:
+        now = time.monotonic()
+        if isinstance(event, ChatShown):
+            self.log.append((now, "chat", event.persona, event.text))
+        elif isinstance(event, Performed):
+            self.log.append((now, "clip", event.persona, event.performance))
+        elif isinstance(event, ReplyFinished):
+            self.log.append((now, "done", event.persona, event.reply_id))
+        elif isinstance(event, ReplyCancelled):
+            self.log.append((now, "cancelled", event.persona, event.reply_id))
+        elif isinstance(event, ShowDegraded):
+            self.log.append((now, "degraded", "", event.on))
 
-    async def play_clip(self, *, persona, clip):
-        self.log.append((time.monotonic(), "clip", persona, clip))
-
-    async def reply_finished(self, *, persona, reply_id, text):
-        self.log.append((time.monotonic(), "done", persona, reply_id))
-
-    async def reply_cancelled(self, *, persona, reply_id):
-        self.log.append((time.monotonic(), "cancelled", persona, reply_id))
-
-    def clips(self, persona: str | None = None) -> list[Clip]:
+    def clips(self, persona: str | None = None) -> list[Performance]:
         return [x[3] for x in self.log if x[1] == "clip" and (persona is None or x[2] == persona)]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from bots.events import ModCommand, Role, Viewer
 from bots.orchestrator.orchestrator import Orchestrator
-from tests.orchestrator.fakes import FakeAdapter, FakePerformer, FakeStage, chat, persona
+from tests.orchestrator.fakes import FakeAdapter, FakePipeline, FakeStage, chat, persona
 
 QUICK = {"queue": {"user_cooldown_s": 0, "duplicate_window_s": 0}}
 MOD = Viewer(id="m", name="mod", roles=frozenset({Role.MODERATOR}))
@@ -32,10 +32,10 @@ def first_clip_at(stage: FakeStage, reply_id: str) -> float:
 async def gap_between_two_replies(tmp_path, lookahead: int) -> float:
     """Seconds of silence between reply 1's end of playback and reply 2's first clip."""
     stage, adapter = FakeStage(), FakeAdapter()
-    perf = FakePerformer(clips=2, work_s=0.25, clip_s=0.4)
+    perf = FakePipeline(clips=2, work_s=0.25, clip_s=0.4)
     personas = {"mika": persona("mika", tmp_path, **QUICK)}
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf, lookahead=lookahead) as orch:
+                            adapters=[adapter], pipeline=perf, lookahead=lookahead) as orch:
         d1 = orch.submit(chat("a", "first"))
         d2 = orch.submit(chat("b", "second"))
         await until(lambda: len(adapter.outcomes) == 2)
@@ -60,9 +60,9 @@ def parts(tmp_path):
 
 async def test_skip_cuts_the_reply_on_stage_and_the_prepared_one_follows(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=3, work_s=0.05, clip_s=1.0)
+    perf = FakePipeline(clips=3, work_s=0.05, clip_s=1.0)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         d1 = orch.submit(chat("a", "long one"))
         d2 = orch.submit(chat("b", "next one"))
         await until(lambda: len(perf.started) == 2)  # reply 2 is being prepared
@@ -78,9 +78,9 @@ async def test_skip_cuts_the_reply_on_stage_and_the_prepared_one_follows(parts):
 
 async def test_clear_cancels_the_prepared_reply_and_it_is_never_shown(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=2, work_s=0.05, clip_s=1.0)
+    perf = FakePipeline(clips=2, work_s=0.05, clip_s=1.0)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         d1 = orch.submit(chat("a", "playing"))
         d2 = orch.submit(chat("b", "prepared"))
         await until(lambda: len(perf.started) == 2)
@@ -94,9 +94,9 @@ async def test_clear_cancels_the_prepared_reply_and_it_is_never_shown(parts):
 
 async def test_pause_puts_the_prepared_item_back_and_resume_answers_it(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=2, work_s=0.05, clip_s=0.5)
+    perf = FakePipeline(clips=2, work_s=0.05, clip_s=0.5)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         orch.submit(chat("a", "playing"))
         d2 = orch.submit(chat("b", "prepared"))
         await until(lambda: len(perf.started) == 2)
@@ -112,9 +112,9 @@ async def test_pause_puts_the_prepared_item_back_and_resume_answers_it(parts):
 
 async def test_a_withdrawn_item_is_dropped_wherever_it_is(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=2, work_s=0.05, clip_s=0.6)
+    perf = FakePipeline(clips=2, work_s=0.05, clip_s=0.6)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         orch.submit(chat("a", "playing"))
         d2 = orch.submit(chat("b", "prepared"))
         d3 = orch.submit(chat("c", "queued"))

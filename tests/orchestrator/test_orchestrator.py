@@ -1,4 +1,4 @@
-"""The orchestrator with fakes of our own performer/stage/adapter: order, interruption,
+"""The orchestrator with fakes of our own pipeline/stage/adapter: order, interruption,
 refusals and refunds, failures, fairness between personas, the stage floor, loop lag."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from avatar_engine.workers import LocalRenderPool
 from bots.events import ModCommand, Redemption, Role, Viewer
 from bots.orchestrator.orchestrator import Orchestrator
-from tests.orchestrator.fakes import FakeAdapter, FakePerformer, FakeStage, chat, persona
+from tests.orchestrator.fakes import FakeAdapter, FakePipeline, FakeStage, chat, persona
 
 MOD = frozenset({Role.MODERATOR})
 QUICK = {"queue": {"user_cooldown_s": 0, "duplicate_window_s": 0}}
@@ -35,9 +35,9 @@ def parts(tmp_path):
 
 async def test_paid_and_priority_events_are_served_first(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=1, work_s=0.05)
+    perf = FakePipeline(clips=1, work_s=0.05)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         orch.submit(chat("a", "first while idle"))
         await until(lambda: perf.started)
         orch.submit(chat("b", "plain chat"))
@@ -56,9 +56,9 @@ async def test_paid_and_priority_events_are_served_first(parts):
 
 async def test_skip_interrupts_and_nothing_of_the_reply_plays_later(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=20, work_s=0.05)
+    perf = FakePipeline(clips=20, work_s=0.05)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         d = orch.submit(chat("a", "long story"))
         await until(lambda: len(stage.clips()) >= 2)
         mod = Viewer(id="m", name="mod", roles=MOD)
@@ -77,9 +77,9 @@ async def test_skip_interrupts_and_nothing_of_the_reply_plays_later(parts):
 
 async def test_mod_commands_need_a_mod_and_pause_resume_clear_work(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=1, work_s=0.01)
+    perf = FakePipeline(clips=1, work_s=0.01)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         d = orch.submit(ModCommand(viewer=Viewer(id="x", name="x"), command="pause",
                                    platform="test"))
         assert not d.accepted and "moderator" in d.reason
@@ -101,7 +101,7 @@ async def test_mod_commands_need_a_mod_and_pause_resume_clear_work(parts):
 async def test_moderated_cheer_is_refused_so_it_can_be_refunded(parts):
     stage, adapter, personas = parts
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=FakePerformer()) as orch:
+                            adapters=[adapter], pipeline=FakePipeline()) as orch:
         d = orch.submit(chat("a", "visit http://spam.example.com now", bits=100))
         assert not d.accepted
         await until(lambda: adapter.outcomes)
@@ -113,7 +113,7 @@ async def test_output_check_keeps_blocked_text_off_stage(tmp_path):
     stage, adapter = FakeStage(), FakeAdapter()
     p = persona("mika", tmp_path, moderation={"output": {"words": ["part 1"]}}, **QUICK)
     async with Orchestrator(personas={"mika": p}, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=FakePerformer(clips=3)) as orch:
+                            adapters=[adapter], pipeline=FakePipeline(clips=3)) as orch:
         d = orch.submit(chat("a", "hello"))
         await until(lambda: adapter.status_of(d.trace_id))
     assert [c.text for c in stage.clips()] == ["hello part 0", "hello part 2"]
@@ -121,9 +121,9 @@ async def test_output_check_keeps_blocked_text_off_stage(tmp_path):
 
 async def test_failing_renderer_refuses_that_reply_and_the_queue_goes_on(parts):
     stage, adapter, personas = parts
-    perf = FakePerformer(clips=1, fail_on="boom")
+    perf = FakePipeline(clips=1, fail_on="boom")
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         bad = orch.submit(chat("a", "boom please", bits=50))
         good = orch.submit(chat("b", "fine question"))
         await until(lambda: adapter.status_of(good.trace_id))
@@ -136,9 +136,9 @@ async def test_personas_share_one_render_worker_fairly(tmp_path):
     stage, adapter = FakeStage(), FakeAdapter()
     personas = {f"p{i}": persona(f"p{i}", tmp_path, **QUICK) for i in range(4)}
     async with LocalRenderPool(workers=1) as pool:
-        perf = FakePerformer(clips=1, work_s=0.01, pool=pool)
+        perf = FakePipeline(clips=1, work_s=0.01, pool=pool)
         async with Orchestrator(personas=personas, stages=[stage], default_persona="p0",
-                                adapters=[adapter], performer=perf,
+                                adapters=[adapter], pipeline=perf,
                                 exclusive_stage=False) as orch:
             for pid in personas:
                 for u in range(10):
@@ -151,9 +151,9 @@ async def test_personas_share_one_render_worker_fairly(tmp_path):
 async def test_exclusive_stage_one_persona_at_a_time(tmp_path):
     stage, adapter = FakeStage(), FakeAdapter()
     personas = {pid: persona(pid, tmp_path, **QUICK) for pid in ("a", "b")}
-    perf = FakePerformer(clips=3, work_s=0.02, clip_s=0.05)
+    perf = FakePipeline(clips=3, work_s=0.02, clip_s=0.05)
     async with Orchestrator(personas=personas, stages=[stage], default_persona="a",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         for pid in ("a", "b"):
             for u in range(2):
                 orch.submit(chat(f"{pid}{u}", f"hi {u}", persona=pid))
@@ -183,9 +183,9 @@ async def test_slow_renderer_keeps_the_event_loop_responsive(tmp_path):
             lags.append(time.perf_counter() - t - 0.01)
 
     async with LocalRenderPool(workers=1) as pool:
-        perf = FakePerformer(clips=2, work_s=0.2, pool=pool)
+        perf = FakePipeline(clips=2, work_s=0.2, pool=pool)
         async with Orchestrator(personas=personas, stages=[stage], default_persona="a",
-                                adapters=[adapter], performer=perf) as orch:
+                                adapters=[adapter], pipeline=perf) as orch:
             tick = asyncio.create_task(ticker())
             for i in range(2000):  # a flood while replies render
                 orch.submit(chat(f"u{i}", f"message number {i}", persona="ab"[i % 2]))
@@ -201,7 +201,7 @@ async def test_slow_renderer_keeps_the_event_loop_responsive(tmp_path):
 async def test_traces_and_metrics(parts):
     stage, adapter, personas = parts
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=FakePerformer()) as orch:
+                            adapters=[adapter], pipeline=FakePipeline()) as orch:
         ok = orch.submit(chat("a", "hello there"))
         bad = orch.submit(chat("b", "   "))
         await until(lambda: adapter.status_of(ok.trace_id))
@@ -220,18 +220,76 @@ async def test_traces_and_metrics(parts):
 
 async def test_failures_put_stages_on_be_right_back_until_a_reply_works(parts):
     stage, adapter, personas = parts
-    calls: list[bool] = []
-
-    async def be_right_back(on: bool = True) -> None:
-        calls.append(on)
-
-    stage.be_right_back = be_right_back
-    perf = FakePerformer(clips=1, fail_on="boom")
+    perf = FakePipeline(clips=1, fail_on="boom")
     async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
-                            adapters=[adapter], performer=perf) as orch:
+                            adapters=[adapter], pipeline=perf) as orch:
         orch.submit(chat("a", "boom"))
         orch.submit(chat("b", "boom again"))
         ok = orch.submit(chat("c", "fine"))
         await until(lambda: adapter.status_of(ok.trace_id))
         await asyncio.sleep(0.05)
-    assert calls == [True, False]  # on at the first failure, off after the next good reply
+    # On at the first failure, off after the next good reply.
+    assert [x[3] for x in stage.log if x[1] == "degraded"] == [True, False]
+
+
+async def test_skip_nothing_more_of_the_reply_reaches_any_stage(parts):
+    """End to end: !skip while a reply is on stage and one stage lags far behind. The bus
+    drops what is queued of the reply everywhere; nothing of it reaches any stage after its
+    cancel, and the next reply plays on every stage."""
+    fast, adapter, personas = parts
+    slow = SlowStage("slow")  # stuck in its first event until the gate opens
+    perf = FakePipeline(clips=30, work_s=0.02)
+    async with Orchestrator(personas=personas, stages=[fast, slow], default_persona="mika",
+                            adapters=[adapter], pipeline=perf) as orch:
+        d = orch.submit(chat("a", "long story"))
+        await until(lambda: len(fast.clips()) >= 5)
+        mod = Viewer(id="m", name="mod", roles=MOD)
+        orch.submit(ModCommand(viewer=mod, command="skip", platform="test"))
+        await until(lambda: adapter.status_of(d.trace_id))
+        slow.gate.set()
+        d2 = orch.submit(chat("b", "next one"))
+        await until(lambda: adapter.status_of(d2.trace_id))
+        async with asyncio.timeout(10):
+            await orch.bus.wait_idle()
+    assert adapter.status_of(d.trace_id) == ["interrupted"]
+    for stage in (fast, slow):
+        kinds = [(x[1], x[3] if x[1] in ("cancelled", "done") else getattr(x[3], "reply_id",
+                  None)) for x in stage.log]
+        cut = kinds.index(("cancelled", d.trace_id))
+        assert not [k for k in kinds[cut + 1:] if k[1] == d.trace_id], (stage.name, kinds)
+        assert ("done", d2.trace_id) in kinds[cut:]
+        assert ("done", d.trace_id) not in kinds
+    # The slow stage was still on the reply's first event: the cancel interrupted it and
+    # dropped every sentence queued for it, which the fast stage had shown already.
+    assert not [c for c in slow.clips() if c.reply_id == d.trace_id]
+    assert len([c for c in fast.clips() if c.reply_id == d.trace_id]) >= 5
+
+
+async def test_a_hung_stage_does_not_hold_back_the_show(parts):
+    """A stage that never returns from handle(): the other stage gets every reply, in order,
+    and the replies are spoken, while the hung stage is still on its first event."""
+    stage, adapter, personas = parts
+    hung = SlowStage("hung")  # its gate never opens
+    perf = FakePipeline(clips=2, work_s=0.01)
+    async with Orchestrator(personas=personas, stages=[hung, stage], default_persona="mika",
+                            adapters=[adapter], pipeline=perf) as orch:
+        ds = [orch.submit(chat(f"u{i}", f"question {i}")) for i in range(3)]
+        await until(lambda: len(adapter.outcomes) == 3)
+        async with asyncio.timeout(5):
+            await orch.bus.wait_idle([stage.name])
+        assert len(hung.log) == 1  # still inside handle() of reply 1's first event
+    assert [o.status for o in adapter.outcomes] == ["spoken"] * 3
+    done = [x[3] for x in stage.log if x[1] == "done"]
+    assert done == [d.trace_id for d in ds]
+
+
+class SlowStage(FakeStage):
+    """A stage whose handle() hangs until :attr:`gate` is set."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.gate = asyncio.Event()
+
+    async def handle(self, event) -> None:
+        await super().handle(event)
+        await self.gate.wait()
