@@ -1,6 +1,8 @@
 // vstage avatar player, shared by the studio page and the OBS overlay.
 //
 // Clips of a reply arrive over the websocket while later sentences are still being made.
+// Since issue #13 the pages play each persona's live stream (live.js); this clip player is the
+// fallback for browsers without WebRTC or when the live stream is off or keeps failing.
 // Two <video> elements take turns: the next clip is loaded while the current one plays, and
 // the current one stays visible (holding its last frame) until the next one has really
 // started, so consecutive clips show no blank gap. Between replies the idle loop plays.
@@ -36,6 +38,7 @@
       this.blankFrames = 0; // animation frames with no avatar on screen (should stay 0)
       this.blankLog = [];
       this.everShown = false;
+      this.suspended = false; // the live stream shows this persona: clips and idle stay off
       this._watch();
     }
 
@@ -44,7 +47,7 @@
         const shown = [this.idle, ...this.slots].some(
           (v) => v.style.visibility === "visible" && v.readyState >= 2);
         if (shown) this.everShown = true;
-        else if (this.everShown) {
+        else if (this.everShown && !this.suspended) {
           this.blankFrames += 1;
           this.blankLog.push({ at: performance.now(), playing: !!this.playing,
             states: [this.idle, ...this.slots].map((v) => v.style.visibility + ":" + v.readyState) });
@@ -65,11 +68,32 @@
       return v;
     }
 
+    // The live stream takes over: stop and hide everything (the subtitle line stays in use).
+    suspend() {
+      this.suspended = true;
+      this.queue = [];
+      this.playing = null;
+      for (const v of [this.idle, ...this.slots]) {
+        v.pause();
+        v.style.visibility = "hidden";
+      }
+    }
+
+    // Back to clips (the live stream failed): the idle loop shows until a clip comes.
+    resume() {
+      if (!this.suspended) return;
+      this.suspended = false;
+      this.everShown = false;
+      if (this.idle.src) this._showIdle();
+    }
+
     setIdle(urls) {
       const url = urls && (urls[preferred] || urls.webm || urls.mp4);
       if (!url) return;
-      this.idle.src = withToken(url);
-      if (!this.playing) this._showIdle();
+      if (this.idle.src !== new URL(withToken(url), location.href).href) {
+        this.idle.src = withToken(url);
+      }
+      if (!this.playing && !this.suspended) this._showIdle();
     }
 
     _showIdle() {
@@ -79,7 +103,7 @@
     }
 
     enqueue(clip) {
-      if (this.cancelled.has(clip.reply_id)) return;
+      if (this.cancelled.has(clip.reply_id) || this.suspended) return;
       this.queue.push(clip);
       this._preload();
       if (!this.playing) this._next();
@@ -285,12 +309,15 @@
     }
   }
 
-  // When each sentence is heard, for pages without a player (the chat overlay): a persona's
-  // clips play back to back, each for its duration, from when it arrives, as a player plays
-  // them; a cancelled reply stops at once and the clips after it move up.
+  // When each sentence is heard, from the server's "performed" messages (the live stream plays
+  // a sentence as it arrives, after those before it): a persona's sentences play back to back,
+  // each for its duration; a cancelled reply stops at once and the sentences after it move up.
+  // Drives the chat overlay and, on live pages, the subtitles (onSpoken at a sentence's start,
+  // onEnd at its end or when it is cancelled while heard).
   class SpeechClock {
-    constructor(onSpoken) {
+    constructor(onSpoken, onEnd) {
       this.onSpoken = onSpoken;
+      this.onEnd = onEnd || null;
       this.lanes = {}; // persona -> [{clip, start, end, timer}] in play order
       this.cancelled = new Set();
       this.spoken = []; // for tests: {reply_id, index, text, at}
@@ -309,14 +336,18 @@
       const now = performance.now();
       const kept = [];
       for (const entry of lane) {
-        if (entry.clip.reply_id === replyId) clearTimeout(entry.timer);
-        else kept.push(entry);
+        if (entry.clip.reply_id === replyId) {
+          clearTimeout(entry.timer);
+          clearTimeout(entry.endTimer);
+          if (entry.start <= now && now < entry.end && this.onEnd) this.onEnd(entry.clip);
+        } else kept.push(entry);
       }
       lane.length = 0;
       for (const entry of kept) {
         if (entry.start <= now) lane.push(entry);
         else {
           clearTimeout(entry.timer);
+          clearTimeout(entry.endTimer);
           this._schedule(lane, entry.clip);
         }
       }
@@ -332,6 +363,7 @@
                            at: performance.now() });
         this.onSpoken(clip);
       }, start - now);
+      if (this.onEnd) entry.endTimer = setTimeout(() => this.onEnd(clip), entry.end - now);
       lane.push(entry);
     }
   }

@@ -2,8 +2,9 @@
 "use strict";
 
 (async function () {
-  const { mountPlayer, appendLine, SpokenLines, connect, api, token } = window.vstage;
-  const players = {};
+  const { AvatarStage, appendLine, SpokenLines, connect, api, token } = window.vstage;
+  const players = {}; // persona id -> its clip player (the fallback), for tests
+  const avatars = {}; // persona id -> AvatarStage (live stream, clip fallback, subtitles)
   const stages = document.getElementById("stages");
   const log = document.getElementById("chat-log");
   const status = document.getElementById("status");
@@ -13,9 +14,17 @@
 
   document.getElementById("overlay-link").href = "/overlay?token=" + encodeURIComponent(token);
 
-  function playerFor(id, name) {
-    if (!players[id]) players[id] = mountPlayer(stages, id, name || id);
-    return players[id];
+  let liveOn = false; // whether the server streams live (from /api/state)
+  function avatarFor(id, name) {
+    if (!avatars[id]) {
+      avatars[id] = new AvatarStage(stages, id, name || id, {
+        live: liveOn,
+        onNotice: (persona, text, level) => addLine("notice " + level, names[persona] || persona,
+                                                    text),
+      });
+      players[id] = avatars[id].clips;
+    }
+    return avatars[id];
   }
 
   function addLine(kind, who, text) {
@@ -23,33 +32,41 @@
     log.scrollTop = log.scrollHeight;
   }
 
-  // A persona's answer enters the log sentence by sentence, as each clip starts playing.
+  // A persona's answer enters the log sentence by sentence, as it is heard: on the live
+  // stream when the server performs it, in the clip player when its clip starts playing.
   const spoken = new SpokenLines(log, 200);
   const voiced = new Set(); // replies whose sentences come with their clips
   function say(persona, replyId, text) {
     spoken.say(replyId, names[persona] || persona, text);
     log.scrollTop = log.scrollHeight;
   }
-  document.addEventListener("vstage:clip", (ev) => {
-    const clip = ev.detail;
-    say(clip.persona, clip.reply_id, clip.text);
-  });
+  for (const name of ["vstage:clip", "vstage:spoken"]) {
+    document.addEventListener(name, (ev) => {
+      const clip = ev.detail;
+      say(clip.persona, clip.reply_id, clip.text);
+    });
+  }
 
   const state = await api("/api/state");
   const names = {};
+  liveOn = window.vstage.liveWanted(state.body);
+  if (!state.body.live) addLine("notice info", "vstage", "live streaming is off: playing clips");
   for (const p of state.body.personas) {
     names[p.id] = p.name;
     const opt = document.createElement("option");
     opt.value = p.id;
     opt.textContent = p.name;
     personaSelect.appendChild(opt);
-    playerFor(p.id, p.name).setIdle(state.body.idle[p.id]);
+    avatarFor(p.id, p.name).setIdle(state.body.idle[p.id]);
   }
   window.vstage.players = players;
+  window.vstage.avatars = avatars;
+  const degraded = (on) => document.body.classList.toggle("degraded", on);
+  degraded(!!state.body.degraded);
 
   document.addEventListener("vstage:sound-blocked", () => { unmute.hidden = false; });
   unmute.addEventListener("click", () => {
-    for (const p of Object.values(players)) p.unmute();
+    for (const a of Object.values(avatars)) a.unmute();
     unmute.hidden = true;
   });
 
@@ -57,15 +74,25 @@
     onOpen() { status.textContent = "live"; status.className = "status online"; },
     onClose() { status.textContent = "reconnecting…"; status.className = "status offline"; },
     onMessage(msg) {
+      window.__live.mark({ type: msg.type, persona: msg.persona, reply_id: msg.reply_id,
+                           index: msg.index });
       if (msg.type === "chat") addLine("viewer", msg.user, msg.text);
-      else if (msg.type === "clip") {
+      else if (msg.type === "performed") {
         voiced.add(msg.reply_id);
-        playerFor(msg.persona).enqueue(msg);
+        avatarFor(msg.persona).performed(msg);
+      } else if (msg.type === "clip") {
+        voiced.add(msg.reply_id);
+        avatarFor(msg.persona).clip(msg);
       } else if (msg.type === "reply_done") {
-        // Its sentences were shown as they played; a reply with no clip is shown now.
+        // Its sentences were shown as they were heard; a reply with nothing said shows now.
         if (!voiced.has(msg.reply_id)) say(msg.persona, msg.reply_id, msg.text);
-      } else if (msg.type === "reply_cancelled") playerFor(msg.persona).cancel(msg.reply_id);
+      } else if (msg.type === "reply_cancelled") avatarFor(msg.persona).cancel(msg.reply_id);
       else if (msg.type === "notice") addLine("notice " + msg.level, "vstage", msg.text);
+      else if (msg.type === "degraded") {
+        degraded(msg.on);
+        addLine("notice warn", "vstage", msg.on ? "the show is degraded: be right back"
+                                                : "the show is back");
+      }
     },
   });
 
@@ -97,7 +124,7 @@
     const role = document.getElementById("role").value; // viewer unless the streamer picks
     formError.textContent = "";
     // Sending is a user gesture: let every player use sound from now on.
-    for (const p of Object.values(players)) p.unmute();
+    for (const a of Object.values(avatars)) a.unmute();
     const res = await api("/api/chat", {
       method: "POST",
       headers: { "Content-Type": "application/json" },

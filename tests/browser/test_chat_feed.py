@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from avatar_engine.clips.encode import encode_clip
-from avatar_engine.types import Clip
+from avatar_engine.types import Clip, Performance, Speech
+from overlays.stage import ChatShown, ClipReady, Performed, ReplyCancelled, ReplyFinished
 from tests.browser.threaded import ThreadedStudio
 
 pytestmark = [pytest.mark.browser]
@@ -28,16 +29,18 @@ class _Studio(ThreadedStudio):
         super().__init__(clips_dir, token=TOKEN, personas={PERSONA: "Feedy"})
 
     def reply(self, reply_id: str, user: str, question: str) -> list[str]:
-        """What the orchestrator does for one answer: the question, its clips (made faster
-        than they play), then reply_finished with the whole text, all before clip 2 plays.
-        Returns the answer's sentences."""
+        """What the stage bus hands the studio for one answer: the question, each sentence
+        performed and then its clip (made faster than they play), then the reply finished with
+        the whole text, all before sentence 2 plays. Returns the answer's sentences."""
         sentences = _sentences(user)
         clips = [_clip(self.clips_dir, reply_id, i, text) for i, text in enumerate(sentences)]
-        self.run(self.server.show_chat(persona=PERSONA, user=user, text=question))
+        self.run(self.server.handle(ChatShown(persona=PERSONA, user=user, text=question,
+                                              reply_id=reply_id)))
         for clip in clips:
-            self.run(self.server.play_clip(persona=PERSONA, clip=clip))
-        self.run(self.server.reply_finished(persona=PERSONA, reply_id=reply_id,
-                                            text=" ".join(sentences)))
+            self.run(self.server.handle(Performed(_performance(reply_id, clip))))
+            self.run(self.server.handle(ClipReady(persona=PERSONA, clip=clip)))
+        self.run(self.server.handle(ReplyFinished(persona=PERSONA, reply_id=reply_id,
+                                                  text=" ".join(sentences))))
         return sentences
 
 
@@ -54,6 +57,16 @@ def _clip(clips_dir: Path, reply: str, index: int, text: str) -> Clip:
                         formats=("webm",))
     return Clip(reply_id=reply, index=index, text=text, duration=n / fps, fps=fps, frames=n,
                 files=files)
+
+
+def _performance(reply_id: str, clip: Clip) -> Performance:
+    """The sentence as performed (silent, blank frames): its text and length are what count."""
+    rate = 16000
+    speech = Speech(text=clip.text, audio=np.zeros(round(clip.duration * rate), np.float32),
+                    sample_rate=rate)
+    return Performance(persona=PERSONA, reply_id=reply_id, index=clip.index, speech=speech,
+                       frames=np.zeros((clip.frames, 4, 4, 4), np.uint8), fps=clip.fps,
+                       start_frame=0)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +153,7 @@ def test_chat_overlay_cancelled_reply_says_nothing_more(browser, studio):
     chat.wait_for_function(
         "() => [...document.querySelectorAll('#feed li.persona span')]"
         ".some(s => s.textContent.includes('cat'))", timeout=10_000)
-    studio.run(studio.server.reply_cancelled(persona=PERSONA, reply_id="r-cut"))
+    studio.run(studio.server.handle(ReplyCancelled(persona=PERSONA, reply_id="r-cut")))
     chat.wait_for_timeout(int(CLIP_S * 1000 * 2.5))
     assert _persona_text(chat, "#feed", "cat") == [said[0]]  # the skipped rest never shows
     chat.close()
@@ -154,8 +167,9 @@ def test_chat_overlay_keeps_the_newest_line_visible(browser, studio, artifacts):
     chat.wait_for_timeout(600)  # the page has its state and its websocket
     filler = "this line is long enough to wrap over two or three lines of the overlay"
     for i in range(30):
-        studio.run(studio.server.show_chat(persona=PERSONA, user=f"viewer{i}",
-                                           text=f"message {i}: {filler}"))
+        studio.run(studio.server.handle(ChatShown(persona=PERSONA, user=f"viewer{i}",
+                                                  text=f"message {i}: {filler}",
+                                                  reply_id=f"r{i}")))
     last = "viewer29"
     chat.wait_for_function(
         "(u) => [...document.querySelectorAll('#feed li b')].some(b => b.textContent === u)",

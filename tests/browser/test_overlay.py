@@ -1,5 +1,6 @@
-"""The transparent overlay page (an OBS browser source) in headless Chromium: its background is
-really transparent, subtitles follow the clips, and a wrong token gets nothing."""
+"""The transparent overlay page (an OBS browser source) in headless Chromium playing clips (the
+fallback when the server streams nothing live): its background is really transparent, subtitles
+follow the clips, and a wrong token gets nothing. The live stream: test_live.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from avatar_engine.clips.encode import encode_clip
 from avatar_engine.types import Clip
+from overlays.stage import ClipReady
 from tests.browser.threaded import ThreadedStudio
 
 pytestmark = [pytest.mark.browser]
@@ -66,8 +68,8 @@ def test_background_is_really_transparent(browser, studio, artifacts):
     assert empty.shape[:2] == (SIZE[1], SIZE[0])
     assert empty[..., 3].max() == 0  # nothing at all is drawn before anyone speaks
 
-    studio.run(studio.server.play_clip(persona="ovl", clip=_clip(studio.clips_dir, "t", 0,
-                                                                   "See through me.")))
+    clip = _clip(studio.clips_dir, "t", 0, "See through me.")
+    studio.run(studio.server.handle(ClipReady(persona="ovl", clip=clip)))
     page.wait_for_function("() => window.vstage.players.ovl.played.length >= 1", timeout=15_000)
     page.wait_for_timeout(300)
     shot = page.screenshot(omit_background=True)
@@ -86,7 +88,7 @@ def test_subtitles_follow_the_clips(browser, studio):
     texts = ["First sentence here.", "Then a second one."]
     for i, text in enumerate(texts):
         clip = _clip(studio.clips_dir, "s", i, text, seconds=1.0)
-        studio.run(studio.server.play_clip(persona="ovl", clip=clip))
+        studio.run(studio.server.handle(ClipReady(persona="ovl", clip=clip)))
     sub = "[data-persona=ovl] .subtitle"
     page.wait_for_function(f"() => document.querySelector('{sub}').textContent === "
                            f"{texts[0]!r}", timeout=15_000)

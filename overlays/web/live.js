@@ -1,0 +1,554 @@
+// vstage live player: a persona's live stream over WebRTC, drawn with its transparency.
+//
+// The server sends one VP8 video track and one Opus audio track per persona. Each video frame
+// packs the avatar twice side by side (width 2*W): the left half is its colour, the right half
+// its alpha as grey. A hidden <video> plays the MediaStream (so the audio plays and WebRTC's
+// lip sync applies); every decoded frame (requestVideoFrameCallback) is drawn into a WebGL
+// canvas that puts the alpha back, so the overlay stays transparent around the avatar.
+// A lost connection is retried with backoff; when WebRTC is missing, switched off on the
+// server, or keeps failing, the page falls back to the clip player (player.js) and says so.
+//
+// Test and benchmark hooks live on `window.__live` (see `hooks` at the end).
+"use strict";
+
+(function () {
+  const { api } = window.vstage;
+  const params = new URLSearchParams(location.search);
+  const FORCED_CLIPS = params.get("mode") === "clips";
+  const SERIES_KEPT = 15000; // per-frame records kept for tests (10 min at 25 fps)
+  const FAILS_BEFORE_FALLBACK = 3;
+  const RETRY_FALLBACK_MS = 20000; // how often a page in fallback tries live again
+  const STALL_MS = 3000; // connected but no frame this long: reconnect
+  const ICE_GATHER_MS = 3000;
+
+  const VERTEX = `
+    attribute vec2 pos;
+    varying vec2 uv;
+    void main() {
+      uv = vec2((pos.x + 1.0) * 0.5, (1.0 - pos.y) * 0.5);
+      gl_Position = vec4(pos, 0.0, 1.0);
+    }`;
+  // Left half: colour; right half: alpha as grey. Lossy coding leaves a little noise in the
+  // alpha around 0 and 1: snap it so the background stays fully transparent.
+  const FRAGMENT = `
+    precision mediump float;
+    uniform sampler2D tex;
+    varying vec2 uv;
+    void main() {
+      vec3 rgb = texture2D(tex, vec2(uv.x * 0.5, uv.y)).rgb;
+      float a = texture2D(tex, vec2(0.5 + uv.x * 0.5, uv.y)).r;
+      a = clamp((a - 0.04) / 0.92, 0.0, 1.0);
+      gl_FragColor = vec4(rgb * a, a);
+    }`;
+
+  // Draws packed frames into a canvas: WebGL when the browser has it, else a 2D canvas.
+  class PackedCanvas {
+    constructor(canvas) {
+      this.canvas = canvas;
+      this.gl = null;
+      try {
+        this.gl = canvas.getContext("webgl", { alpha: true, premultipliedAlpha: true,
+          antialias: false, preserveDrawingBuffer: true });
+      } catch (err) {
+        this.gl = null;
+      }
+      if (this.gl) this._setupGl();
+      else this.ctx = canvas.getContext("2d");
+      this.kind = this.gl ? "webgl" : "2d";
+    }
+
+    _setupGl() {
+      const gl = this.gl;
+      const shader = (type, src) => {
+        const s = gl.createShader(type);
+        gl.shaderSource(s, src);
+        gl.compileShader(s);
+        if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
+        return s;
+      };
+      const prog = gl.createProgram();
+      gl.attachShader(prog, shader(gl.VERTEX_SHADER, VERTEX));
+      gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, FRAGMENT));
+      gl.linkProgram(prog);
+      gl.useProgram(prog);
+      const buf = gl.createBuffer();
+      gl.bindBuffer(gl.ARRAY_BUFFER, buf);
+      gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]),
+                    gl.STATIC_DRAW);
+      const loc = gl.getAttribLocation(prog, "pos");
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
+      const tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, tex);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+      gl.clearColor(0, 0, 0, 0);
+    }
+
+    _size(w, h) {
+      if (this.canvas.width !== w || this.canvas.height !== h) {
+        this.canvas.width = w;
+        this.canvas.height = h;
+        if (this.gl) this.gl.viewport(0, 0, w, h);
+      }
+    }
+
+    draw(video) {
+      const w = Math.floor(video.videoWidth / 2);
+      const h = video.videoHeight;
+      if (!w || !h) return false;
+      this._size(w, h);
+      if (this.gl) {
+        const gl = this.gl;
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGB, gl.RGB, gl.UNSIGNED_BYTE, video);
+        gl.clear(gl.COLOR_BUFFER_BIT);
+        gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
+        return true;
+      }
+      // No WebGL: unpack on the CPU (slower, same picture).
+      if (!this.scratch) {
+        this.scratch = document.createElement("canvas");
+        this.sctx = this.scratch.getContext("2d", { willReadFrequently: true });
+      }
+      this.scratch.width = 2 * w;
+      this.scratch.height = h;
+      this.sctx.drawImage(video, 0, 0);
+      const packed = this.sctx.getImageData(0, 0, 2 * w, h).data;
+      const out = this.ctx.createImageData(w, h);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const o = (y * w + x) * 4;
+          const c = (y * 2 * w + x) * 4;
+          const a = (y * 2 * w + x + w) * 4;
+          out.data[o] = packed[c];
+          out.data[o + 1] = packed[c + 1];
+          out.data[o + 2] = packed[c + 2];
+          out.data[o + 3] = Math.max(0, Math.min(255, (packed[a] - 10) * 1.087));
+        }
+      }
+      this.ctx.putImageData(out, 0, 0);
+      return true;
+    }
+  }
+
+  // Per-frame measurements for tests and the benchmark: brightness and change of a probe
+  // region (the mouth, set by the caller) and of the whole picture, and the audio level.
+  class FrameProbe {
+    constructor() {
+      this.canvas = document.createElement("canvas");
+      this.ctx = this.canvas.getContext("2d", { willReadFrequently: true });
+      this.box = null; // [x, y, w, h] in avatar pixels (colour half); null: the whole avatar
+      this.prevBox = null;
+      this.prevWhole = null;
+    }
+
+    setBox(box) {
+      this.box = box;
+      this.prevBox = null;
+    }
+
+    // Mean luma (0..255) and mean absolute luma change since the previous frame, over a
+    // region of the colour half scaled to at most 32x32 pixels.
+    _region(video, sx, sy, sw, sh, prev) {
+      const w = Math.max(1, Math.min(32, Math.round(sw)));
+      const h = Math.max(1, Math.min(32, Math.round(sh)));
+      if (this.canvas.width !== w || this.canvas.height !== h) {
+        this.canvas.width = w;
+        this.canvas.height = h;
+      }
+      this.ctx.drawImage(video, sx, sy, sw, sh, 0, 0, w, h);
+      const px = this.ctx.getImageData(0, 0, w, h).data;
+      const luma = new Float32Array(w * h);
+      let sum = 0;
+      let diff = 0;
+      for (let i = 0; i < w * h; i++) {
+        luma[i] = 0.299 * px[4 * i] + 0.587 * px[4 * i + 1] + 0.114 * px[4 * i + 2];
+        sum += luma[i];
+        if (prev && prev.length === luma.length) diff += Math.abs(luma[i] - prev[i]);
+      }
+      return { luma, mean: sum / (w * h), diff: prev ? diff / (w * h) : 0 };
+    }
+
+    measure(video) {
+      const w = Math.floor(video.videoWidth / 2);
+      const h = video.videoHeight;
+      const [bx, by, bw, bh] = this.box || [0, 0, w, h];
+      const probe = this._region(video, bx, by, bw, bh, this.prevBox);
+      this.prevBox = probe.luma;
+      const whole = this._region(video, 0, 0, w, h, this.prevWhole);
+      this.prevWhole = whole.luma;
+      return { luma: probe.mean, diff: probe.diff, whole: whole.diff };
+    }
+  }
+
+  function rmsOf(analyser, buf) {
+    if (!analyser) return null;
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
+    return Math.sqrt(sum / buf.length);
+  }
+
+  function iceComplete(pc, timeoutMs) {
+    if (pc.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((done) => {
+      const timer = setTimeout(done, timeoutMs); // send what was gathered so far
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") {
+          clearTimeout(timer);
+          done();
+        }
+      });
+    });
+  }
+
+  // One persona's live stream on a page. `state`: "connecting", "live", "retrying",
+  // "fallback" (the clip player shows the persona), "off" (stopped).
+  class LivePlayer {
+    constructor(slot, persona, { onLive, onFallback } = {}) {
+      this.slot = slot;
+      this.persona = persona;
+      this.onLive = onLive || (() => {});
+      this.onFallback = onFallback || (() => {});
+      this.canvas = document.createElement("canvas");
+      this.canvas.className = "avatar-canvas";
+      slot.insertBefore(this.canvas, slot.firstChild);
+      this.video = document.createElement("video");
+      // Kept in the layout (1 px, invisible): a video that is not rendered may get no frame
+      // callbacks; its audio is the persona's voice and plays from here.
+      this.video.className = "live-video";
+      this.video.playsInline = true;
+      this.video.autoplay = true;
+      slot.appendChild(this.video);
+      this.painter = new PackedCanvas(this.canvas);
+      this.probe = new FrameProbe();
+      this.state = "connecting";
+      this.reason = null;
+      this.pc = null;
+      this.failures = 0; // consecutive attempts that never showed a frame
+      this.connects = 0; // peer connections that showed frames
+      this.framesDrawn = 0;
+      this.firstFrameAt = null;
+      this.lastFrameAt = null;
+      this.series = [];
+      this.events = []; // {at, what}: connection history, for tests and logs
+      this.soundBlocked = false;
+      this.audioCtx = null;
+      this.analyser = null;
+      this.audioBuf = null;
+      this.retryTimer = null;
+      this.generation = 0;
+      this._frameLoop();
+      setInterval(() => this._watchdog(), 1000);
+    }
+
+    _log(what) {
+      this.events.push({ at: performance.now(), what });
+      if (this.events.length > 500) this.events.shift();
+    }
+
+    start() {
+      if (FORCED_CLIPS) return this._fallback("the page asked for clips (mode=clips)", false);
+      if (typeof RTCPeerConnection === "undefined") {
+        return this._fallback("this browser has no WebRTC", false);
+      }
+      this._connect();
+    }
+
+    async _connect() {
+      clearTimeout(this.retryTimer);
+      const gen = ++this.generation;
+      this._close();
+      if (this.state !== "fallback") this.state = "connecting";
+      this._log("connecting");
+      const pc = new RTCPeerConnection({ iceServers: [] });
+      this.pc = pc;
+      pc.addTransceiver("video", { direction: "recvonly" });
+      pc.addTransceiver("audio", { direction: "recvonly" });
+      const stream = new MediaStream();
+      pc.ontrack = (ev) => {
+        stream.addTrack(ev.track);
+        if (ev.track.kind === "audio") this._tapAudio(ev.track);
+      };
+      pc.onconnectionstatechange = () => {
+        if (gen !== this.generation) return;
+        const s = pc.connectionState;
+        this._log("connection " + s);
+        if (s === "failed" || s === "closed") this._lost("connection " + s);
+        else if (s === "disconnected") {
+          // Often transient (a missed consent check): give it a moment to come back.
+          setTimeout(() => {
+            if (gen === this.generation && pc.connectionState === "disconnected") {
+              this._lost("connection lost");
+            }
+          }, 2000);
+        }
+      };
+      try {
+        await pc.setLocalDescription(await pc.createOffer());
+        await iceComplete(pc, ICE_GATHER_MS);
+        const res = await api("/api/live/offer", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ persona: this.persona, sdp: pc.localDescription.sdp,
+                                 type: "offer" }),
+        });
+        if (gen !== this.generation) return;
+        if (res.status === 503 || res.status === 404) {
+          // Live streaming is off (or not for this persona): the clip player it is.
+          this._close();
+          return this._fallback(res.body.error || `live stream unavailable (${res.status})`,
+                                true);
+        }
+        if (!res.ok) throw new Error(res.body.error || `offer refused (${res.status})`);
+        await pc.setRemoteDescription(res.body);
+        this.video.srcObject = stream;
+        this._play();
+      } catch (err) {
+        if (gen === this.generation) this._lost(String((err && err.message) || err));
+      }
+    }
+
+    _play() {
+      this.video.muted = this.soundBlocked;
+      const started = this.video.play();
+      if (started && started.catch) {
+        started.catch((err) => {
+          if (err && err.name === "NotAllowedError" && !this.video.muted) {
+            // The browser wants a click before sound: show the picture, offer to unmute.
+            this.soundBlocked = true;
+            this.video.muted = true;
+            document.dispatchEvent(new CustomEvent("vstage:sound-blocked"));
+            this.video.play().catch(() => {});
+          }
+        });
+      }
+    }
+
+    unmute() {
+      this.soundBlocked = false;
+      this.video.muted = false;
+      if (this.audioCtx && this.audioCtx.state === "suspended") this.audioCtx.resume();
+    }
+
+    _tapAudio(track) {
+      // The level of the voice as received, for tests and meters; not connected to the
+      // speakers (the <video> plays the sound).
+      try {
+        if (!this.audioCtx) this.audioCtx = new AudioContext();
+        if (this.audioCtx.state === "suspended") this.audioCtx.resume().catch(() => {});
+        const src = this.audioCtx.createMediaStreamSource(new MediaStream([track]));
+        this.analyser = this.audioCtx.createAnalyser();
+        this.analyser.fftSize = 1024; // ~21 ms at 48 kHz: about one video frame
+        this.audioBuf = new Float32Array(this.analyser.fftSize);
+        src.connect(this.analyser);
+      } catch (err) {
+        this.analyser = null;
+      }
+    }
+
+    _close() {
+      if (this.pc) {
+        this.pc.ontrack = null;
+        this.pc.onconnectionstatechange = null;
+        this.pc.close();
+        this.pc = null;
+      }
+    }
+
+    _lost(reason) {
+      this._close();
+      this.generation++;
+      this.reason = reason;
+      this._log("lost: " + reason);
+      if (this.state === "live") this.failures = 0; // it worked: a fresh run of retries
+      this.failures++;
+      if (this.failures >= FAILS_BEFORE_FALLBACK) {
+        this._fallback(`live stream failed ${this.failures} times (${reason})`, true);
+        return;
+      }
+      if (this.state !== "fallback") this.state = "retrying";
+      const delay = Math.min(500 * 2 ** (this.failures - 1), 8000) * (0.8 + 0.4 * Math.random());
+      this.retryTimer = setTimeout(() => this._connect(), delay);
+    }
+
+    _fallback(reason, retry) {
+      const was = this.state;
+      this.state = "fallback";
+      this.reason = reason;
+      this._log("fallback: " + reason);
+      this.canvas.style.visibility = "hidden";
+      if (was !== "fallback") this.onFallback(reason);
+      if (retry) this.retryTimer = setTimeout(() => this._connect(), RETRY_FALLBACK_MS);
+    }
+
+    _watchdog() {
+      if (this.state !== "live" || !this.pc) return;
+      if (performance.now() - (this.lastFrameAt || 0) > STALL_MS) this._lost("no frames");
+    }
+
+    _frameLoop() {
+      const onFrame = (now, meta) => {
+        this._onFrame(meta);
+        this.video.requestVideoFrameCallback(onFrame);
+      };
+      if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+        this.video.requestVideoFrameCallback(onFrame);
+      } else {
+        // Older browsers: poll each animation frame, drawing when the picture moved on.
+        let last = -1;
+        const tick = () => {
+          if (this.video.currentTime !== last && this.video.readyState >= 2) {
+            last = this.video.currentTime;
+            this._onFrame({ mediaTime: last });
+          }
+          requestAnimationFrame(tick);
+        };
+        requestAnimationFrame(tick);
+      }
+    }
+
+    _onFrame(meta) {
+      const at = performance.now();
+      if (!this.painter.draw(this.video)) return;
+      this.framesDrawn++;
+      this.lastFrameAt = at;
+      if (this.firstFrameAt === null) this.firstFrameAt = at;
+      if (this.state !== "live") {
+        const was = this.state;
+        this.state = "live";
+        this.failures = 0;
+        this.connects++;
+        this.reason = null;
+        clearTimeout(this.retryTimer);
+        this.canvas.style.visibility = "visible";
+        this._log("live");
+        this.onLive(was);
+      }
+      const m = this.probe.measure(this.video);
+      this.series.push({
+        t: at,
+        n: this.framesDrawn,
+        media: meta && meta.mediaTime,
+        rtp: meta && meta.rtpTimestamp,
+        expected: meta && meta.expectedDisplayTime,
+        luma: m.luma,
+        diff: m.diff,
+        whole: m.whole,
+        rms: rmsOf(this.analyser, this.audioBuf),
+      });
+      if (this.series.length > SERIES_KEPT) this.series.shift();
+    }
+
+    // Drop the connection and connect again (what a page reload or a network blip does).
+    reconnect() {
+      this._lost("reconnect asked");
+      this.failures = 0;
+    }
+  }
+
+  const players = {};
+
+  // What tests and the benchmark read (all times are performance.now() milliseconds):
+  //   __live.state(p)            "connecting" | "live" | "retrying" | "fallback"
+  //   __live.framesDrawn(p)      frames drawn into the canvas so far
+  //   __live.firstFrameAt(p)     when the first frame was drawn
+  //   __live.series(p, since)    per-frame records {t, n, media, rtp, expected, luma, diff,
+  //                              whole, rms} with t > since: luma/diff of the probe region
+  //                              (mean luma 0..255, mean abs change since the last frame),
+  //                              whole = change of the whole avatar, rms = audio level
+  //   __live.setProbe(p, [x, y, w, h])  the probe region in avatar pixels (e.g. mouth_box)
+  //   __live.events(p)           connection history [{at, what}]
+  //   __live.marks               page events [{at, type, reply_id, ...}] (performed,
+  //                              reply_cancelled, ... as received over the websocket)
+  //   __live.reconnect(p)        drop and redo the WebRTC connection
+  const hooks = {
+    players,
+    marks: [],
+    now: () => performance.now(),
+    state: (p) => (players[p] ? players[p].state : null),
+    reason: (p) => (players[p] ? players[p].reason : null),
+    framesDrawn: (p) => (players[p] ? players[p].framesDrawn : 0),
+    firstFrameAt: (p) => (players[p] ? players[p].firstFrameAt : null),
+    series: (p, since = -1) => (players[p] ? players[p].series.filter((r) => r.t > since) : []),
+    setProbe: (p, box) => players[p] && players[p].probe.setBox(box),
+    events: (p) => (players[p] ? players[p].events : []),
+    reconnect: (p) => players[p] && players[p].reconnect(),
+    painter: (p) => (players[p] ? players[p].painter.kind : null),
+    mark(msg) {
+      this.marks.push({ at: performance.now(), ...msg });
+      if (this.marks.length > 2000) this.marks.shift();
+    },
+  };
+  window.__live = hooks;
+
+  // A persona on a page: the clip player (fallback) and, when the server streams live, the
+  // live player in the same slot. `live`: whether to try the live stream at all.
+  class AvatarStage {
+    constructor(container, id, name, { live, onNotice } = {}) {
+      this.id = id;
+      this.clips = window.vstage.mountPlayer(container, id, name);
+      this.slot = this.clips.root;
+      this.idleUrls = null;
+      this.onNotice = onNotice || (() => {});
+      this.mode = live ? "live" : "clips";
+      this.live = null;
+      if (live) {
+        this.clips.suspend();
+        this.live = new LivePlayer(this.slot, id, {
+          onLive: (was) => {
+            this.mode = "live";
+            this.clips.suspend();
+            if (was === "fallback") this.onNotice(id, "live stream is back", "info");
+          },
+          onFallback: (reason) => {
+            this.mode = "clips";
+            this.clips.resume();
+            if (this.idleUrls) this.clips.setIdle(this.idleUrls);
+            this.onNotice(id, `live stream unavailable: ${reason}; playing clips`, "warn");
+          },
+        });
+        players[id] = this.live;
+        this.live.start();
+      }
+      // Live: subtitles follow the stream's sentences as the server performs them.
+      this.clock = new window.vstage.SpeechClock((s) => {
+        this.clips._setSubtitle(s.text);
+        document.dispatchEvent(new CustomEvent("vstage:spoken", { detail: s }));
+      }, () => this.clips._fadeSubtitle());
+    }
+
+    setIdle(urls) {
+      this.idleUrls = urls;
+      if (this.mode === "clips") this.clips.setIdle(urls);
+    }
+
+    // A sentence the live stream is playing now (the server's "performed" message).
+    performed(msg) {
+      if (this.mode === "live") this.clock.add(msg);
+    }
+
+    // A sentence as clip files (the server's "clip" message): only the fallback plays it.
+    clip(msg) {
+      if (this.mode === "clips") this.clips.enqueue(msg);
+    }
+
+    cancel(replyId) {
+      this.clock.cancel(this.id, replyId);
+      this.clips.cancel(replyId);
+    }
+
+    unmute() {
+      this.clips.unmute();
+      if (this.live) this.live.unmute();
+    }
+
+  }
+
+  window.vstage.LivePlayer = LivePlayer;
+  window.vstage.AvatarStage = AvatarStage;
+  window.vstage.liveWanted = (state) =>
+    !FORCED_CLIPS && !!(state && state.live) && typeof RTCPeerConnection !== "undefined";
+})();
