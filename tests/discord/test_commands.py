@@ -95,26 +95,37 @@ def test_owner_and_managers_are_moderators():
 
 
 async def test_replies_are_voiced_sentence_by_sentence_and_transcribed(tts):
-    from avatar_engine.types import Clip
     from bots.adapters.discord.adapter import VoiceSession
+    from overlays.stage import Performed, ReplyCancelled, ReplyFinished
 
-    adapter = DiscordAdapter(settings=DiscordSettings(persona="mika"),
-                             synthesize=tts.synthesize)
+    adapter = DiscordAdapter(settings=DiscordSettings(persona="mika"))
     channel = Channel()
     session = VoiceSession(guild_id=1, text_channel=channel, persona="mika", language="en",
                            transcripts=True, voice_client=VoiceClient())
     adapter.sessions[1] = session
-    clip = Clip(reply_id="r1", index=0, text="Hello there.", duration=1.0, fps=25, frames=25)
-    await adapter.play_clip(persona="mika", clip=clip)
+    first = performance(tts, "r1", 0, "Hello there.")
+    await adapter.handle(Performed(first))
     audio = session.voice_client.source
-    assert audio is not None and audio.buffered_s > 0.4
-    await adapter.play_clip(persona="mika", clip=Clip(
-        reply_id="r1", index=1, text="Nice to meet you.", duration=1.0, fps=25, frames=25))
-    await adapter.reply_finished(persona="mika", reply_id="r1", text="")
+    # The pipeline's own speech, padded to the sentence's frames.
+    assert audio is not None and abs(audio.buffered_s - first.duration) < 0.021
+    await adapter.handle(Performed(performance(tts, "r1", 1, "Nice to meet you.")))
+    await adapter.handle(ReplyFinished(persona="mika", reply_id="r1", text=""))
     assert audio.sentences == 2
     utter = Utterance(viewer=Viewer(id="discord:3", name="Ana"), message="hi",
                       persona="mika", platform="discord")
     await adapter.deliver(Outcome(utter, "spoken", reply_text="Hello there. Nice to meet you."))
     assert channel.sent == ["**Mika**: Hello there. Nice to meet you."]
-    await adapter.reply_cancelled(persona="mika", reply_id="r1")
+    await adapter.handle(ReplyCancelled(persona="mika", reply_id="r1"))
     assert audio.read() == b""
+
+
+def performance(tts, reply_id: str, index: int, text: str, *, persona: str = "mika"):
+    """``text`` voiced by Piper as the pipeline hands it on: a Performance (tiny frames)."""
+    import numpy as np
+
+    from avatar_engine.types import Performance, frame_count
+
+    speech = tts.synthesize(text)
+    n = frame_count(speech.duration, 25)
+    return Performance(persona=persona, reply_id=reply_id, index=index, speech=speech,
+                       frames=np.zeros((n, 2, 2, 4), np.uint8), fps=25, start_frame=0)

@@ -158,16 +158,18 @@ class FakeAdapter:
 
 
 class FastTTS:
-    """A voice of our TTS base: 0.2 s of quiet tone per sentence, no phoneme timings."""
+    """A voice of our TTS base: 0.2 s of quiet tone per sentence, no phoneme timings.
+    ``hz`` tells voices apart; ``calls`` counts the sentences voiced."""
+
+    def __init__(self, hz: float = 220.0) -> None:
+        self.hz = hz
+        self.calls: list[str] = []
 
     def synthesize(self, text: str):
-        import numpy as np
-
-        from avatar_engine.types import Speech
-
+        self.calls.append(text)
         t = np.arange(int(16000 * 0.2), dtype=np.float32) / 16000
-        return Speech(text=text, audio=(0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
-                      sample_rate=16000)
+        return Speech(text=text, audio=(0.1 * np.sin(2 * np.pi * self.hz * t)).astype(
+            np.float32), sample_rate=16000)
 
 
 class TinyRenderer:
@@ -194,12 +196,13 @@ class TinyRenderer:
         return torch.full((n_frames, 32, 32, 4), 200, dtype=torch.uint8)
 
 
-def live_persona(pid: str, tmp: Path, llm, **overrides: Any) -> PersonaRuntime:
-    """A persona with ``llm`` as its brain and the fast voice/avatar above."""
+def live_persona(pid: str, tmp: Path, llm, *, tts: FastTTS | None = None,
+                 **overrides: Any) -> PersonaRuntime:
+    """A persona with ``llm`` as its brain and the fast voice (``tts``)/avatar above."""
     cfg = PersonaConfig.model_validate(
         {"id": pid, "name": pid.title(), "personality": "You love cozy games and tea.",
          **overrides})
     folder = tmp / pid
     folder.mkdir(parents=True, exist_ok=True)
-    return PersonaRuntime(config=cfg, llm=llm, tts=FastTTS(), renderer=TinyRenderer(),
+    return PersonaRuntime(config=cfg, llm=llm, tts=tts or FastTTS(), renderer=TinyRenderer(),
                           clips_dir=folder, clip_settings=ClipSettings(formats=("mp4",)))

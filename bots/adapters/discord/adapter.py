@@ -5,7 +5,9 @@ sentence by sentence. Mentions of the bot in text become :class:`~bots.events.Ch
 events. With transcripts on, both sides of the voice conversation are posted in text.
 
 It is an :class:`~bots.adapters.base.Adapter` (events out, outcomes in) and a
-:class:`~overlays.stage.Stage` (each performed clip's sentence is voiced into the channel).
+:class:`~overlays.stage.Stage` on the stage bus: each performed sentence's own speech (the
+pipeline's audio, in the answering persona's voice) is played into the channel; nothing is
+synthesised a second time.
 The logic behind each slash command is a plain method (``join``, ``leave``, ``set_persona``,
 ``set_language``, ``set_transcripts``) so it can be tested without Discord's gateway.
 """
@@ -22,13 +24,17 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from avatar_engine.types import Clip, Speech
+import numpy as np
+
+from avatar_engine.types import Performance
 from bots.adapters.base import EventSink
 from bots.adapters.discord.playback import ReplyAudio
 from bots.adapters.discord.receive import DaveStep, VoiceReceiver, make_sink
 from bots.adapters.discord.settings import DiscordSettings
 from bots.events import ChatMessage, Outcome, Role, Utterance, Viewer
+from bots.hearing.audio import tts_to_discord_pcm
 from bots.hearing.listener import Heard, Listener
+from overlays.stage import Performed, ReplyCancelled, ReplyFinished, StageEvent
 from vstage_core.errors import ConfigError, MissingDependency
 from vstage_core.extras import install_hint
 from vstage_core.tasks import cancel_and_wait
@@ -37,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
-
-Synthesize = Callable[[str], Speech]  # a TTS's blocking synthesize
 
 
 @dataclass(eq=False)
@@ -77,20 +81,19 @@ class DiscordAdapter:
     Args:
         settings: token, guilds, persona, language, hearing.
         personas: ids of the loaded personas (for ``/persona``).
-        synthesize: the persona's TTS (blocking ``text -> Speech``); run in a thread.
         listener_factory: builds the hearing pipeline per voice session (tests share models).
         clock: monotonic clock.
     """
 
     platform = PLATFORM
+    name = PLATFORM
+    wants: frozenset[type[StageEvent]] = frozenset({Performed, ReplyFinished, ReplyCancelled})
 
     def __init__(self, *, settings: DiscordSettings, personas: Collection[str] = (),
-                 synthesize: Synthesize | None = None,
                  listener_factory: Callable[..., Listener] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.personas = set(personas)
-        self._synthesize = synthesize
         self._listener_factory = listener_factory or Listener
         self._clock = clock
         self._sink: EventSink | None = None
@@ -154,28 +157,36 @@ class DiscordAdapter:
 
     # ------------------------------------------------------------------ Stage
 
-    async def show_chat(self, *, persona: str, user: str, text: str) -> None:
-        return None
-
-    async def play_clip(self, *, persona: str, clip: Clip) -> None:
-        session = self._voice_session_of(persona)
-        if session is None or self._synthesize is None or not clip.text.strip():
+    async def handle(self, event: StageEvent) -> None:
+        """Voice a performed sentence, end or cut a reply (called by the stage bus)."""
+        if isinstance(event, Performed):
+            await self.play(event.performance)
             return
-        audio = session.replies.get(clip.reply_id)
-        if audio is None:
-            audio = self.start_reply(session, clip.reply_id)
-        speech = await asyncio.to_thread(self._synthesize, clip.text)
-        audio.append_speech(speech.audio, speech.sample_rate)
-
-    async def reply_finished(self, *, persona: str, reply_id: str, text: str) -> None:
-        session = self._voice_session_of(persona)
-        if session is not None and (audio := session.replies.get(reply_id)) is not None:
-            audio.finish()
-
-    async def reply_cancelled(self, *, persona: str, reply_id: str) -> None:
-        session = self._voice_session_of(persona)
-        if session is not None and (audio := session.replies.pop(reply_id, None)) is not None:
+        if not isinstance(event, ReplyFinished | ReplyCancelled):
+            return
+        session = self._voice_session_of(event.persona)
+        if session is None:
+            return
+        if isinstance(event, ReplyFinished):
+            if (audio := session.replies.get(event.reply_id)) is not None:
+                audio.finish()
+        elif (audio := session.replies.pop(event.reply_id, None)) is not None:
             audio.stop()
+
+    async def play(self, performance: Performance) -> None:
+        """Play one sentence's speech into the voice channel its persona talks in."""
+        session = self._voice_session_of(performance.persona)
+        speech = performance.speech
+        if session is None or speech.audio.size == 0:
+            return
+        audio = session.replies.get(performance.reply_id)
+        if audio is None:
+            audio = self.start_reply(session, performance.reply_id)
+        # Padded to the sentence's frames, as every stage plays it, so the voice here stays
+        # in step with the avatar elsewhere; resampled to 48 kHz stereo off the loop.
+        pcm = await asyncio.to_thread(_discord_pcm, speech.audio, speech.sample_rate,
+                                      performance.duration)
+        audio.append_pcm(pcm)
 
     def start_reply(self, session: VoiceSession, reply_id: str) -> ReplyAudio:
         """Open the audio of one reply and start playing it (silence until the first
@@ -386,6 +397,14 @@ class DiscordAdapter:
             await channel.send(text[:2000])
         except Exception:
             logger.exception("discord: posting to %s failed", getattr(channel, "id", channel))
+
+
+def _discord_pcm(audio: np.ndarray, sample_rate: int, seconds: float) -> bytes:
+    """Blocking: mono speech, padded with silence to ``seconds``, as Discord PCM."""
+    missing = round(seconds * sample_rate) - audio.size
+    if missing > 0:
+        audio = np.concatenate([audio, np.zeros(missing, audio.dtype)])
+    return tts_to_discord_pcm(audio, sample_rate)
 
 
 def build_client(adapter: DiscordAdapter):
