@@ -28,7 +28,8 @@ class ObsSceneNames(FrozenModel):
 class ObsSourceNames(FrozenModel):
     """Names of the inputs vstage creates and drives."""
 
-    avatar: str = Field("vstage {persona} avatar", description="media source playing the clips")
+    avatar: str = Field("vstage {persona} avatar",
+                        description="media source reading the persona's live stream")
     subtitles: str = Field("vstage {persona} subtitles", description="text source")
     brb_image: str = Field("vstage brb image", description="image on the 'be right back' scene")
 
@@ -55,7 +56,22 @@ class ObsSettings(FrozenModel):
         "unset: a square of 80% of the canvas height, centred, at the bottom",
     )
     chroma_key: bool = Field(
-        True, description="key out the green the MP4 clips are composited over"
+        True, description="key out the colour the live stream's avatar is composited over"
+    )
+    key_colour: tuple[int, int, int] | None = Field(
+        None,
+        description="RGB behind the avatar in the stream to OBS; unset: picked per avatar, "
+        "the colour farthest from every colour of its art (overlays/obs/keying.py)",
+    )
+    live_host: str = Field("127.0.0.1", description="where OBS reads the live streams (UDP)")
+    live_port_base: int = Field(
+        47600, ge=1024, le=65000,
+        description="UDP port of the first persona's live stream; the persona listed n-th "
+        "(config order, from 0) uses live_port_base + n",
+    )
+    live_buffering_mb: int = Field(
+        0, ge=0, le=16, description="the media source's network buffer (0: show frames as "
+        "they arrive, the lowest latency)",
     )
     keep_placement: bool = Field(
         False,
@@ -71,6 +87,10 @@ class ObsSettings(FrozenModel):
         "sentences wrap onto more lines, and the text source's bounding box shrinks anything "
         "still wider",
     )
+    def live_url(self, index: int) -> str:
+        """UDP URL of the live stream of the persona listed ``index``-th (from 0)."""
+        return f"udp://{self.live_host}:{self.live_port_base + index}?pkt_size=1316"
+
     request_timeout_s: float = Field(3.0, gt=0, description="one request's time limit")
     reconnect_min_s: float = Field(0.25, ge=0, description="first wait before reconnecting")
     reconnect_max_s: float = Field(2.0, ge=0, description="longest wait between reconnects")

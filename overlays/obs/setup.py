@@ -1,10 +1,13 @@
 """Create, idempotently, what each persona needs in the streamer's OBS.
 
 Per persona: the idle, talking and 'be right back' scenes (created only if missing, so an
-existing scene of the streamer's can be named instead), a media source for the avatar (in the
-idle and talking scenes, with a chroma-key filter for the green behind MP4 clips), a text
-source for subtitles (talking scene), and an optional image on the brb scene. Only what is
-missing is created, so re-running setup creates nothing. Items that exist but are out of place
+existing scene of the streamer's can be named instead), one media source for the avatar reading
+the persona's live stream (MPEG-TS over UDP on loopback, sent by
+:class:`~overlays.obs.live.ObsLiveOutput`; in the idle and talking scenes) with a chroma-key
+filter for the persona's key colour, a text source for subtitles (talking scene), and an
+optional image on the brb scene. Only what is missing is created, so re-running setup creates
+nothing; an avatar source or key filter whose settings differ (another port, another key, the
+per-clip file source of older versions) is set right. Items that exist but are out of place
 are put back (an OBS that crashed restores its last autosave, which may predate the placement:
 subtitles at the top-left); ``keep_placement`` leaves them where the streamer moved them.
 """
@@ -12,10 +15,12 @@ subtitles at the top-left); ``keep_placement`` leaves them where the streamer mo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .driver import ObsDriver, ObsRequestError
+from .keying import CANDIDATES, KeyColour
 from .settings import ObsSettings
 from .subtitles import subtitle_transform
 
@@ -30,16 +35,34 @@ CHROMA_KIND = "chroma_key_filter_v2"
 # obs_alignment flags: LEFT=1, RIGHT=2, TOP=4, BOTTOM=8; 0 is the centre.
 _ALIGN_TOP_LEFT = 5
 
-AVATAR_SETTINGS = {
-    "is_local_file": True,
-    "looping": False,
-    # Keep the last frame on screen between clips instead of a blank source.
-    "clear_on_media_end": False,
-    # A scene switch must not restart or close the clip being spoken.
-    "restart_on_activate": False,
-    "close_when_inactive": False,
-    "hw_decode": False,
-}
+# The key used when the caller names none (and settings.key_colour is unset): green, with the
+# margin it has from the default avatar's art (its teal hoodie), measured by keying.choose_key.
+DEFAULT_KEY = KeyColour(rgb=CANDIDATES[0], margin=0.36)
+
+
+def avatar_settings(settings: ObsSettings, index: int) -> dict[str, Any]:
+    """The avatar media source's settings: a network input reading the persona's stream.
+
+    Args:
+        settings: OBS settings (host, port base, buffering).
+        index: the persona's place in the persona list (its port is ``live_port_base + index``).
+    """
+    return {
+        "is_local_file": False,
+        # overrun_nonfatal: if OBS stalls, drop datagrams instead of giving up on the input.
+        "input": settings.live_url(index) + "&overrun_nonfatal=1&fifo_size=50000",
+        "input_format": "mpegts",
+        "buffering_mb": settings.live_buffering_mb,
+        # It keeps reading while hidden (the brb scene), so nothing piles up meanwhile and a
+        # scene switch shows it at once; restarting on activate would reopen the input and
+        # wait for the next keyframe.
+        "restart_on_activate": False,
+        "close_when_inactive": False,
+        "clear_on_media_end": False,
+        "reconnect_delay_sec": 1,
+        "hw_decode": False,
+        "looping": False,
+    }
 
 
 @dataclass(slots=True)
@@ -68,7 +91,8 @@ def avatar_box(settings: ObsSettings, canvas: tuple[int, int]) -> tuple[int, int
 
 
 async def setup_obs(
-    driver: ObsDriver, settings: ObsSettings, personas: Sequence[str]
+    driver: ObsDriver, settings: ObsSettings, personas: Sequence[str],
+    keys: Mapping[str, KeyColour] | None = None,
 ) -> SetupReport:
     """Make sure every persona's scenes and sources exist in OBS and are in place.
 
@@ -78,7 +102,10 @@ async def setup_obs(
     Args:
         driver: a connected driver (call from a connect hook or after ``wait_ready``).
         settings: names and placement.
-        personas: persona ids.
+        personas: persona ids, in config order (the n-th reads ``settings.live_url(n)``).
+        keys: each persona's key colour (``keying.choose_key`` of its avatar art, the colour
+            its :class:`~overlays.obs.live.ObsLiveOutput` composites over); a persona missing
+            here gets ``settings.key_colour``, or green.
 
     Returns:
         What was created or put back; empty lists on a re-run.
@@ -153,7 +180,7 @@ async def setup_obs(
                  "sceneItemTransform": transform},
             )
 
-    for persona in personas:
+    for index, persona in enumerate(personas):
         names = scenes_for(settings, persona)
         for scene in names.values():
             await ensure_scene(scene)
@@ -165,11 +192,12 @@ async def setup_obs(
             "boundsWidth": float(max(w, 1)), "boundsHeight": float(max(h, 1)),
         }
         avatar = settings.sources.name("avatar", persona)
+        source = avatar_settings(settings, index)
         for state in ("talking", "idle"):
-            await ensure_input(names[state], avatar, AVATAR_KIND, AVATAR_SETTINGS,
-                               avatar_transform)
+            await ensure_input(names[state], avatar, AVATAR_KIND, source, avatar_transform)
+        await _ensure_settings(driver, avatar, source, report)
         if settings.chroma_key:
-            await _ensure_chroma_key(driver, avatar, report)
+            await _ensure_chroma_key(driver, avatar, key_for(settings, persona, keys), report)
 
         subtitles = settings.sources.name("subtitles", persona)
         await ensure_input(
@@ -208,17 +236,47 @@ def _in_place(current: dict, wanted: dict) -> bool:
     return True
 
 
-async def _ensure_chroma_key(driver: ObsDriver, source: str, report: SetupReport) -> None:
+def key_for(settings: ObsSettings, persona: str,
+            keys: Mapping[str, KeyColour] | None) -> KeyColour:
+    """The persona's key: from ``keys``, else ``settings.key_colour``, else green."""
+    if keys is not None and persona in keys:
+        return keys[persona]
+    if settings.key_colour is not None:
+        return KeyColour(rgb=settings.key_colour, margin=DEFAULT_KEY.margin)
+    return DEFAULT_KEY
+
+
+async def _ensure_settings(driver: ObsDriver, source: str, wanted: dict[str, Any],
+                           report: SetupReport) -> None:
+    """An existing avatar source reading something else (another port, a clip file) is
+    pointed at the persona's stream."""
+    have = (await driver.call("GetInputSettings", {"inputName": source}))["inputSettings"]
+    if all(have.get(k) == v for k, v in wanted.items()):
+        return
+    await driver.call("SetInputSettings", {"inputName": source, "inputSettings": wanted})
+    report.repaired.append(f"{source} reads {wanted['input'].split('?')[0]}")
+
+
+async def _ensure_chroma_key(driver: ObsDriver, source: str, key: KeyColour,
+                             report: SetupReport) -> None:
+    wanted = key.filter_settings()
     filters = await driver.call("GetSourceFilterList", {"sourceName": source})
-    if any(f["filterName"] == CHROMA_FILTER for f in filters["filters"]):
+    found = next((f for f in filters["filters"] if f["filterName"] == CHROMA_FILTER), None)
+    if found is not None:
+        have = found.get("filterSettings") or {}
+        if any(have.get(k) != v for k, v in wanted.items()):
+            await driver.call("SetSourceFilterSettings",
+                              {"sourceName": source, "filterName": CHROMA_FILTER,
+                               "filterSettings": wanted})
+            report.repaired.append(f"filter {CHROMA_FILTER} on {source} keys {key.rgb}")
         return
     try:
         await driver.call(
             "CreateSourceFilter",
             {"sourceName": source, "filterName": CHROMA_FILTER, "filterKind": CHROMA_KIND,
-             "filterSettings": {"key_color_type": "green"}},
+             "filterSettings": wanted},
         )
-    except ObsRequestError as e:  # a build without obs-filters: the green stays visible
+    except ObsRequestError as e:  # a build without obs-filters: the key colour stays visible
         report.warnings.append(f"no chroma key on {source}: {e}")
         logger.warning("cannot add a chroma key to %r: %s", source, e)
         return

@@ -1,70 +1,58 @@
-"""The OBS stage: plays each persona's sentence clips in its media source, in order, with the
-spoken sentence in its subtitle source, and switches scenes by persona state.
+"""The OBS stage: scenes and subtitles in the streamer's OBS, following each persona's live
+stream.
 
-Gapless playback swaps the file of one ``ffmpeg_source`` the moment OBS reports the previous
-clip ended (``MediaInputPlaybackEnded``); the source keeps its last frame meanwhile, so the
-picture never blanks. Measured on OBS 29 (bench/stage.py): tens of milliseconds between one
-clip's end and the next one's start. While OBS is away every Stage call returns at once and
-nothing is raised into the orchestrator; the browser overlays keep playing the replies. On
-every connect, the first and each one after OBS restarted, the program shows the idle scene
-with the idle loop playing, not whatever scene OBS happened to load.
+The avatar itself needs nothing from this stage: OBS reads each persona's live stream
+continuously (:class:`~overlays.obs.live.ObsLiveOutput`, MPEG-TS over UDP into one media
+source set up by :func:`~overlays.obs.setup.setup_obs`), idle motion and speech alike, so
+there is no file to swap and no gap between sentences. What this stage does is put the words
+and the scenes with it: the output tells it (:meth:`ObsStage.on_air`) the moment the stream
+starts carrying a sentence, so the subtitle shows the sentence actually on screen, and the
+program switches to the persona's talking scene; when the reply is over (finished and its
+last sentence played, or cancelled) the subtitles clear and the idle scene returns.
+``ShowDegraded`` shows the 'be right back' scene.
+
+While OBS is away everything returns at once and nothing is raised into the show; on every
+connect (the first and each one after OBS restarted) setup runs again and the program shows
+the current state, not whatever scene OBS happened to load. The stream needs no reconnect: it
+is UDP, and OBS's media source reads it again as soon as OBS is back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from avatar_engine.types import Clip
 from vstage_core.tasks import cancel_and_wait
 
+from ..stage import Performed, ReplyCancelled, ReplyFinished, ShowDegraded, StageEvent
 from .driver import ObsDriver, ObsRequestError, ObsUnavailable
+from .keying import KeyColour
+from .live import OnAir
 from .settings import ObsSettings
 from .setup import SetupReport, scenes_for, setup_obs
 from .subtitles import wrap_subtitle
 
 logger = logging.getLogger(__name__)
 
-_START_TIMEOUT_S = 2.0  # OBS opens a local MP4 in well under this
-_END_SLACK_S = 1.5  # beyond the clip's duration before we stop waiting for its end event
-_IDLE_AFTER_S = 5.0  # an unfinished reply with no next clip for this long: back to idle
-
-
-@dataclass(slots=True)
-class PlayedClip:
-    """One clip as OBS plays it (monotonic times of its media events; None if missed or not
-    yet seen): handed to ``on_clip`` when requested, ``started``/``ended`` filled in later."""
-
-    persona: str
-    reply_id: str
-    index: int
-    requested: float
-    started: float | None = None
-    ended: float | None = None
+_REMEMBERED = 64  # finished / cancelled reply ids kept per persona
 
 
 @dataclass(slots=True)
 class _Persona:
     id: str
-    avatar: str
     subtitles: str
-    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
-    finished: set[str] = field(default_factory=set)
-    cancelled: set[str] = field(default_factory=set)
-    current: Clip | None = None
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    started_at: float | None = None
-    ended_at: float | None = None
-    on_stage: bool = False
-    idle_file: Path | None = None
-    task: asyncio.Task | None = None
+    airing: str | None = None  # the reply whose sentence is (or was last) on the stream
+    streaming_idle: bool = True  # the stream carries the idle avatar right now
+    on_stage: bool = False  # the talking scene and a subtitle are up for this persona
+    text: str = ""  # the subtitle shown
+    idle_at: float | None = None  # between sentences: back to idle at this time if nothing
+    finished: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    cancelled: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
 
 class ObsStage:
@@ -72,35 +60,41 @@ class ObsStage:
 
     Args:
         settings: connection, names and placement.
-        personas: the persona ids on the show (their scenes and sources are set up).
+        personas: the persona ids on the show, in config order (the n-th reads the stream at
+            ``settings.live_url(n)``).
+        keys: each persona's key colour (``keying.choose_key`` of its avatar art; the same
+            one its ``ObsLiveOutput`` composites over).
         driver: an existing driver to use (its lifecycle stays the caller's); by default the
             stage makes and owns one.
-        on_clip: called with each clip's :class:`PlayedClip` as it is put on (tests and
-            benchmarks measure gaps with it); the stage keeps no history of its own.
+        idle_after_s: a reply that has not finished but puts no new sentence on the stream for
+            this long goes back to the idle scene (a stalled renderer).
     """
 
+    name = "obs"
+    wants: frozenset[type[StageEvent]] = frozenset(
+        {Performed, ReplyFinished, ReplyCancelled, ShowDegraded})
+
     def __init__(
-        self, *, settings: ObsSettings, personas: Sequence[str], driver: ObsDriver | None = None,
-        on_clip: Callable[[PlayedClip], None] | None = None,
+        self, *, settings: ObsSettings, personas: Sequence[str],
+        keys: Mapping[str, KeyColour] | None = None, driver: ObsDriver | None = None,
+        idle_after_s: float = 5.0,
     ) -> None:
         self.settings = settings
+        self.keys = dict(keys or {})
         self.driver = driver or ObsDriver(settings=settings)
         self._owns_driver = driver is None
-        self._personas = {
-            p: _Persona(id=p, avatar=settings.sources.name("avatar", p),
-                        subtitles=settings.sources.name("subtitles", p))
-            for p in personas
-        }
-        self._by_input = {st.avatar: st for st in self._personas.values()}
+        self._order = list(personas)
+        self._personas = {p: _Persona(id=p, subtitles=settings.sources.name("subtitles", p))
+                          for p in personas}
+        self._idle_after_s = idle_after_s
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
         self._scene: str | None = None
         self._brb = False
         self._warned = False
-        self._on_clip = on_clip
         self.last_setup: SetupReport | None = None
         self.driver.add_connect_hook(self._on_connect)
         self.driver.add_disconnect_hook(self._on_disconnect)
-        self.driver.on_event("MediaInputPlaybackStarted", self._on_started)
-        self.driver.on_event("MediaInputPlaybackEnded", self._on_ended)
         self.driver.on_event("CurrentProgramSceneChanged", self._on_scene)
 
     # ------------------------------------------------------------------ lifecycle
@@ -113,231 +107,176 @@ class ObsStage:
         await self.stop()
 
     async def start(self) -> None:
-        for st in self._personas.values():
-            if st.task is None:
-                st.task = asyncio.create_task(self._player(st), name=f"obs:{st.id}:player")
+        if self._task is None:
+            self._task = asyncio.create_task(self._show(), name="obs:show")
         if self._owns_driver:
             await self.driver.start()
 
     async def stop(self) -> None:
-        tasks = [st.task for st in self._personas.values() if st.task is not None]
-        for st in self._personas.values():
-            st.task = None
-        await cancel_and_wait(tasks)
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait([task])
         if self._owns_driver:
             await self.driver.stop()
 
-    # ------------------------------------------------------------------ Stage interface
+    # ------------------------------------------------------------------ inputs
 
-    async def show_chat(self, *, persona: str, user: str, text: str) -> None:
-        # The question itself is shown by the chat overlay; OBS shows only the answer.
-        return None
+    async def handle(self, event: StageEvent) -> None:
+        """Take one stage event (queued; OBS is driven from the stage's own task)."""
+        self._inbox.put_nowait(event)
 
-    async def play_clip(self, *, persona: str, clip: Clip) -> None:
-        st = self._personas.get(persona)
-        if st is None or clip.path("mp4") is None or not self._available():
-            return
-        if clip.reply_id not in st.cancelled:
-            st.queue.put_nowait(clip)
+    def on_air(self, on_air: OnAir) -> None:
+        """What a persona's live stream to OBS carries from now on (``ObsLiveOutput``'s
+        ``on_air`` hook; called on the loop)."""
+        self._inbox.put_nowait(on_air)
 
-    async def reply_finished(self, *, persona: str, reply_id: str, text: str) -> None:
-        st = self._personas.get(persona)
-        if st is not None:
-            st.finished.add(reply_id)
-            if st.current is None and st.queue.empty():
-                st.queue.put_nowait(_WAKE)
+    @property
+    def scene(self) -> str | None:
+        """The program scene as this stage last set or saw it."""
+        return self._scene
 
-    async def reply_cancelled(self, *, persona: str, reply_id: str) -> None:
-        st = self._personas.get(persona)
-        if st is None:
-            return
-        st.cancelled.add(reply_id)
-        _drop(st.queue, lambda c: c.reply_id == reply_id)
-        if st.current is not None and st.current.reply_id == reply_id and self.driver.ready:
-            with contextlib.suppress(ObsUnavailable, ObsRequestError):
-                await self.driver.call(
-                    "TriggerMediaInputAction",
-                    {"inputName": st.avatar,
-                     "mediaAction": "OBS_WEBSOCKET_MEDIA_INPUT_ACTION_STOP"},
-                )
-            st.ended.set()
+    # ------------------------------------------------------------------ the show task
 
-    # ------------------------------------------------------------------ extras for the app
-
-    def set_idle(self, persona: str, path: Path) -> None:
-        """An idle loop (MP4) the avatar source plays, looping, when the persona is silent."""
-        st = self._personas.get(persona)
-        if st is None:
-            return
-        st.idle_file = Path(path)
-        if self.driver.ready and not st.on_stage and st.task is not None:
-            st.queue.put_nowait(_IDLE)  # connected and silent: start the loop now
-
-    async def be_right_back(self, on: bool = True) -> None:
-        """Show the 'be right back' scene (renderer stalled, LLM down); ``False`` leaves it."""
-        self._brb = on
-        if self._available():
-            name = scenes_for(self.settings, next(iter(self._personas), ""))
-            try:
-                await self._switch(name["brb"] if on else name["idle"])
-            except ObsUnavailable:
-                self._warn_away()
-
-    def _wrap(self, text: str) -> str:
-        canvas = self.last_setup.canvas if self.last_setup is not None else (1920, 1080)
-        return wrap_subtitle(text, max_width=canvas[0] * self.settings.subtitle_width,
-                             font_size=self.settings.subtitle_size)
-
-    # ------------------------------------------------------------------ the player
-
-    async def _player(self, st: _Persona) -> None:
+    async def _show(self) -> None:
         while True:
             try:
-                try:
-                    # Between sentences of an unfinished reply the last frame stays up; a
-                    # reply that stops sending clips goes back to idle after a while.
-                    # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
-                    # that arrives as a clip does, and this loop would never stop)
-                    async with asyncio.timeout(_IDLE_AFTER_S if st.on_stage else None):
-                        clip = await st.queue.get()
-                except TimeoutError:
-                    await self._go_idle(st)
-                    continue
-                if clip is _WAKE:
-                    if st.on_stage:
-                        await self._go_idle(st)
-                    continue
-                if clip is _IDLE:
-                    if not st.on_stage and self._available():
-                        await self._show_idle(st)
-                    continue
-                await self._play(st, clip)
-                done = clip.reply_id in st.finished or clip.reply_id in st.cancelled
-                if st.queue.empty() and done:
-                    await self._go_idle(st)
+                item = await self._next()
+                if item is not None:
+                    await self._apply(item)
+                await self._expire()
             except asyncio.CancelledError:
                 raise
             except ObsUnavailable:
                 self._warn_away()
-                st.current = None
-                st.on_stage = False
-                _drop(st.queue, lambda c: True)
+            except ObsRequestError as e:
+                logger.warning("OBS stage: %s", e)
             except Exception:
-                logger.exception("OBS stage: playing for %s failed", st.id)
-                st.current = None
+                logger.exception("OBS stage failed on an update; carrying on")
 
-    async def _play(self, st: _Persona, clip: Clip) -> None:
-        if clip.reply_id in st.cancelled:
+    async def _next(self) -> Any:
+        """The next input, or None when a persona's wait between sentences ran out."""
+        deadlines = [st.idle_at for st in self._personas.values() if st.idle_at is not None]
+        wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        try:
+            async with asyncio.timeout(wait):
+                return await self._inbox.get()
+        except TimeoutError:
+            return None
+
+    async def _apply(self, item: Any) -> None:
+        if isinstance(item, OnAir):
+            st = self._personas.get(item.persona)
+            if st is not None:
+                await self._stream_changed(st, item)
+        elif isinstance(item, ReplyFinished):
+            st = self._personas.get(item.persona)
+            if st is not None:
+                _remember(st.finished, item.reply_id)
+                if st.airing == item.reply_id and st.streaming_idle:
+                    await self._go_idle(st)
+        elif isinstance(item, ReplyCancelled):
+            st = self._personas.get(item.persona)
+            if st is not None:
+                _remember(st.cancelled, item.reply_id)
+                if st.airing == item.reply_id:
+                    await self._go_idle(st)  # the stream stops it at its next frame
+        elif isinstance(item, ShowDegraded):
+            self._brb = item.on
+            await self._show_state()
+        # Performed: the sentence reaches the stream (and so this stage) through on_air.
+
+    async def _stream_changed(self, st: _Persona, on_air: OnAir) -> None:
+        if on_air.reply_id is None:
+            st.streaming_idle = True
+            if st.airing is None or not st.on_stage:
+                return
+            if st.airing in st.finished or st.airing in st.cancelled:
+                await self._go_idle(st)
+            else:  # between two sentences: keep the last words up a little
+                st.idle_at = time.monotonic() + self._idle_after_s
             return
-        path = clip.path("mp4")
-        assert path is not None
-        st.current = clip
-        st.started.clear()
-        st.ended.clear()
-        record = PlayedClip(st.id, clip.reply_id, clip.index, time.monotonic())
-        if self._on_clip is not None:
-            self._on_clip(record)
-        await self.driver.call(
-            "SetInputSettings",
-            {"inputName": st.avatar,
-             "inputSettings": {"local_file": str(path.resolve()), "looping": False}},
-        )
-        await self.driver.call(
-            "SetInputSettings",
-            {"inputName": st.subtitles, "inputSettings": {"text": self._wrap(clip.text)}},
-        )
+        if on_air.reply_id in st.cancelled:
+            return  # the stream's last frame of a skipped reply
+        st.streaming_idle = False
+        st.airing = on_air.reply_id
+        st.idle_at = None
         st.on_stage = True
-        self._brb = False  # clips are coming again: the show is back
-        await self._switch(scenes_for(self.settings, st.id)["talking"])
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(st.started.wait(), _START_TIMEOUT_S)
-        record.started = self._event_time(st, "started")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(st.ended.wait(), clip.duration + _END_SLACK_S)
-        record.ended = self._event_time(st, "ended")
-        st.current = None
-        if not self.driver.ready:
-            raise ObsUnavailable("OBS went away during a clip")
+        st.text = on_air.text or ""
+        self._brb = False  # speech is on the stream again: the show is back
+        if self._available():
+            await self._set_text(st, st.text)
+            await self._switch(scenes_for(self.settings, st.id)["talking"])
+
+    async def _expire(self) -> None:
+        now = time.monotonic()
+        for st in self._personas.values():
+            if st.idle_at is not None and st.idle_at <= now:
+                await self._go_idle(st)
 
     async def _go_idle(self, st: _Persona) -> None:
         st.on_stage = False
-        st.finished.clear()
-        st.cancelled.clear()
+        st.idle_at = None
+        st.text = ""
+        if self._available():
+            await self._set_text(st, "")
+            await self._show_state()
+
+    async def _show_state(self) -> None:
+        """The program scene the current state calls for (brb, a speaker's, or idle)."""
         if not self._available():
             return
-        await self._show_idle(st)
+        speaking = [st for st in self._personas.values() if st.on_stage]
+        first = self._order[0] if self._order else ""
+        if self._brb:
+            scene = scenes_for(self.settings, first)["brb"]
+        elif speaking:
+            scene = scenes_for(self.settings, speaking[-1].id)["talking"]
+        else:
+            scene = scenes_for(self.settings, first)["idle"]
+        await self._switch(scene)
 
-    async def _show_idle(self, st: _Persona) -> None:
-        """Subtitles cleared, the idle loop in the avatar source, the idle (or brb) scene.
-
-        Calls OBS directly: it also runs from the connect hook, before the driver is ready.
-        """
+    async def _set_text(self, st: _Persona, text: str) -> None:
         await self.driver.call(
-            "SetInputSettings", {"inputName": st.subtitles, "inputSettings": {"text": ""}}
+            "SetInputSettings",
+            {"inputName": st.subtitles, "inputSettings": {"text": self._wrap(text)}},
         )
-        if st.idle_file is not None:
-            await self.driver.call(
-                "SetInputSettings",
-                {"inputName": st.avatar,
-                 "inputSettings": {"local_file": str(st.idle_file.resolve()), "looping": True}},
-            )
-        scenes = scenes_for(self.settings, st.id)
-        await self._switch(scenes["brb"] if self._brb else scenes["idle"])
 
     async def _switch(self, scene: str) -> None:
         if self.settings.switch_scenes and scene != self._scene:
             await self.driver.call("SetCurrentProgramScene", {"sceneName": scene})
             self._scene = scene
 
-    async def _call(self, request: str, data: dict) -> None:
-        if not self._available():
-            return
-        try:
-            await self.driver.call(request, data)
-        except ObsUnavailable:
-            self._warn_away()
+    def _wrap(self, text: str) -> str:
+        canvas = self.last_setup.canvas if self.last_setup is not None else (1920, 1080)
+        return wrap_subtitle(text, max_width=canvas[0] * self.settings.subtitle_width,
+                             font_size=self.settings.subtitle_size)
 
     # ------------------------------------------------------------------ driver callbacks
 
     async def _on_connect(self) -> None:
         self._scene = None
-        self.last_setup = await setup_obs(self.driver, self.settings, list(self._personas))
+        self.last_setup = await setup_obs(self.driver, self.settings, self._order, self.keys)
         current = await self.driver.call("GetCurrentProgramScene")
         self._scene = current.get("currentProgramSceneName") or current.get("sceneName")
-        # Whatever OBS loaded (its empty default scene after a crash), the show starts idle:
-        # nobody is on stage right after a connect (clips are skipped while OBS is away).
+        # Whatever OBS loaded (its empty default scene after a crash), show the state the show
+        # is in now: each persona's subtitle, and the brb, speaker's or idle scene. (Calls OBS
+        # directly: this runs before the driver reports ready.)
         for st in self._personas.values():
-            if not st.on_stage:
-                await self._show_idle(st)
+            await self._set_text(st, st.text if st.on_stage else "")
+        speaking = [st for st in self._personas.values() if st.on_stage]
+        first = self._order[0] if self._order else ""
+        scenes = scenes_for(self.settings, speaking[-1].id if speaking else first)
+        await self._switch(scenes["brb"] if self._brb
+                           else scenes["talking"] if speaking else scenes["idle"])
         if self._warned:
-            logger.info("OBS is back; the OBS stage plays again")
+            logger.info("OBS is back; the OBS stage shows the show again")
         self._warned = False
 
     def _on_disconnect(self) -> None:
         self._scene = None
-        for st in self._personas.values():
-            st.started.set()
-            st.ended.set()
-
-    def _on_started(self, data: dict) -> None:
-        st = self._by_input.get(data.get("inputName", ""))
-        if st is not None and st.current is not None:
-            st.started_at = data["_received"]
-            st.started.set()
-
-    def _on_ended(self, data: dict) -> None:
-        st = self._by_input.get(data.get("inputName", ""))
-        # An end without a start after our request is a stale one (the previous file).
-        if st is not None and st.current is not None and st.started.is_set():
-            st.ended_at = data["_received"]
-            st.ended.set()
 
     def _on_scene(self, data: dict) -> None:
         self._scene = data.get("sceneName")
-
-    def _event_time(self, st: _Persona, which: str) -> float | None:
-        event = st.started if which == "started" else st.ended
-        return getattr(st, f"{which}_at", None) if event.is_set() else None
 
     def _available(self) -> bool:
         if self.driver.ready:
@@ -348,22 +287,11 @@ class ObsStage:
     def _warn_away(self) -> None:
         if not self._warned:
             self._warned = True
-            logger.warning("OBS is not connected: the OBS stage skips clips until it is back "
-                           "(the browser overlays still play them)")
+            logger.warning("OBS is not connected: the OBS stage waits for it (the live "
+                           "stream and the browser overlays go on)")
 
 
-_WAKE: Any = object()
-"""Queued to wake an idle player when a reply finished with nothing left to play."""
-_IDLE: Any = object()
-"""Queued to (re)start the idle loop of a silent persona (an idle loop registered late)."""
-
-
-def _drop(queue: asyncio.Queue, predicate) -> None:
-    kept = []
-    while not queue.empty():
-        item = queue.get_nowait()
-        if not isinstance(item, Clip) or not predicate(item):
-            kept.append(item)
-    for item in kept:
-        queue.put_nowait(item)
-
+def _remember(ids: OrderedDict[str, None], reply_id: str) -> None:
+    ids[reply_id] = None
+    while len(ids) > _REMEMBERED:
+        ids.popitem(last=False)
