@@ -1,4 +1,9 @@
-"""The studio app: personas, orchestrator and studio server wired together (``vstage demo``)."""
+"""The studio app: personas, orchestrator, stage bus and stages wired together (``vstage demo``).
+
+The orchestrator publishes on one :class:`~overlays.bus.StageBus`; the stages on it are the
+studio server (pages and overlays), OBS, Discord voice, the clip recorder and (when it exists)
+the live stream, each in its own task.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ from bots.moderation.audit import AuditLog
 from bots.orchestrator.orchestrator import Orchestrator
 from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
+from overlays.bus import StageBus
+from overlays.recorder import ClipRecorder
+from overlays.stage import Stage
 from overlays.studio.server import ChatHandler, ChatResult, StudioServer
 from vstage_core.errors import ConfigError
 from vstage_core.extras import require_extra
@@ -107,6 +115,7 @@ class StudioApp:
         self.port = config.app.studio.port if port is None else port
         self.ready = asyncio.Event()
         self.server: StudioServer | None = None
+        self.bus: StageBus | None = None
         self.orchestrator: Orchestrator | None = None
 
     async def run(self) -> None:
@@ -160,29 +169,37 @@ class StudioApp:
                 twitch = build_adapter(cfg, [p.config for p in personas.values()])
                 if twitch is not None:
                     adapters.append(twitch)
-            stages: list = [server]
+            bus = StageBus(on_error=lambda stage: tracer.errors.labels("stage").inc())
+            stages: list[Stage] = [server]
+            # Clip files for the pages' fallback player and recordings, off the reply's path.
+            stages.append(ClipRecorder(
+                folders={pid: p.clips_dir for pid, p in personas.items()},
+                formats=cfg.app.clips.formats, publish=bus.publish))
+            # --- live stream (overlays/live, helper "live"): one LiveStream per persona fed by
+            # a LiveStage on the bus, WebRTC answers for the pages (server.set_live), OBS
+            # reading it. Wired here once overlays/live/stage.py exists.
             if cfg.app.obs.enabled:
                 from overlays.obs.stage import ObsStage
 
                 obs = await stack.enter_async_context(
                     ObsStage(settings=cfg.app.obs, personas=list(personas)))
-                for p, files in zip(personas.values(), idle, strict=True):
-                    if "mp4" in files:
-                        obs.set_idle(p.id, files["mp4"])
-                stages.append(obs)  # OBS away: its calls return at once; the overlays go on
+                stages.append(obs)  # OBS away: the overlays go on
             discord = None
             if cfg.app.discord is not None:
                 from bots.adapters.discord.adapter import DiscordAdapter
 
-                speaker = personas[cfg.app.discord.persona or cfg.app.default_persona]
-                # Discord is both a platform (voice and mentions in) and a stage (voice out).
-                discord = DiscordAdapter(settings=cfg.app.discord, personas=list(personas),
-                                         synthesize=speaker.tts.synthesize)
+                # Discord is both a platform (voice and mentions in) and a stage (voice out:
+                # each performance's own speech, in the answering persona's voice).
+                discord = DiscordAdapter(settings=cfg.app.discord, personas=list(personas))
                 adapters.append(discord)
                 stages.append(discord)
+            for stage in stages:
+                bus.add_stage(stage)
+            await stack.enter_async_context(bus)  # left after the orchestrator stops
             self.server = server
+            self.bus = bus
             self.orchestrator = await stack.enter_async_context(Orchestrator(
-                personas=personas, stages=stages, default_persona=cfg.app.default_persona,
+                personas=personas, bus=bus, default_persona=cfg.app.default_persona,
                 adapters=adapters, exclusive_stage=show.exclusive_stage, audit=audit,
                 tracer=tracer, lookahead=show.lookahead,
             ))
