@@ -20,6 +20,9 @@
   const RETRY_FALLBACK_MS = 20000; // how often a page in fallback tries live again
   const STALL_MS = 3000; // connected but no frame this long: reconnect
   const ICE_GATHER_MS = 3000;
+  // Per-frame measurements cost a small readback per frame: on for automation (tests, the
+  // benchmark) or with &probe=1, off in an overlay that runs all show.
+  let measuring = params.get("probe") === "1" || navigator.webdriver === true;
 
   const VERTEX = `
     attribute vec2 pos;
@@ -289,6 +292,7 @@
       try {
         await pc.setLocalDescription(await pc.createOffer());
         await iceComplete(pc, ICE_GATHER_MS);
+        this._log("offer sent");
         const res = await api("/api/live/offer", {
           method: "POST",
           headers: { "Content-Type": "application/json" },
@@ -303,6 +307,7 @@
                                 true);
         }
         if (!res.ok) throw new Error(res.body.error || `offer refused (${res.status})`);
+        this._log("answered");
         await pc.setRemoteDescription(res.body);
         this.video.srcObject = stream;
         this._play();
@@ -427,9 +432,11 @@
         this._log("live");
         this.onLive(was);
       }
+      if (!measuring) return;
       const m = this.probe.measure(this.video);
       this.series.push({
         t: at,
+        wall: performance.timeOrigin + at,
         n: this.framesDrawn,
         media: meta && meta.mediaTime,
         rtp: meta && meta.rtpTimestamp,
@@ -455,10 +462,12 @@
   //   __live.state(p)            "connecting" | "live" | "retrying" | "fallback"
   //   __live.framesDrawn(p)      frames drawn into the canvas so far
   //   __live.firstFrameAt(p)     when the first frame was drawn
-  //   __live.series(p, since)    per-frame records {t, n, media, rtp, expected, luma, diff,
-  //                              whole, rms} with t > since: luma/diff of the probe region
-  //                              (mean luma 0..255, mean abs change since the last frame),
-  //                              whole = change of the whole avatar, rms = audio level
+  //   __live.series(p, since)    per-frame records {t, wall, n, media, rtp, expected, luma,
+  //                              diff, whole, rms} with t > since (wall: t as Unix epoch ms):
+  //                              luma/diff of the probe region (mean luma 0..255, mean abs
+  //                              change since the last frame), whole = change of the whole
+  //                              avatar, rms = audio level (WebAudio AnalyserNode, ~21 ms);
+  //                              recorded under automation, with &probe=1 or measure(true)
   //   __live.setProbe(p, [x, y, w, h])  the probe region in avatar pixels (e.g. mouth_box)
   //   __live.events(p)           connection history [{at, what}]
   //   __live.marks               page events [{at, type, reply_id, ...}] (performed,
@@ -477,6 +486,13 @@
     events: (p) => (players[p] ? players[p].events : []),
     reconnect: (p) => players[p] && players[p].reconnect(),
     painter: (p) => (players[p] ? players[p].painter.kind : null),
+    measure: (on) => { measuring = !!on; },
+    video: (p) => {
+      const v = players[p] && players[p].video;
+      return v ? { paused: v.paused, muted: v.muted, width: v.videoWidth,
+                   height: v.videoHeight, tracks: v.srcObject ? v.srcObject.getTracks()
+                     .map((t) => t.kind + ":" + t.readyState) : [] } : null;
+    },
     mark(msg) {
       this.marks.push({ at: performance.now(), ...msg });
       if (this.marks.length > 2000) this.marks.shift();
