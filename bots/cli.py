@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from avatar_engine.types import frame_count
 from avatar_engine.workers.worker import DEFAULT_QUEUE
 from bots.logs import setup_logging
 from vstage_core.errors import MissingDependency, VStageError
@@ -112,7 +111,7 @@ async def _ask_moderated(args, config, audit) -> int:
     personas = await load_personas(config, [persona_cfg.id])
     persona = personas[persona_cfg.id]
     loaded = time.monotonic() - t0
-    reply = await perform(persona, viewer=name, text=text, keep_media=args.out is not None,
+    reply = await perform(persona, viewer=name, text=text,
                           screen=screen if moderator is not None else None,
                           context_key=f"{event.platform}:{viewer.id}")
     print(reply.text)
@@ -122,32 +121,35 @@ async def _ask_moderated(args, config, audit) -> int:
         f"{t.since_start('first_clip'):.2f}s, reply done after {t.since_start('done'):.2f}s",
         file=sys.stderr,
     )
-    for clip in reply.clips:
-        for f in clip.files:
-            print(f"  clip {clip.index}: {f.path}", file=sys.stderr)
+    # The pipeline hands out frames and audio; the clip files of each sentence are made here,
+    # as the clip recorder makes them for a show.
+    for p in reply.performances:
+        files = await asyncio.to_thread(
+            encode_clip, frames=p.frames, audio=p.speech.audio, sample_rate=p.speech.sample_rate,
+            fps=p.fps, out_base=persona.clips_dir / f"{reply.reply_id}-{p.index:02d}",
+            formats=persona.clip_settings.formats)
+        for f in files:
+            print(f"  clip {p.index}: {f.path}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         fmt = out.suffix.lstrip(".").lower()
         if fmt not in ("mp4", "webm"):
             raise VStageError(f"--out must end in .mp4 or .webm, not {out.suffix!r}")
-        if not reply.speeches:
+        if not reply.performances:
             raise VStageError("the reply has no sentence to write (output moderation blocked "
                               f"them all); {out} not written")
-        fps = persona.renderer.fps
-        sr = reply.speeches[0].sample_rate
+        sr = reply.performances[0].speech.sample_rate
+        fps = reply.performances[0].fps
         audio = []
-        for speech in reply.speeches:
-            n = frame_count(speech.duration, fps)
-            pad = round(n * sr / fps) - len(speech.audio)
-            audio.append(np.pad(speech.audio, (0, max(0, pad)))[: round(n * sr / fps)])
+        for p in reply.performances:  # each sentence's audio padded to its frames' length
+            n = round(p.n_frames * sr / fps)
+            audio.append(np.pad(p.speech.audio, (0, max(0, n - len(p.speech.audio))))[:n])
         out.parent.mkdir(parents=True, exist_ok=True)
-        frames = [f for f in reply.frames if f is not None]
-        assert len(frames) == len(reply.frames)  # rendered here, never on a remote worker
-        files = encode_clip(
-            frames=np.concatenate(frames), audio=np.concatenate(audio), sample_rate=sr,
-            fps=fps, out_base=out.with_suffix(""), formats=(fmt,),
-        )
-        print(f"  whole reply: {files[0].path}", file=sys.stderr)
+        whole = await asyncio.to_thread(
+            encode_clip, frames=np.concatenate([p.frames for p in reply.performances]),
+            audio=np.concatenate(audio), sample_rate=sr, fps=fps, out_base=out.with_suffix(""),
+            formats=(fmt,))
+        print(f"  whole reply: {whole[0].path}", file=sys.stderr)
     await persona.aclose()
     return 0
 

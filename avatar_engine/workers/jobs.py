@@ -1,37 +1,35 @@
-"""Render jobs that can cross machines: ``render_clip`` renders and encodes one sentence on a
-worker and sends the encoded files back as bytes; :func:`save_clip` writes them into the
-caller's clips folder.
+"""Render jobs that can cross machines: ``render_frames`` renders one sentence on a worker and
+sends the frames back packed (:mod:`avatar_engine.performer.codec`).
 
 Both the app and the workers import this module (``vstage worker`` does it for you), so the
-kind ``render_clip`` means the same code everywhere. Its arguments are plain data: the
-avatar's settings, the formats, the :class:`~avatar_engine.types.Speech`, and the avatar's
-frame index to start at. The worker builds the renderer itself (once per distinct settings)
-from those settings, so every path in them (sprite folder, Wav2Lip checkpoint and image) must
-exist at the same place on the worker machine.
+kind ``render_frames`` means the same code everywhere. Its arguments are plain data: the
+avatar's settings, the :class:`~avatar_engine.types.Speech`, and the avatar's frame index to
+start at. The worker builds the renderer itself (once per distinct settings) from those
+settings, so every path in them (sprite folder, Wav2Lip checkpoint and image) must exist at
+the same place on the worker machine. It renders with the very function a local performer
+uses (:func:`~avatar_engine.performer.render.render_speech`), so the frames are the same.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
-import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from avatar_engine.clips.encode import encode_clip
 from avatar_engine.settings import AvatarSettings, Wav2LipSettings
-from avatar_engine.types import Clip, ClipFile, Speech
+from avatar_engine.types import Speech
 from avatar_engine.workers.worker import job
-from vstage_core.errors import ProviderError
+
+if TYPE_CHECKING:
+    # Imported where used: the performer package imports this module for its remote path.
+    from avatar_engine.performer.codec import PackedFrames
 
 logger = logging.getLogger(__name__)
 
@@ -44,27 +42,18 @@ _SETTINGS = TypeAdapter(Annotated[AnyAvatarSettings, Field(discriminator="render
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedFile:
-    """One encoded file of a clip, carried as bytes."""
+class RenderedFrames:
+    """What ``render_frames`` sends back: one sentence's frames, packed."""
 
-    format: str  # "webm" or "mp4"
-    data: bytes = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedClip:
-    """What ``render_clip`` sends back: the encoded files and how many frames they hold."""
-
-    frames: int
+    frames: PackedFrames
     fps: int
-    files: tuple[EncodedFile, ...]
     work_s: float = 0.0
-    """Seconds the worker spent rendering and encoding: the rest of a job's round trip is the
+    """Seconds the worker spent rendering and packing: the rest of a job's round trip is the
     cost of running it remotely (what ``bench/avatar.py`` reports)."""
 
     @property
-    def duration(self) -> float:
-        return self.frames / self.fps
+    def n_frames(self) -> int:
+        return self.frames.shape[0]
 
 
 def avatar_payload(settings: AnyAvatarSettings) -> dict[str, Any]:
@@ -105,76 +94,24 @@ def cached_renderer(settings: AnyAvatarSettings | Mapping[str, Any]) -> Any:
         return renderer
 
 
-@job("render_clip")
-def render_clip(
-    avatar: AnyAvatarSettings | Mapping[str, Any],
-    formats: Sequence[str],
-    speech: Speech,
-    reply_id: str,
-    index: int,
-    start_frame: int,
-) -> RenderedClip:
-    """Blocking: render one sentence from ``start_frame`` on and encode it in ``formats``.
+@job("render_frames")
+def render_frames(
+    avatar: AnyAvatarSettings | Mapping[str, Any], speech: Speech, start_frame: int
+) -> RenderedFrames:
+    """Blocking: render one sentence from ``start_frame`` on and pack the frames.
 
     Args:
         avatar: the persona's avatar settings (model or :func:`avatar_payload`); their paths
             must exist on this machine.
-        formats: the clip formats to encode ("webm", "mp4").
         speech: the sentence voiced.
-        reply_id, index: name the clip (only used for the temporary files and logs here).
-        start_frame: the avatar's global frame index of the clip's first frame, so blinks and
-            breathing carry on from the previous clip.
-
-    Returns:
-        The encoded files' bytes and the frame count; the caller advances its frame clock by
-        ``frames`` and writes the files with :func:`save_clip`.
+        start_frame: the avatar's global frame index of the first frame, so blinks and
+            breathing carry on from the frame before it.
     """
+    from avatar_engine.performer.codec import pack_frames
+    from avatar_engine.performer.render import render_speech
+
     renderer = cached_renderer(avatar)
-    with tempfile.TemporaryDirectory(prefix="vstage-render-") as tmp:
-        t0 = time.perf_counter()
-        frames = renderer.render(speech, start_frame=start_frame)
-        n = int(frames.shape[0])
-        files = encode_clip(
-            frames=frames,
-            audio=speech.audio,
-            sample_rate=speech.sample_rate,
-            fps=renderer.fps,
-            out_base=Path(tmp) / f"{reply_id}-{index:02d}",
-            formats=tuple(formats),
-        )
-        work_s = time.perf_counter() - t0
-        encoded = tuple(EncodedFile(f.format, f.path.read_bytes()) for f in files)
-    return RenderedClip(frames=n, fps=renderer.fps, files=encoded, work_s=work_s)
-
-
-def save_clip(
-    rendered: RenderedClip, *, clips_dir: Path, reply_id: str, index: int, text: str
-) -> Clip:
-    """Blocking: write a rendered clip's files into ``clips_dir`` and describe them.
-
-    Each file appears atomically (written under a hidden temporary name, then renamed), like
-    the files :func:`~avatar_engine.clips.encode.encode_clip` writes.
-
-    Raises:
-        ProviderError: the files could not be written.
-    """
-    base = Path(clips_dir) / f"{reply_id}-{index:02d}"
-    token = uuid.uuid4().hex[:8]
-    written: list[ClipFile] = []
-    try:
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for f in rendered.files:
-            final = base.with_suffix(f".{f.format}")
-            tmp = final.with_name(f".{final.name}.{token}.part")
-            try:
-                tmp.write_bytes(f.data)
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
-            written.append(ClipFile(format=f.format, path=final))
-    except OSError as e:
-        raise ProviderError(f"writing clip {base} failed: {e}") from e
-    return Clip(
-        reply_id=reply_id, index=index, text=text, duration=rendered.duration,
-        fps=rendered.fps, frames=rendered.frames, files=tuple(written),
-    )
+    t0 = time.perf_counter()
+    frames = render_speech(renderer, speech, start_frame)
+    packed = pack_frames(frames)
+    return RenderedFrames(frames=packed, fps=renderer.fps, work_s=time.perf_counter() - t0)

@@ -1,10 +1,12 @@
 """One reply as a pipeline of concurrent stages, sentence by sentence:
 
-    LLM stream -> sentence cutter -> TTS -> render + encode -> clip sink
+    LLM stream -> sentence cutter -> TTS -> performer -> on_performance
 
 Stages are tasks joined by small bounded queues, so sentence 1 is voiced and rendered while
 the LLM still writes sentence 2. Cancelling :func:`perform` cancels every stage: nothing of
-an interrupted reply reaches the sink afterwards.
+an interrupted reply reaches ``on_performance`` afterwards. The render stage is one call to
+the persona's :class:`~avatar_engine.performer.Performer` (here or on RabbitMQ workers);
+clip files are made downstream, by the stages that need them.
 """
 
 from __future__ import annotations
@@ -19,12 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-import numpy as np
-
-from avatar_engine.clips.encode import encode_clip
-from avatar_engine.types import Clip, Speech
-from avatar_engine.workers import RemoteRenderPool, RenderPool
-from avatar_engine.workers.jobs import avatar_payload, render_clip, save_clip
+from avatar_engine.types import Performance, Speech
 from bots.brain.base import RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
 from bots.personas.prompt import build_messages
@@ -33,7 +30,7 @@ from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 
-ClipSink = Callable[[Clip], Awaitable[None]]
+PerformanceSink = Callable[[Performance], Awaitable[None]]
 # Output moderation: a sentence's text in, the text to say (None: say nothing) out.
 Screen = Callable[[str], str | None]
 
@@ -66,16 +63,13 @@ class ReplyTrace:
 
 @dataclass
 class Reply:
-    """What a finished reply said and produced."""
+    """What a finished reply said and performed (each sentence's speech and frames)."""
 
     reply_id: str
     text: str
-    clips: list[Clip]
     trace: ReplyTrace
+    performances: list[Performance] = field(default_factory=list, repr=False)
     fell_back: bool = False
-    speeches: list[Speech] = field(default_factory=list, repr=False)
-    # None where the clip was rendered on a remote worker: its frames never come back.
-    frames: list[np.ndarray | None] = field(default_factory=list, repr=False)
 
 
 async def perform(
@@ -83,23 +77,21 @@ async def perform(
     *,
     viewer: str,
     text: str,
-    on_clip: ClipSink | None = None,
+    on_performance: PerformanceSink | None = None,
     retry: RetryPolicy | None = None,
-    keep_media: bool = False,
     reply_id: str | None = None,
     screen: Screen | None = None,
     marks: Callable[[str], None] | None = None,
     context_key: str | None = None,
     say: str | None = None,
 ) -> Reply:
-    """Answer ``text`` from ``viewer`` as ``persona``, handing each clip to ``on_clip`` as soon
-    as it is encoded.
+    """Answer ``text`` from ``viewer`` as ``persona``, handing each sentence's
+    :class:`~avatar_engine.types.Performance` to ``on_performance`` as soon as it is rendered,
+    in order.
 
     Args:
         retry: LLM retries; by default 3 attempts, the first token due within the
             persona's ``llm.timeout_s``.
-        keep_media: also keep the raw speech and frames (for ``vstage ask --out`` and tests);
-            frames are None for clips rendered on remote workers.
         screen: output moderation, applied to every sentence before it is voiced; a sentence
             it refuses is never spoken.
         marks: called with each milestone's name as it happens (for the orchestrator's trace).
@@ -108,14 +100,14 @@ async def perform(
         say: speak this text as it is instead of asking the LLM (a greeting); it is not
             screened and not remembered.
     """
-    reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="", clips=[],
+    reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="",
                   trace=ReplyTrace(on_mark=marks))
     trace = reply.trace
     pieces: asyncio.Queue[str | _End] = asyncio.Queue(maxsize=4)
     speeches: asyncio.Queue[Speech | _End] = asyncio.Queue(maxsize=2)
     spoken: list[str] = []
     counter = itertools.count()
-    first_clip_out = asyncio.Event()
+    first_performed = asyncio.Event()
     key = context_key or f"local:{viewer}"
     screened_out = False  # a sentence was refused: this turn never enters any context
 
@@ -154,11 +146,11 @@ async def perform(
                     trace.mark("llm_first_token")
                     for raw in cutter.push(delta):
                         await emit(raw)
-                    if spoken and not first_clip_out.is_set():
-                        # The first clip is the only latency viewers feel: stop reading
+                    if spoken and not first_performed.is_set():
+                        # The first sentence is the only latency viewers feel: stop reading
                         # (a local model pauses with us) until it is out. Later sentences
                         # only need to be ready before the one before them ends.
-                        await first_clip_out.wait()
+                        await first_performed.wait()
                     if budget.exhausted:
                         break
             finally:
@@ -182,95 +174,33 @@ async def perform(
         voiced = 0
         while (piece := await pieces.get()) is not _END:
             if voiced == 1:
-                # Only the first clip's latency is felt; later ones just need to be ready
-                # before the one before them has finished playing. Let the first clip have
+                # Only the first sentence's latency is felt; later ones just need to be ready
+                # before the one before them has finished playing. Let the first one have
                 # the CPU instead of voicing sentence 2 beside it.
-                await first_clip_out.wait()
+                await first_performed.wait()
             speech = await asyncio.to_thread(persona.tts.synthesize, piece)
             voiced += 1
             trace.mark("tts_first_audio")
             await speeches.put(speech)
         await speeches.put(_END)
 
-    async def perform_clips() -> None:
+    async def render() -> None:
         while (speech := await speeches.get()) is not _END:
-            index = next(counter)
-            pool = persona.pool
-            frames: np.ndarray | None
-            if isinstance(pool, RemoteRenderPool):  # workers on other machines
-                clip, frames = await _render_remotely(
-                    pool, persona, speech, reply.reply_id, index
-                )
-            elif pool is not None:  # shared by all personas, scheduled fairly
-                clip, frames = await pool.run(
-                    persona.id, _render_and_encode, persona, speech, reply.reply_id, index
-                )
-            else:
-                clip, frames = await asyncio.to_thread(
-                    _render_and_encode, persona, speech, reply.reply_id, index
-                )
-            trace.mark("first_clip")
-            first_clip_out.set()
-            reply.clips.append(clip)
-            if keep_media:
-                reply.speeches.append(speech)
-                reply.frames.append(frames)
-            if on_clip is not None:
-                await on_clip(clip)
+            performance = await persona.performer.perform(
+                speech, reply_id=reply.reply_id, index=next(counter))
+            trace.mark("first_clip")  # the name benchmarks read: the first sentence is ready
+            first_performed.set()
+            reply.performances.append(performance)
+            if on_performance is not None:
+                await on_performance(performance)
 
     async with asyncio.TaskGroup() as tg:
         tg.create_task(think(), name=f"persona:{persona.id}:llm")
         tg.create_task(voice(), name=f"persona:{persona.id}:tts")
-        tg.create_task(perform_clips(), name=f"persona:{persona.id}:render")
+        tg.create_task(render(), name=f"persona:{persona.id}:render")
     reply.text = " ".join(spoken)
     trace.mark("done")
     if say is None and not reply.fell_back and not screened_out:
         persona.remember(key, text, reply.text, viewer=viewer)
     return reply
 
-
-def _render_and_encode(
-    persona: PersonaRuntime, speech: Speech, reply_id: str, index: int
-) -> tuple[Clip, np.ndarray]:
-    """Blocking: render the avatar for one sentence and encode it (runs in a worker thread)."""
-    start = persona.frame_clock
-    frames = persona.renderer.render(speech, start_frame=start)
-    n = int(frames.shape[0])
-    persona.frame_clock = start + n
-    base = persona.clips_dir / f"{reply_id}-{index:02d}"
-    files = encode_clip(
-        frames=frames,
-        audio=speech.audio,
-        sample_rate=speech.sample_rate,
-        fps=persona.renderer.fps,
-        out_base=base,
-        formats=persona.clip_settings.formats,
-    )
-    clip = Clip(
-        reply_id=reply_id, index=index, text=speech.text, duration=n / persona.renderer.fps,
-        fps=persona.renderer.fps, frames=n, files=files,
-    )
-    return clip, frames.cpu().numpy() if hasattr(frames, "cpu") else np.asarray(frames)
-
-
-async def _render_remotely(
-    pool: RenderPool, persona: PersonaRuntime, speech: Speech, reply_id: str, index: int
-) -> tuple[Clip, None]:
-    """Render and encode one sentence on a remote worker (a pool with ``remote = True``) and
-    write the files it sends back into the persona's clips folder.
-
-    Only plain data crosses: the avatar settings (their paths must exist on the worker), the
-    speech and the frame to start at. The frames stay on the worker, so ``keep_media`` gets
-    None for them.
-    """
-    start = persona.frame_clock
-    rendered = await pool.run(
-        persona.id, render_clip, avatar_payload(persona.config.avatar),
-        tuple(persona.clip_settings.formats), speech, reply_id, index, start,
-    )
-    persona.frame_clock = start + rendered.frames
-    clip = await asyncio.to_thread(
-        save_clip, rendered, clips_dir=persona.clips_dir, reply_id=reply_id, index=index,
-        text=speech.text,
-    )
-    return clip, None

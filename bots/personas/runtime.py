@@ -1,4 +1,5 @@
-"""A persona brought to life: its LLM, voice, renderer and per-viewer short memory, loaded once."""
+"""A persona brought to life: its LLM, voice, renderer, performer and per-viewer short memory,
+loaded once."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from avatar_engine.performer import Performer, create_performer
 from avatar_engine.renderers.base import Renderer
 from avatar_engine.renderers.factory import create_renderer
 from avatar_engine.settings import ClipSettings
@@ -31,7 +33,14 @@ class PersonaRuntime:
         clips_dir: Path,
         clip_settings: ClipSettings,
         pool: RenderPool | None = None,
+        performer: Performer | None = None,
     ) -> None:
+        """Args:
+            renderer: the local renderer (idle frames, the clip fallback's idle loop, and
+                speech unless the pool is remote).
+            pool: the shared render pool; a remote one renders speech on RabbitMQ workers.
+            performer: the persona's performer; by default built from the renderer and pool.
+        """
         self.config = config
         self.llm = llm
         self.tts = tts
@@ -41,8 +50,10 @@ class PersonaRuntime:
         self.pool = pool  # None: render in a thread of its own
         # Each viewer's own recent turns; never one viewer's words in another's prompt.
         self.conversations = Conversations(turns=config.llm.history_turns)
-        # The avatar's global frame index: blinks and breathing continue across clips.
-        self.frame_clock = 0
+        # Owns the avatar's frame clock: blinks and breathing continue across sentences and
+        # idle frames alike.
+        self.performer: Performer = performer or create_performer(
+            persona=config.id, renderer=renderer, avatar=config.avatar, pool=pool)
 
     @property
     def id(self) -> str:
@@ -78,6 +89,7 @@ class PersonaRuntime:
         self.conversations.remember(key, said, replied, viewer=viewer)
 
     async def aclose(self) -> None:
+        await self.performer.aclose()
         await self.llm.aclose()
 
 

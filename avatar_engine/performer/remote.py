@@ -1,0 +1,89 @@
+"""The performer that renders speech on RabbitMQ workers (the ``render_frames`` job) and idle
+frames here.
+
+The pool keeps what the remote path needs: each job has one id however often it is sent or
+answered, so a performance arrives exactly once, and a persona's results come back in the
+order its jobs were submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+
+from avatar_engine.performer.base import OrderedClock
+from avatar_engine.performer.codec import unpack_frames
+from avatar_engine.performer.render import render_idle
+from avatar_engine.renderers.base import Renderer
+from avatar_engine.types import Performance, Speech
+from avatar_engine.workers.jobs import AnyAvatarSettings, avatar_payload, render_frames
+from avatar_engine.workers.pool import RemoteRenderPool
+from vstage_core.errors import ProviderError
+
+logger = logging.getLogger(__name__)
+
+_UNPACK_IN_THREAD_BYTES = 1 << 20
+"""Packed answers above this size are unpacked off the event loop."""
+
+
+class RemotePerformer:
+    """A :class:`~avatar_engine.performer.base.Performer` whose speech frames are rendered by
+    ``render_frames`` jobs on RabbitMQ workers.
+
+    Args:
+        persona: the persona's id (the pool's fairness and ordering key).
+        renderer: the local renderer, for idle frames (and the frame size and rate).
+        avatar: the avatar settings the workers build their renderer from (its paths must
+            exist on the worker machines).
+        pool: the RabbitMQ render pool.
+        start_frame: the frame clock's first value.
+    """
+
+    def __init__(
+        self, *, persona: str, renderer: Renderer, avatar: AnyAvatarSettings,
+        pool: RemoteRenderPool, start_frame: int = 0,
+    ) -> None:
+        self.persona = persona
+        self.renderer = renderer
+        self.pool = pool
+        self._avatar: dict[str, Any] = avatar_payload(avatar)
+        self._clock = OrderedClock(start=start_frame)
+        self.work_s = 0.0  # seconds workers spent rendering and packing, all jobs together
+
+    @property
+    def fps(self) -> int:
+        return self.renderer.fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.renderer.size
+
+    @property
+    def frame_clock(self) -> int:
+        return self._clock.value
+
+    async def perform(self, speech: Speech, *, reply_id: str, index: int) -> Performance:
+        async def render(start: int) -> np.ndarray:
+            rendered = await self.pool.run(
+                self.persona, render_frames, self._avatar, speech, start)
+            self.work_s += rendered.work_s
+            if rendered.fps != self.fps:
+                raise ProviderError(
+                    f"{self.persona}: the worker renders at {rendered.fps} fps, this process "
+                    f"at {self.fps}; are both on the same avatar settings?", retryable=False)
+            if rendered.frames.raw_bytes > _UNPACK_IN_THREAD_BYTES:
+                return await asyncio.to_thread(unpack_frames, rendered.frames)
+            return unpack_frames(rendered.frames)
+
+        start, frames = await self._clock.run_in_order(speech, self.fps, render)
+        return Performance(persona=self.persona, reply_id=reply_id, index=index, speech=speech,
+                           frames=frames, fps=self.fps, start_frame=start)
+
+    def idle_frames(self, n: int) -> np.ndarray:
+        return render_idle(self.renderer, n, self._clock.take(n))
+
+    async def aclose(self) -> None:
+        return None
