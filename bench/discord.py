@@ -14,7 +14,9 @@ Writes bench/results/discord.json:
 - transcript_latency_p50_s / _p95_s: the ``packets_stop`` figures (what a Discord client does);
 - wer: word error rate over a fixed set of sentences;
 - speech_start_s: utterance event -> first reply audio frame out of the AudioSource (first
-  sentence of the reply voiced by the real Piper; a player thread reads every 20 ms);
+  sentence of the reply voiced by the real Piper, as the pipeline does, and handed to the
+  Discord stage as a Performance; the avatar's rendering is not included; a player thread
+  reads every 20 ms);
 - realtime_speakers: how many people talking non-stop the hearing path keeps up with, from its
   measured real-time factor (opus decode + resample + VAD + whisper) on this machine's cores.
 ``--quick`` uses fewer sentences."""
@@ -39,8 +41,9 @@ import numpy as np  # noqa: E402
 from discord import opus  # noqa: E402
 
 from avatar_engine.settings import VoiceSettings  # noqa: E402
+from avatar_engine.types import Performance, frame_count  # noqa: E402
 from avatar_engine.voice.piper import PiperTTS  # noqa: E402
-from bots.adapters.discord.adapter import DiscordAdapter  # noqa: E402
+from bots.adapters.discord.adapter import DiscordAdapter, VoiceSession  # noqa: E402
 from bots.adapters.discord.playback import ReplyAudio  # noqa: E402
 from bots.adapters.discord.receive import OPUS_SILENCE, VoiceReceiver  # noqa: E402
 from bots.adapters.discord.settings import DiscordSettings  # noqa: E402
@@ -50,6 +53,7 @@ from bots.hearing.segmenter import SpeechSegmenter  # noqa: E402
 from bots.hearing.settings import HearingSettings  # noqa: E402
 from bots.hearing.stt import WhisperSTT  # noqa: E402
 from bots.hearing.vad import SileroVAD  # noqa: E402
+from overlays.stage import Performed  # noqa: E402
 from tests.discord.fakes import Sink  # noqa: E402
 from tests.discord.helpers import speech_packets, word_error_rate  # noqa: E402
 
@@ -196,26 +200,27 @@ async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) ->
             stt.transcribe(seg.audio)
     rtf = (time.perf_counter() - t0) / audio_s
 
-    # Speech start: utterance event -> first reply frame out (Piper voices sentence one).
+    # Speech start: utterance event -> first reply frame out. The pipeline's Piper voices
+    # sentence one; the Discord stage plays that very speech (no second synthesis).
     starts = []
-    for text in ["Très bien! Let us begin with greetings.", "Good question. The answer is yes.",
-                 "Of course. Repeat after me, please."]:
-        audio = ReplyAudio(reply_id="b")
-        stop = threading.Event()
-
-        def player(a=audio, st=stop) -> None:  # discord.py's player reads every 20 ms
-            while not st.is_set() and a.first_frame_at is None:
-                a.read()
-                time.sleep(0.02)
-
-        th = threading.Thread(target=player, daemon=True)
-        th.start()
+    voice = DiscordAdapter(settings=DiscordSettings(persona="bench", transcripts=False))
+    for i, text in enumerate(["Très bien! Let us begin with greetings.",
+                              "Good question. The answer is yes.",
+                              "Of course. Repeat after me, please."]):
+        player = _Player()
+        voice.sessions[2] = VoiceSession(guild_id=2, text_channel=None, persona="bench",
+                                         language="en", transcripts=False,
+                                         voice_client=player)
         t_event = time.monotonic()
         first_sentence = text.split(". ")[0] + "."
         speech = await asyncio.to_thread(tts.synthesize, first_sentence)
-        audio.append_speech(speech.audio, speech.sample_rate)
-        await asyncio.to_thread(th.join, 5)
-        stop.set()
+        n = frame_count(speech.duration, 25)
+        await voice.handle(Performed(Performance(
+            persona="bench", reply_id=f"b{i}", index=0, speech=speech,
+            frames=np.zeros((n, 2, 2, 4), np.uint8), fps=25, start_frame=0)))
+        await asyncio.to_thread(player.wait_first_frame, 5)
+        audio = player.source
+        assert isinstance(audio, ReplyAudio) and audio.first_frame_at is not None
         starts.append(audio.first_frame_at - t_event)
 
     cores = os.cpu_count() or 1
@@ -239,6 +244,37 @@ async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) ->
                  "Discord clients send; endings.silence_frames is the same speech followed by "
                  "encoded silence every 20 ms",
     }
+
+
+class _Player:
+    """discord.VoiceClient's playback: a thread reading the source every 20 ms, as
+    discord.py's player does, until its first real frame is out."""
+
+    def __init__(self) -> None:
+        self.source: ReplyAudio | None = None
+        self._thread: threading.Thread | None = None
+
+    def is_playing(self) -> bool:
+        return self.source is not None
+
+    def stop(self) -> None:
+        pass
+
+    def play(self, source: ReplyAudio, *, after=None) -> None:
+        self.source = source
+
+        def read() -> None:
+            deadline = time.monotonic() + 5
+            while source.first_frame_at is None and time.monotonic() < deadline:
+                source.read()
+                time.sleep(0.02)
+
+        self._thread = threading.Thread(target=read, daemon=True)
+        self._thread.start()
+
+    def wait_first_frame(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 if __name__ == "__main__":
