@@ -40,3 +40,20 @@ class Adapter(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
     async def deliver(self, outcome: Outcome) -> None: ...
+
+
+@runtime_checkable
+class WatchedConnection(Protocol):
+    """An adapter whose connection lives on in a task of its own once ``async with`` has
+    entered (discord.py's gateway task, Twitch's EventSub sessions). The supervisor awaits
+    :meth:`wait_closed` while the adapter counts as up, so a connection that dies right after
+    entering is seen instead of reported as connected."""
+
+    async def wait_closed(self) -> None:
+        """Wait while the connection is alive; end when it has ended on its own.
+
+        Raises:
+            PlatformError: why it ended (``fatal`` when retrying cannot help); returning
+                normally means it closed for no known reason, and is retried.
+        """
+        ...
