@@ -1,7 +1,8 @@
-"""The whole reply path on the real embedded models: LLM -> Piper -> sprite avatar -> clips.
+"""The whole reply path on the real embedded models: LLM -> Piper -> sprite avatar ->
+performances (and the clip files made from them).
 
 Speech is checked by transcribing it back with the embedded faster-whisper model; the mouth
-by looking at the rendered pixels; streaming by when clips arrive.
+by looking at the rendered pixels; streaming by when performances arrive.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from avatar_engine.types import frame_count
+from avatar_engine.clips.encode import encode_clip
+from avatar_engine.types import Performance, frame_count
 from bots.app import load_personas
 from bots.brain.base import ChatTurn, RetryPolicy
 from bots.config import load_config
@@ -68,6 +70,14 @@ def decoded_durations(path: Path, fps: int) -> tuple[float, float]:
     return frames / fps, samples / rate
 
 
+def clip_files(p: Performance, folder: Path) -> dict[str, Path]:
+    """Encode a performance as the clip recorder does: {format: path}."""
+    files = encode_clip(frames=p.frames, audio=p.speech.audio, sample_rate=p.speech.sample_rate,
+                        fps=p.fps, out_base=folder / f"{p.reply_id}-{p.index:02d}",
+                        formats=("webm", "mp4"))
+    return {f.format: f.path for f in files}
+
+
 def transcribe(whisper, path: Path) -> str:
     from faster_whisper import decode_audio
 
@@ -98,19 +108,25 @@ class ScriptedLLM:
             await asyncio.sleep(self.pause_s)
 
 
-async def test_reply_is_spoken_words_and_clips_agree(persona, whisper):
-    reply = await perform(persona, viewer="ann", text="Hi Mika! How is your day going?",
-                          keep_media=True)
-    assert reply.text and reply.clips and not reply.fell_back
-    for clip in reply.clips:
-        assert {f.format for f in clip.files} == {"webm", "mp4"}
-        for f in clip.files:
-            vdur, adur = decoded_durations(f.path, clip.fps)
-            assert abs(vdur - clip.duration) < 1e-6, (f.path, vdur, clip.duration)
-            assert abs(vdur - adur) <= 1 / clip.fps, (f.path, vdur, adur)
-    assert [c.index for c in reply.clips] == list(range(len(reply.clips)))
-    heard = " ".join(transcribe(whisper, c.path("mp4")) for c in reply.clips)
-    said, got = words(reply.text), set(words(heard))
+async def test_reply_is_spoken_words_and_clips_agree(persona, whisper, tmp_path):
+    reply = await perform(persona, viewer="ann", text="Hi Mika! How is your day going?")
+    assert reply.text and reply.performances and not reply.fell_back
+    ps = reply.performances
+    assert [p.index for p in ps] == list(range(len(ps)))
+    assert " ".join(p.text for p in ps) == reply.text
+    for p, nxt in zip(ps, ps[1:], strict=False):  # one continuous frame clock
+        assert nxt.start_frame == p.start_frame + p.n_frames
+    heard = []
+    for p in ps:
+        assert p.n_frames == frame_count(p.speech.duration, p.fps)
+        assert p.frames.dtype == np.uint8 and p.frames.shape[1:] == (512, 512, 4)
+        files = clip_files(p, tmp_path)
+        for path in files.values():
+            vdur, adur = decoded_durations(path, p.fps)
+            assert abs(vdur - p.duration) < 1e-6, (path, vdur, p.duration)
+            assert abs(vdur - adur) <= 1 / p.fps, (path, vdur, adur)
+        heard.append(transcribe(whisper, files["mp4"]))
+    said, got = words(reply.text), set(words(" ".join(heard)))
     hit = sum(w in got for w in said) / len(said)
     assert hit >= 0.6, (reply.text, heard)
 
@@ -119,10 +135,10 @@ async def test_mouth_is_closed_in_silence_and_moves_with_speech(persona):
     persona.llm, real = ScriptedLLM(["Hello everybody, welcome to my cozy stream tonight!"]), \
         persona.llm
     try:
-        reply = await perform(persona, viewer="ann", text="hi", keep_media=True)
+        reply = await perform(persona, viewer="ann", text="hi")
     finally:
         persona.llm = real
-    speech, frames = reply.speeches[0], reply.frames[0]
+    speech, frames = reply.performances[0].speech, reply.performances[0].frames
     fps = persona.renderer.fps
     assert frames.shape[0] == frame_count(speech.duration, fps)
     x, y, w, h = persona.renderer.sprites.mouth_box
@@ -161,26 +177,28 @@ async def test_first_clip_does_not_wait_for_the_whole_reply(persona):
     loop = asyncio.get_running_loop()
     arrivals = []
 
-    async def on_clip(clip):
-        arrivals.append((loop.time(), clip.index))
+    async def on_performance(p):
+        arrivals.append((loop.time(), p.index))
 
     try:
-        reply = await perform(persona, viewer="ann", text="hi", on_clip=on_clip)
+        reply = await perform(persona, viewer="ann", text="hi", on_performance=on_performance)
     finally:
         persona.llm = real
-    assert [i for _, i in arrivals] == list(range(len(reply.clips))) and len(arrivals) >= 3
-    # Clip 1 was out before the LLM even began its last sentence.
+    assert [i for _, i in arrivals] == list(range(len(reply.performances)))
+    assert len(arrivals) >= 3
+    # Sentence 1 was out before the LLM even began its last sentence.
     assert arrivals[0][0] < llm.sentence_started[2]
 
 
-async def test_dead_llm_gets_an_in_character_fallback(persona, whisper):
+async def test_dead_llm_gets_an_in_character_fallback(persona, whisper, tmp_path):
     persona.llm, real = ScriptedLLM([], fail=True), persona.llm
     try:
         reply = await perform(persona, viewer="ann", text="hi", retry=NO_WAIT)
     finally:
         persona.llm = real
     assert reply.fell_back and reply.text == persona.config.fallback_line
-    assert "buffered" in transcribe(whisper, reply.clips[0].path("mp4")).lower()
+    mp4 = clip_files(reply.performances[0], tmp_path)["mp4"]
+    assert "buffered" in transcribe(whisper, mp4).lower()
 
 
 async def test_cancelled_reply_delivers_nothing_more(persona):
@@ -189,12 +207,13 @@ async def test_cancelled_reply_delivers_nothing_more(persona):
     got = []
     first = asyncio.Event()
 
-    async def on_clip(clip):
-        got.append(clip.index)
+    async def on_performance(p):
+        got.append(p.index)
         first.set()
 
     try:
-        task = asyncio.create_task(perform(persona, viewer="ann", text="hi", on_clip=on_clip))
+        task = asyncio.create_task(perform(persona, viewer="ann", text="hi",
+                                           on_performance=on_performance))
         await asyncio.wait_for(first.wait(), 30)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
