@@ -48,9 +48,6 @@ def tiny_performance(persona: str, reply_id: str, index: int, text: str, *,
                        frames=np.zeros((n, 2, 2, 4), np.uint8), fps=fps, start_frame=0)
 
 
-_OLD: dict = {"clips": []} if "clips" in Reply.__dataclass_fields__ else {}  # TEMP
-
-
 class FakePipeline:
     """The reply pipeline, faked: performs a reply as ``clips`` sentences of ``clip_s`` seconds
     each, taking ``work_s`` per sentence (in the shared render pool when one is given),
@@ -71,7 +68,7 @@ class FakePipeline:
             text, screen = say, None  # a greeting: said as it is
         self.started.append((persona.id, text))
         trace = ReplyTrace(on_mark=marks)
-        reply = Reply(reply_id=reply_id, text="", trace=trace, **_OLD)
+        reply = Reply(reply_id=reply_id, text="", trace=trace)
         spoken = []
         for i in range(self.clips):
             if self.fail_on and self.fail_on in text:
@@ -87,7 +84,7 @@ class FakePipeline:
             performance = tiny_performance(persona.id, reply_id, i, sentence,
                                            seconds=self.clip_s)
             spoken.append(sentence)
-            getattr(reply, "performances", []).append(performance)
+            reply.performances.append(performance)
             await on_performance(performance)
         trace.mark("done")
         reply.text = " ".join(spoken)
