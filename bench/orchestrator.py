@@ -35,8 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # the repo, not bench/ (whose file names may shadow modules)
 
+import numpy as np  # noqa: E402
+
 from avatar_engine.settings import ClipSettings  # noqa: E402
-from avatar_engine.types import Clip  # noqa: E402
+from avatar_engine.types import Performance, Speech  # noqa: E402
 from avatar_engine.workers import LocalRenderPool  # noqa: E402
 from bots.config import PersonaConfig  # noqa: E402
 from bots.events import (  # noqa: E402
@@ -53,6 +55,7 @@ from bots.orchestrator.orchestrator import Orchestrator  # noqa: E402
 from bots.orchestrator.pipeline import Reply, ReplyTrace  # noqa: E402
 from bots.orchestrator.tracing import Tracer  # noqa: E402
 from bots.personas.runtime import PersonaRuntime  # noqa: E402
+from overlays.stage import StageEvent  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -61,16 +64,23 @@ def rss_mb() -> float:
     return pages * 4096 / 2**20
 
 
-class SimulatedPerformer:
-    """Stands in for the LLM -> TTS -> render pipeline: ``clips`` clips, each ``work_s`` of
-    blocking work in the shared render pool (or an async sleep without one)."""
+def tiny_performance(persona: str, reply_id: str, index: int, text: str) -> Performance:
+    """A sentence with no frames and no audio: the bench measures the orchestrator."""
+    speech = Speech(text=text, audio=np.zeros(0, np.float32), sample_rate=16000)
+    return Performance(persona=persona, reply_id=reply_id, index=index, speech=speech,
+                       frames=np.zeros((0, 2, 2, 4), np.uint8), fps=25, start_frame=0)
+
+
+class SimulatedPipeline:
+    """Stands in for the LLM -> TTS -> render pipeline: ``clips`` sentences, each ``work_s``
+    of blocking work in the shared render pool (or an async sleep without one)."""
 
     def __init__(self, *, clips: int = 1, work_s: float = 0.005, pool=None):
         self.clips, self.work_s, self.pool = clips, work_s, pool
         self.served: dict[str, int] = {}
 
-    async def __call__(self, persona, *, viewer, text, on_clip, reply_id, screen=None,
-                       marks=None):
+    async def __call__(self, persona, *, viewer, text, on_performance, reply_id, screen=None,
+                       marks=None, context_key=None, say=None):
         trace = ReplyTrace(on_mark=marks)
         for i in range(self.clips):
             if self.pool is not None:
@@ -78,10 +88,9 @@ class SimulatedPerformer:
             else:
                 await asyncio.sleep(self.work_s)
             trace.mark("first_clip")
-            await on_clip(Clip(reply_id=reply_id, index=i, text=text, duration=0.0, fps=25,
-                               frames=1))
+            await on_performance(tiny_performance(persona.id, reply_id, i, text))
         self.served[persona.id] = self.served.get(persona.id, 0) + 1
-        return Reply(reply_id=reply_id, text=text, clips=[], trace=trace)
+        return Reply(reply_id=reply_id, text=text, trace=trace)
 
 
 class CountingAdapter:
@@ -107,10 +116,13 @@ class CountingAdapter:
 
 
 class NullStage:
-    async def show_chat(self, **kw): ...
-    async def play_clip(self, **kw): ...
-    async def reply_finished(self, **kw): ...
-    async def reply_cancelled(self, **kw): ...
+    """Takes every event and does nothing with it (the bus still delivers each one)."""
+
+    name = "null"
+    wants: frozenset[type[StageEvent]] = frozenset(StageEvent.__args__)  # type: ignore[attr-defined]
+
+    async def handle(self, event: StageEvent) -> None:
+        return None
 
 
 def make_persona(pid: str, tmp: Path, **queue) -> PersonaRuntime:
@@ -161,7 +173,7 @@ async def flood(n: int, tmp: Path) -> dict:
     ids = [f"p{i}" for i in range(10)]
     personas = {pid: make_persona(pid, tmp) for pid in ids}
     adapter = CountingAdapter()
-    perf = SimulatedPerformer(work_s=0.002)
+    perf = SimulatedPipeline(work_s=0.002)
     events = list(flood_events(n, ids, users=2000, rng=rng))
     lags: list[float] = []
     stop = asyncio.Event()
@@ -178,7 +190,7 @@ async def flood(n: int, tmp: Path) -> dict:
     before = rss_mb()
     async with AuditLog(tmp / "audit.jsonl") as audit, Orchestrator(
         personas=personas, stages=[NullStage()], default_persona="p0", adapters=[adapter],
-        performer=perf, exclusive_stage=False, audit=audit,
+        pipeline=perf, exclusive_stage=False, audit=audit,
     ) as orch:
         for ev in flood_events(500, ids, users=50, rng=random.Random(1)):  # warm up
             orch.submit(dataclasses.replace(ev, platform="warmup"))
@@ -244,9 +256,9 @@ async def fairness(seconds: float, tmp: Path) -> dict:
     personas = {pid: make_persona(pid, tmp, user_cooldown_s=0, duplicate_window_s=0,
                                   max_per_user=5) for pid in ids}
     async with LocalRenderPool(workers=1) as pool:
-        perf = SimulatedPerformer(work_s=0.004, pool=pool)
+        perf = SimulatedPipeline(work_s=0.004, pool=pool)
         async with Orchestrator(personas=personas, stages=[NullStage()], default_persona="f00",
-                                performer=perf, exclusive_stage=False) as orch:
+                                pipeline=perf, exclusive_stage=False) as orch:
             for pid in ids:
                 for u in range(20):
                     orch.submit(ChatMessage(viewer=Viewer(id=f"{pid}u{u}", name=f"u{u}"),
@@ -265,11 +277,11 @@ async def aging(seconds: float, tmp: Path, *, rate: float) -> dict:
     reply_s = 0.05
     p = make_persona("a", tmp, aging_per_s=rate, user_cooldown_s=0, duplicate_window_s=0,
                      max_length=1000, stale_after_s=None)
-    perf = SimulatedPerformer(work_s=reply_s)
+    perf = SimulatedPipeline(work_s=reply_s)
     subs = frozenset({Role.SUBSCRIBER})
     plain: list[str] = []
     async with Orchestrator(personas={"a": p}, stages=[NullStage()], default_persona="a",
-                            performer=perf, exclusive_stage=False,
+                            pipeline=perf, exclusive_stage=False,
                             tracer=Tracer(keep=100_000)) as orch:
         n = 0
         t_end = time.monotonic() + seconds
