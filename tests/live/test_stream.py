@@ -170,7 +170,7 @@ async def test_a_late_loop_keeps_every_index_and_catches_up_without_a_burst(perf
         await _take(sub, 3)
         import time
 
-        time.sleep(0.5)  # the event loop stalls (deliberately blocking)
+        time.sleep(0.5)  # noqa: ASYNC251 - the event loop stalls, deliberately
         ticks = await _take(sub, 10)
         sub.close()
     assert [t.index for t in ticks] == list(range(3, 13))
