@@ -19,8 +19,14 @@ from avatar_engine.performer.codec import unpack_frames
 from avatar_engine.performer.render import render_idle
 from avatar_engine.renderers.base import Renderer
 from avatar_engine.types import Performance, Speech
-from avatar_engine.workers.jobs import AnyAvatarSettings, avatar_payload, render_frames
+from avatar_engine.workers.jobs import (
+    AnyAvatarSettings,
+    RenderedFrames,
+    avatar_payload,
+    render_frames,
+)
 from avatar_engine.workers.pool import RemoteRenderPool
+from avatar_engine.workers.worker import job_name
 from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -40,13 +46,17 @@ class RemotePerformer:
             exist on the worker machines).
         pool: the RabbitMQ render pool.
         start_frame: the frame clock's first value.
+        job: the job kind the workers run: ``render_frames``, or a registered job with the
+            same arguments and result that wraps it (tests slow it down to kill a worker
+            mid-render).
     """
 
     def __init__(
         self, *, persona: str, renderer: Renderer, avatar: AnyAvatarSettings,
-        pool: RemoteRenderPool, start_frame: int = 0,
+        pool: RemoteRenderPool, start_frame: int = 0, job: str = job_name(render_frames),
     ) -> None:
         self.persona = persona
+        self.job = job
         self.renderer = renderer
         self.pool = pool
         self._avatar: dict[str, Any] = avatar_payload(avatar)
@@ -67,8 +77,8 @@ class RemotePerformer:
 
     async def perform(self, speech: Speech, *, reply_id: str, index: int) -> Performance:
         async def render(start: int) -> np.ndarray:
-            rendered = await self.pool.run(
-                self.persona, render_frames, self._avatar, speech, start)
+            rendered: RenderedFrames = await self.pool.run(
+                self.persona, self.job, self._avatar, speech, start)
             self.work_s += rendered.work_s
             if rendered.fps != self.fps:
                 raise ProviderError(

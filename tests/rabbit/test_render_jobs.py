@@ -1,24 +1,31 @@
-"""Rendering on remote workers: the ``render_clip`` job on a real ``vstage worker`` process
-behind a real broker, and the reply pipeline's remote path writing its clips locally."""
+"""Rendering on remote workers: the ``render_frames`` job and the RemotePerformer on real
+``vstage worker`` processes behind a real broker: the same frames as a local performer, the
+reply pipeline's remote path, and a worker killed mid-render."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
+from avatar_engine.performer import LocalPerformer, RemotePerformer, create_performer
+from avatar_engine.performer.codec import unpack_frames
+from avatar_engine.performer.render import render_speech
+from avatar_engine.renderers.factory import create_renderer
 from avatar_engine.settings import AvatarSettings, ClipSettings
-from avatar_engine.types import PhonemeTiming, Speech, frame_count
-from avatar_engine.workers.jobs import RenderedClip, avatar_payload, render_clip
+from avatar_engine.types import Performance, PhonemeTiming, Speech, frame_count
+from avatar_engine.workers.jobs import RenderedFrames, avatar_payload, render_frames
 from avatar_engine.workers.rabbit import RabbitRenderPool
+from avatar_engine.workers.worker import job_name
 from bots.brain.base import ChatTurn
 from bots.config import PersonaConfig
 from bots.orchestrator.pipeline import perform
 from bots.personas.runtime import PersonaRuntime
+from tests.rabbit.jobs import slow_render_frames
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,34 +43,86 @@ def synthetic_speech(text: str, seconds: float = 0.5) -> Speech:
     return Speech(text, audio.astype(np.float32), RATE, phonemes)
 
 
-def decoded_video_frames(path: Path) -> tuple[str, int, bool]:
-    """(video codec, frames that decode, has an audio stream) of a media file."""
-    with av.open(str(path)) as c:
-        codec = c.streams.video[0].codec_context.name
-        has_audio = bool(c.streams.audio)
-        n = sum(1 for _ in c.decode(video=0))
-    return codec, n, has_audio
+@pytest.fixture(scope="module")
+def renderer():
+    return create_renderer(AVATAR)
 
 
-async def test_render_clip_job_returns_playable_files(broker, queue, start_worker, tmp_path):
-    start_worker(cli=True)  # `vstage worker`: registers render_clip itself
+async def test_render_frames_job_sends_back_the_local_frames_packed(
+    broker, queue, start_worker, renderer
+):
+    start_worker(cli=True)  # `vstage worker`: registers render_frames itself
     speech = synthetic_speech("Hello there.")
-    expected = frame_count(speech.duration, AVATAR.fps)
     async with RabbitRenderPool(url=broker.url, queue=queue) as pool:
-        rendered = await pool.run(
-            "mika", render_clip, avatar_payload(AVATAR), ("webm", "mp4"), speech, "r1", 0, 40
-        )
-    assert isinstance(rendered, RenderedClip)
-    assert (rendered.frames, rendered.fps) == (expected, AVATAR.fps)
-    assert [f.format for f in rendered.files] == ["webm", "mp4"]
-    codecs = {}
-    for f in rendered.files:
-        path = tmp_path / f"got.{f.format}"
-        path.write_bytes(f.data)
-        codec, n, has_audio = decoded_video_frames(path)
-        codecs[f.format] = codec
-        assert n == expected and has_audio, (f.format, n, has_audio)
-    assert codecs["mp4"] == "h264" and codecs["webm"].startswith("vp9"), codecs
+        rendered = await pool.run("mika", render_frames, avatar_payload(AVATAR), speech, 40)
+    assert isinstance(rendered, RenderedFrames)
+    assert rendered.fps == AVATAR.fps
+    assert rendered.n_frames == frame_count(speech.duration, AVATAR.fps)
+    frames = unpack_frames(rendered.frames)
+    assert np.array_equal(frames, render_speech(renderer, speech, 40))
+    assert rendered.frames.packed_bytes < rendered.frames.raw_bytes / 10  # sent compactly
+
+
+async def test_local_and_remote_performers_give_identical_frames(
+    broker, queue, start_worker, renderer
+):
+    start_worker(cli=True)
+    speeches = [synthetic_speech("One.", 0.6), synthetic_speech("Two, longer.", 1.1)]
+    local = LocalPerformer(persona="mika", renderer=renderer, start_frame=40)
+    async with RabbitRenderPool(url=broker.url, queue=queue) as pool:
+        remote = RemotePerformer(persona="mika", renderer=renderer, avatar=AVATAR, pool=pool,
+                                 start_frame=40)
+        for i, speech in enumerate(speeches):
+            mine = await local.perform(speech, reply_id="r", index=i)
+            theirs = await remote.perform(speech, reply_id="r", index=i)
+            assert (theirs.start_frame, theirs.n_frames) == (mine.start_frame, mine.n_frames)
+            assert np.array_equal(theirs.frames, mine.frames), i
+        # idle frames are drawn here either way, on the same clock
+        assert np.array_equal(remote.idle_frames(5), local.idle_frames(5))
+    assert remote.frame_clock == local.frame_clock == 40 + sum(
+        frame_count(s.duration, AVATAR.fps) for s in speeches) + 5
+
+
+def started_frames(mark_dir: Path) -> dict[int, list[int]]:
+    """Start frames each worker (pid) began rendering, in order."""
+    return {int(p.name.split("-")[1]): [int(x) for x in p.read_text().split()]
+            for p in mark_dir.glob("started-*")}
+
+
+async def test_worker_killed_mid_render_performance_arrives_once_in_order(
+    broker, queue, start_worker, renderer, tmp_path, monkeypatch
+):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("VSTAGE_TEST_MARK_DIR", str(marks))
+    monkeypatch.setenv("VSTAGE_TEST_RENDER_DELAY_S", "1.0")
+    workers = {w.pid: w for w in (start_worker(), start_worker())}  # serve tests.rabbit.jobs
+    speeches = [synthetic_speech(f"Sentence {i}.", 0.4) for i in range(3)]
+    n = frame_count(speeches[0].duration, AVATAR.fps)
+    arrived: list[Performance] = []
+    async with RabbitRenderPool(url=broker.url, queue=queue) as pool:
+        performer = RemotePerformer(persona="mika", renderer=renderer, avatar=AVATAR,
+                                    pool=pool, job=job_name(slow_render_frames))
+
+        async def perform(i: int) -> None:
+            arrived.append(await performer.perform(speeches[i], reply_id="r", index=i))
+
+        tasks = [asyncio.create_task(perform(i), name=f"perform:{i}") for i in range(3)]
+        deadline = time.monotonic() + 20
+        while not any(0 in started for started in started_frames(marks).values()):
+            assert time.monotonic() < deadline, "no worker took the first sentence"
+            await asyncio.sleep(0.02)
+        (victim,) = [pid for pid, started in started_frames(marks).items() if 0 in started]
+        workers[victim].kill()  # mid-render of sentence 0
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        await asyncio.sleep(0.3)  # a late duplicate answer would show here
+        assert pool.duplicates == 0 and pool.served == {"mika": 3}
+    (survivor,) = set(workers) - {victim}
+    assert 0 in started_frames(marks)[survivor]  # redelivered to the survivor
+    assert [p.index for p in arrived] == [0, 1, 2]  # each once, in order
+    assert [p.start_frame for p in arrived] == [0, n, 2 * n]
+    for p in arrived:
+        assert np.array_equal(p.frames, render_speech(renderer, p.speech, p.start_frame))
 
 
 class OneLineLLM:
@@ -92,40 +151,41 @@ class ToneTTS:
 
 
 class NoLocalRenderer:
-    """Stands in for the persona's renderer: the remote path must never render here."""
+    """Stands in for the persona's renderer: the remote path must never render speech here."""
 
     fps = AVATAR.fps
+    size = (512, 512)
 
     def render(self, *args, **kwargs):
         raise AssertionError("rendered in the caller's process, not on the worker")
 
 
-async def test_pipeline_renders_on_the_worker_and_writes_clips_here(
-    broker, queue, start_worker, tmp_path
-):
+async def test_pipeline_renders_on_the_worker(broker, queue, start_worker, renderer):
     start_worker(cli=True)
-    clips_dir = tmp_path / "clips" / "mika"
     config = PersonaConfig(id="mika", name="Mika", personality="A cheerful streamer.",
                            avatar=AVATAR)
     async with RabbitRenderPool(url=broker.url, queue=queue) as pool:
+        local = NoLocalRenderer()
+        performer = create_performer(persona="mika", renderer=local,  # type: ignore[arg-type]
+                                     avatar=AVATAR, pool=pool, start_frame=100)
+        assert isinstance(performer, RemotePerformer)
         persona = PersonaRuntime(
             config=config, llm=OneLineLLM("Hi Ann! Nice to see you here today."),
-            tts=ToneTTS(), renderer=NoLocalRenderer(), clips_dir=clips_dir,
-            clip_settings=ClipSettings(formats=("webm", "mp4")), pool=pool,
+            tts=ToneTTS(), renderer=local, clips_dir=Path("/nonexistent"),  # type: ignore[arg-type]
+            clip_settings=ClipSettings(), pool=pool, performer=performer,
         )
-        persona.frame_clock = 100
-        reply = await perform(persona, viewer="ann", text="hi", keep_media=True)
-    assert len(reply.clips) == 2 and not reply.fell_back
-    assert reply.frames == [None, None]  # frames stay on the worker
-    total = 0
-    for clip, speech in zip(reply.clips, reply.speeches, strict=True):
-        assert clip.frames == frame_count(speech.duration, AVATAR.fps)
-        assert clip.text == speech.text
-        total += clip.frames
-        assert {f.format for f in clip.files} == {"webm", "mp4"}
-        for f in clip.files:
-            assert f.path.parent == clips_dir and f.path.is_file()
-            assert f.path.name == f"{reply.reply_id}-{clip.index:02d}.{f.format}"
-            assert decoded_video_frames(f.path)[1] == clip.frames
-    assert persona.frame_clock == 100 + total
-    assert not list(clips_dir.glob(".*"))  # no temporary file left behind
+        got: list[Performance] = []
+
+        async def on_performance(p: Performance) -> None:
+            got.append(p)
+
+        reply = await perform(persona, viewer="ann", text="hi", on_performance=on_performance)
+    assert not reply.fell_back and got == reply.performances and len(got) == 2
+    clock = 100
+    for i, p in enumerate(got):
+        assert (p.index, p.reply_id, p.persona) == (i, reply.reply_id, "mika")
+        assert p.n_frames == frame_count(p.speech.duration, AVATAR.fps)
+        assert p.start_frame == clock
+        assert np.array_equal(p.frames, render_speech(renderer, p.speech, clock))
+        clock += p.n_frames
+    assert persona.performer.frame_clock == clock
