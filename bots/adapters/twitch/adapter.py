@@ -32,11 +32,12 @@ import logging
 from typing import Any, Self
 
 from bots.adapters.base import EventSink
-from bots.adapters.twitch.auth import Helix, TokenManager, TwitchError
+from bots.adapters.twitch.auth import TOKEN_INVALID, Helix, TokenManager, TwitchError, check_login
 from bots.adapters.twitch.chat import LIMITS, RateLimiter, split_message
 from bots.adapters.twitch.events import PLATFORM, EventMapper, Withdrawal, notification_id
 from bots.adapters.twitch.eventsub import EventSub, EventSubPolicy, Revocation
 from bots.events import ChatMessage, Outcome, Redemption
+from vstage_core.errors import PlatformError
 from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,13 @@ def _make_client_class():
             super().dispatch(event, payload)
 
     return _BotClient
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await client.close()
+    except Exception:
+        logger.exception("twitch: error while closing the client")
 
 
 class TwitchAdapter:
@@ -160,6 +168,11 @@ class TwitchAdapter:
     async def __aenter__(self) -> Self:
         if self._client is not None:
             return self
+        # a revoked token is fatal (down, with the fix), Twitch unreachable is transient
+        await check_login(self.tokens)
+        if self.broadcaster_tokens is not None:
+            await check_login(self.broadcaster_tokens,
+                              login_command="vstage twitch login --broadcaster")
         await self.helix.__aenter__()
         await self.channel_helix.__aenter__()
         client = _make_client_class()(
@@ -184,6 +197,8 @@ class TwitchAdapter:
                 dedupe_memory=self._dedupe_memory)
             await self.subscribe()
         except Exception:
+            if self._client is None:  # not handed over yet: __aexit__ would not close it
+                await _close_quietly(client)
             await self.__aexit__()
             raise
         return self
@@ -226,6 +241,13 @@ class TwitchAdapter:
                 await self._eventsub.subscribe(payload, token_for=token_for)
                 self.active_subscriptions.add(sub_type)
             except Exception as e:
+                if isinstance(e, TwitchError) and e.code == TOKEN_INVALID:
+                    # not this subscription: the token itself is refused (401 after a refresh)
+                    login = ("vstage twitch login --broadcaster" if token_for != bot
+                             else "vstage twitch login")
+                    raise PlatformError(f"Twitch refused the token subscribing to {sub_type}",
+                                        platform=PLATFORM, code=TOKEN_INVALID, fatal=True,
+                                        fix=f"run `{login}` to log in again") from e
                 self.counts["subscribe_failed"] += 1
                 self.active_subscriptions.discard(sub_type)
                 failed.append(sub_type)

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from vstage_core.errors import MissingDependency, VStageError
+from vstage_core.errors import MissingDependency, PlatformError, VStageError
 from vstage_core.extras import install_hint
 
 logger = logging.getLogger(__name__)
@@ -46,15 +46,19 @@ BROADCASTER_SCOPES = (
     "channel:bot",  # the bot may read and write in this channel's chat
 )
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# TwitchError.code of a token that neither validates nor refreshes: only a new login helps
+TOKEN_INVALID = "token_invalid"
 
 
 class TwitchError(VStageError):
     """Twitch refused or failed a request; ``status`` is the HTTP status, if any."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 code: str = ""):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.code = code or (f"http_{status}" if status else "")
 
 
 def _routes():
@@ -232,10 +236,16 @@ class TokenManager:
                 form["client_secret"] = self.client_secret
             status, tok = await _post_form(session, id_url("oauth2/token"), form)
             if status != 200 or "access_token" not in tok:
-                logger.error("twitch: token refresh failed (HTTP %s: %s); run `vstage twitch "
-                             "login` if this persists", status, tok.get("message"))
+                # Twitch answers 400 "Invalid refresh token" once the user disconnected the
+                # app or changed the password ("Refreshing access tokens"): only a new login
+                # helps, and whoever catches TOKEN_INVALID says so (the supervisor: down)
+                refused = status in (400, 401)
+                logger.log(logging.WARNING if refused else logging.ERROR,
+                           "twitch: token refresh failed (HTTP %s: %s); run `vstage twitch "
+                           "login` if this persists", status, tok.get("message"))
                 raise TwitchError("token refresh failed", status=status,
-                                  retryable=status >= 500)
+                                  retryable=status >= 500,
+                                  code=TOKEN_INVALID if refused else "")
             self.tokens.access_token = tok["access_token"]
             self.tokens.refresh_token = tok.get("refresh_token") or self.tokens.refresh_token
             self.tokens.obtained_at = time.time()
@@ -253,9 +263,17 @@ class TokenManager:
         try:
             await self._owner.add_token(token, refresh)
         except Exception as e:
-            logger.error("twitch: token refresh failed (%s); run `vstage twitch login` if this "
-                         "persists", e)
-            raise TwitchError("token refresh failed", retryable=True) from e
+            from twitchio import HTTPException, InvalidTokenException
+
+            # InvalidTokenException: the pair neither validates nor refreshes
+            status = e.status if isinstance(e, HTTPException) else None
+            refused = isinstance(e, InvalidTokenException) or status in (400, 401)
+            logger.log(logging.WARNING if refused else logging.ERROR,
+                       "twitch: token refresh failed (%s); run `vstage twitch login` if this "
+                       "persists", e)
+            raise TwitchError("token refresh failed", retryable=not refused,
+                              status=status,
+                              code=TOKEN_INVALID if refused else "") from e
         return self.access_token
 
 
@@ -310,7 +328,40 @@ class Helix:
                 body = await r.json(content_type=None) if r.status != 204 else {}
                 if r.status >= 400:
                     message = body.get("message") if isinstance(body, dict) else None
+                    # still 401 with a freshly refreshed token: the token is no good
                     raise TwitchError(f"{method} {path}: HTTP {r.status} {message or ''}".strip(),
-                                      status=r.status, retryable=r.status >= 500)
+                                      status=r.status, retryable=r.status >= 500,
+                                      code=TOKEN_INVALID if r.status == 401 else "")
                 return body if isinstance(body, dict) else {}
         raise TwitchError(f"{method} {path}: gave up after repeated 401/429", retryable=True)
+
+
+async def check_login(tokens: TokenManager, *, platform: str = "twitch",
+                      login_command: str = "vstage twitch login") -> None:
+    """Make sure ``tokens`` can be used before connecting, as Twitch asks apps to on start-up
+    ("Validating tokens", dev.twitch.tv/docs/authentication/validate-tokens/: ``GET
+    /oauth2/validate`` answers 401 for a token that is expired or revoked). An expired token is
+    refreshed; a revoked one cannot be ("Refreshing access tokens": the refresh token is
+    refused with 400 once the user disconnected the app).
+
+    Raises:
+        PlatformError: ``token_invalid`` (fatal: run ``login_command``), or a transient one
+            (Twitch unreachable, 5xx).
+    """
+    who = tokens.tokens.login or tokens.tokens.user_id or "the bot"
+    try:
+        async with aiohttp.ClientSession() as session:
+            if await validate(session, tokens.access_token) is not None:
+                return
+            logger.info("twitch: the access token of %s no longer validates; refreshing it", who)
+            await tokens.refresh(session)
+    except TwitchError as e:
+        if e.code == TOKEN_INVALID:
+            raise PlatformError(f"Twitch refused the tokens of {who} (revoked or expired)",
+                                platform=platform, code=TOKEN_INVALID, fatal=True,
+                                fix=f"run `{login_command}` to log in again") from e
+        raise PlatformError(f"Twitch did not answer ({e})", platform=platform,
+                            code=e.code or "http_error", fatal=False) from e
+    except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        raise PlatformError(f"cannot reach Twitch ({e or type(e).__name__})", platform=platform,
+                            code="connection_failed", fatal=False) from e
