@@ -35,6 +35,7 @@ from .keying import RGB
 logger = logging.getLogger(__name__)
 
 _AUDIO_RATE = 48000
+_OPAQUE32 = np.uint32(0xFF000000)  # alpha 255 in the top byte of a little-endian RGBA word
 
 
 class Tick(Protocol):
@@ -211,6 +212,9 @@ class _Muxer:
         self.width, self.height = size
         self.sample_rate = sample_rate
         self.key = np.array(key, np.uint16)
+        r, g, b = key
+        # The key as one little-endian RGBA word (numpy views the frame's bytes R, G, B, A).
+        self.key32 = np.uint32(0xFF000000 | (b << 16) | (g << 8) | r)
         self.keyframe_s = keyframe_s
         self.container: Any = None
         self.video: Any = None
@@ -239,6 +243,12 @@ class _Muxer:
         video.width, video.height = self.width, self.height
         video.pix_fmt = "yuv420p"
         video.time_base = Fraction(1, self.fps)
+        # Say which colours these are (BT.709, limited range), and convert with that matrix:
+        # untagged, OBS guessed another matrix for a 512-pixel frame and the avatar's colours
+        # came out shifted by up to 14 levels.
+        cc = video.codec_context
+        cc.colorspace = cc.color_primaries = cc.color_trc = 1  # AVCOL_*_BT709
+        cc.color_range = 1  # AVCOL_RANGE_MPEG
         audio = self.container.add_stream("aac", rate=_AUDIO_RATE, layout="mono")
         audio.time_base = Fraction(1, _AUDIO_RATE)
         self.video, self.audio = video, audio
@@ -278,14 +288,32 @@ class _Muxer:
         if key is not None and self._idle is not None and self._idle[0] == key:
             rgb = self._idle[1]  # the same idle picture as last tick: composite it once
         else:
-            rgba = np.asarray(tick.rgba)
-            alpha = rgba[..., 3:4].astype(np.uint16)
-            # Straight alpha over the key: rgb * a + key * (1 - a), rounded.
-            rgb = ((rgba[..., :3] * alpha + self.key * (255 - alpha) + 127) // 255).astype(
-                np.uint8)
+            rgb = self._composite(np.asarray(tick.rgba))
             if key is not None:
                 self._idle = (key, rgb)
-        return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        from av.video.reformatter import ColorRange, Colorspace
+
+        return av.VideoFrame.from_ndarray(rgb, format="rgba").reformat(
+            format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG)
+
+    def _composite(self, rgba: np.ndarray) -> np.ndarray:
+        """Straight alpha over the key colour: ``rgb * a + key * (1 - a)``, rounded; RGBA out
+        (alpha 255; the encoder's colour conversion drops it).
+
+        Avatar art is mostly fully opaque or fully clear, so pixels are handled as whole
+        32-bit words and only the anti-aliased edges are blended channel by channel: a
+        whole-frame blend in numpy took ~10 ms per 512x512 frame on a busy core, this ~1 ms.
+        """
+        h, w = rgba.shape[:2]
+        px = np.ascontiguousarray(rgba).view(np.uint32).reshape(h, w)
+        out = np.where(px >= _OPAQUE32, px, self.key32)
+        edge = np.flatnonzero(((px >> 24) > 0) & (px < _OPAQUE32))
+        rgb = out.view(np.uint8).reshape(h * w, 4)
+        if len(edge):
+            src = rgba.reshape(h * w, 4)[edge]
+            a = src[:, 3:4].astype(np.uint16)
+            rgb[edge, :3] = (src[:, :3] * a + self.key * (255 - a) + 127) // 255
+        return out.view(np.uint8).reshape(h, w, 4)
 
     def close(self) -> None:
         if self.container is None:

@@ -1,22 +1,35 @@
-"""A real OBS Studio under Xvfb for the tests of this folder, and quick test clips."""
+"""A real OBS Studio under Xvfb for the tests of this folder, and the default avatar "Vee"
+live: her sprite renderer, a live stream of her (tests.obs.livefake) and its output to OBS."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
-from collections.abc import Callable
-from pathlib import Path
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
 
-from avatar_engine.clips.encode import encode_clip
-from avatar_engine.types import Clip
+from overlays.obs.keying import KeyColour, choose_key
+from overlays.obs.live import ObsLiveOutput, OnAir
 from overlays.obs.settings import ObsSettings
+from tests.conftest import REPO
 from tests.netutil import free_port
 from tests.obs.headless import HeadlessObs
+from tests.obs.livefake import FakeLiveStream
 
 PASSWORD = "obs-test-password-4242"
 CANVAS = (1280, 720)
+VEE = REPO / "config" / "avatars" / "default"
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,35 +45,63 @@ def obs_studio(tmp_path_factory):
     obs.stop()
 
 
-@pytest.fixture
-def obs_settings(obs_studio: HeadlessObs) -> ObsSettings:
+def settings_for(obs: HeadlessObs) -> ObsSettings:
     return ObsSettings(
-        enabled=True, port=obs_studio.port, password=PASSWORD,
+        enabled=True, port=obs.port, password=PASSWORD,
         avatar_box=(100, 80, 320, 320), reconnect_min_s=0.1, reconnect_max_s=0.5,
-        health_interval_s=0.2,
+        health_interval_s=0.2, live_port_base=free_udp_port(),
     )
 
 
-ClipMaker = Callable[..., Clip]
+@pytest.fixture
+def obs_settings(obs_studio: HeadlessObs) -> ObsSettings:
+    return settings_for(obs_studio)
+
+
+@pytest.fixture(scope="session")
+def vee():
+    """The default avatar's sprite renderer (CPU, 25 fps, 512x512)."""
+    from avatar_engine.renderers.sprite import SpriteRenderer
+    from avatar_engine.renderers.spriteset import SpriteSet
+
+    return SpriteRenderer(sprites=SpriteSet.load(VEE), fps=25, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def vee_key() -> KeyColour:
+    return choose_key(VEE)
+
+
+def mouth_frames(renderer, shapes: str, *, start_frame: int = 0) -> np.ndarray:
+    """Speech frames whose mouth takes the given shapes (one letter per frame)."""
+    from avatar_engine.visemes import SHAPE_CODE
+
+    codes = np.array([SHAPE_CODE[s] for s in shapes], np.int8)
+    return renderer.render_codes(codes, start_frame=start_frame).numpy()
+
+
+def tone(seconds: float, hz: float = 220.0, rate: int = 48000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
 
 
 @pytest.fixture
-def make_clip(tmp_path: Path) -> ClipMaker:
-    """Encode a small MP4 clip (a solid square, a tone) in a few milliseconds; no models."""
+def live_vee(vee, vee_key):
+    """``async with live_vee(url, on_air) as (stream, output)``: Vee's live stream sent to
+    ``url`` as OBS reads it."""
 
-    def make(reply_id: str, index: int, text: str, *, seconds: float = 0.5,
-             rgb: tuple[int, int, int] = (230, 30, 30), fps: int = 30,
-             persona: str = "p") -> Clip:
-        n = max(1, round(seconds * fps))
-        frames = np.zeros((n, 128, 128, 4), np.uint8)
-        frames[..., :3] = rgb
-        frames[..., 3] = 255
-        t = np.arange(int(seconds * 22050), dtype=np.float32) / 22050
-        audio = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-        files = encode_clip(frames=frames, audio=audio, sample_rate=22050, fps=fps,
-                            out_base=tmp_path / persona / f"{reply_id}-{index}",
-                            formats=("mp4",))
-        return Clip(reply_id=reply_id, index=index, text=text, duration=n / fps, fps=fps,
-                    frames=n, files=files)
+    @asynccontextmanager
+    async def run(url: str, on_air: Callable[[OnAir], None] | None = None,
+                  persona: str = "vee") -> AsyncIterator[tuple[FakeLiveStream, ObsLiveOutput]]:
+        loop = await asyncio.to_thread(lambda: vee.idle(50).numpy())  # 2 s of idle motion
 
-    return make
+        def idle(i: int) -> np.ndarray:
+            return loop[i % len(loop)]
+
+        async with FakeLiveStream(persona=persona, idle=idle, fps=vee.fps,
+                                  size=vee.size) as stream, \
+                ObsLiveOutput(stream=stream, url=url, key_colour=vee_key.rgb,
+                              on_air=on_air) as output:
+            yield stream, output
+
+    return run

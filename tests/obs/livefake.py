@@ -55,6 +55,7 @@ class FakeLiveStream:
         self._subs: list[_Sub] = []
         self._task: asyncio.Task | None = None
         self.index = 0
+        self.idle_period = 50  # idle frame i looks like idle frame i + 50 (idle_key)
 
     async def __aenter__(self) -> FakeLiveStream:
         self._task = asyncio.create_task(self._run(), name=f"fake-live:{self.persona}")
@@ -110,7 +111,7 @@ class FakeLiveStream:
                     self._pos = 0
             else:
                 tick = Tick(i, i / self.fps, self._idle(i), np.zeros(per_tick, np.int16), None,
-                            None, None, i, time.monotonic())
+                            None, None, i % self.idle_period, time.monotonic())
             for sub in self._subs:
                 sub.put(tick)
 
