@@ -7,8 +7,8 @@ app wires them: ``PersonaRuntime.create``, one shared render pool, the ``Orchest
 its moderation and queues. A scripted chat of ~60 varied lines from 30 viewers (greetings,
 games, food, music, chess, a jailbreak, a spam link, a blocklisted insult), first paced, then
 a burst, then paced again, is submitted through ``Orchestrator.submit``. A recording stage
-plays what it is handed like a real player: each persona's clips in order, a clip starting at
-``max(handed over, end of the previous clip)`` and lasting ``clip.duration``.
+plays what it is handed like a real player: each persona's performed sentences in order, one
+starting at ``max(handed over, end of the previous one)`` and lasting ``performance.duration``.
 
 The same chat runs twice in one process, look-ahead off (today's behaviour) and on, each for a
 fixed window of show time. Prints both side by side and writes bench/results/show.json:
@@ -54,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # the repo, not bench/ (whose file names may shadow modules)
 
-from avatar_engine.types import Clip  # noqa: E402
+from avatar_engine.types import Performance  # noqa: E402
 from avatar_engine.workers import LocalRenderPool  # noqa: E402
 from bots.config import Config, load_config  # noqa: E402
 from bots.events import ChatMessage, Outcome, Role, Viewer  # noqa: E402
@@ -63,6 +63,14 @@ from bots.orchestrator.orchestrator import Orchestrator  # noqa: E402
 from bots.orchestrator.pipeline import perform  # noqa: E402
 from bots.orchestrator.tracing import Tracer  # noqa: E402
 from bots.personas.runtime import PersonaRuntime  # noqa: E402
+from overlays.stage import (  # noqa: E402
+    ChatShown,
+    Performed,
+    ReplyCancelled,
+    ReplyFinished,
+    ShowDegraded,
+    StageEvent,
+)
 
 PLATFORM = "bench"
 HAS_LOOKAHEAD = "lookahead" in inspect.signature(Orchestrator).parameters
@@ -233,7 +241,12 @@ class Shown:
 
 
 class PlayerStage:
-    """A Stage that plays clips like a real player and records what the audience saw."""
+    """A Stage that plays performances like a real player and records what the audience
+    saw."""
+
+    name = "player"
+    wants: frozenset[type[StageEvent]] = frozenset(
+        {ChatShown, Performed, ReplyFinished, ReplyCancelled, ShowDegraded})
 
     def __init__(self) -> None:
         self.replies: dict[str, Shown] = {}
@@ -243,10 +256,19 @@ class PlayerStage:
         self.probe = lambda: {}
         self._timers: list[asyncio.TimerHandle] = []
 
-    async def show_chat(self, *, persona: str, user: str, text: str) -> None:
-        self.chat.append((time.monotonic(), persona, user, text))
+    async def handle(self, event: StageEvent) -> None:
+        if isinstance(event, ChatShown):
+            self.chat.append((time.monotonic(), event.persona, event.user, event.text))
+        elif isinstance(event, Performed):
+            self.play(persona=event.persona, clip=event.performance)
+        elif isinstance(event, ReplyFinished):
+            self.reply_finished(persona=event.persona, reply_id=event.reply_id, text=event.text)
+        elif isinstance(event, ReplyCancelled):
+            self.reply_cancelled(persona=event.persona, reply_id=event.reply_id)
+        elif isinstance(event, ShowDegraded):
+            self.brb.append((time.monotonic(), event.on))
 
-    async def play_clip(self, *, persona: str, clip: Clip) -> None:
+    def play(self, *, persona: str, clip: Performance) -> None:
         now = time.monotonic()
         start = max(now, self.persona_end.get(persona, 0.0))
         end = start + clip.duration
@@ -259,7 +281,7 @@ class PlayerStage:
         r.sentences.append(clip.text)
         r.spans.append((start, end))
 
-    async def reply_finished(self, *, persona: str, reply_id: str, text: str) -> None:
+    def reply_finished(self, *, persona: str, reply_id: str, text: str) -> None:
         now = time.monotonic()
         r = self.replies.get(reply_id)
         if r is None:  # nothing was played (no clip): keep the text anyway
@@ -269,7 +291,7 @@ class PlayerStage:
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_at(max(r.end, now), self._sample, r))
 
-    async def reply_cancelled(self, *, persona: str, reply_id: str) -> None:
+    def reply_cancelled(self, *, persona: str, reply_id: str) -> None:
         now = time.monotonic()
         r = self.replies.get(reply_id)
         if r is not None:
@@ -277,9 +299,6 @@ class PlayerStage:
             r.end = max(r.start, min(r.end, now))
             if self.persona_end.get(persona, 0.0) > now:
                 self.persona_end[persona] = r.end
-
-    async def be_right_back(self, on: bool) -> None:
-        self.brb.append((time.monotonic(), on))
 
     def _sample(self, r: Shown) -> None:
         try:
