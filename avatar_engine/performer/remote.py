@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -46,15 +47,17 @@ class RemotePerformer:
             exist on the worker machines).
         pool: the RabbitMQ render pool.
         start_frame: the frame clock's first value.
-        job: the job kind the workers run: ``render_frames``, or a registered job with the
-            same arguments and result that wraps it (tests slow it down to kill a worker
+        job: the registered job the workers run: ``render_frames``, or one with the same
+            arguments and result that wraps it (tests slow it down to kill a worker
             mid-render).
     """
 
     def __init__(
         self, *, persona: str, renderer: Renderer, avatar: AnyAvatarSettings,
-        pool: RemoteRenderPool, start_frame: int = 0, job: str = job_name(render_frames),
+        pool: RemoteRenderPool, start_frame: int = 0,
+        job: Callable[[Any, Speech, int], RenderedFrames] = render_frames,
     ) -> None:
+        job_name(job)  # fails now, not at the first sentence, if it is not a registered job
         self.persona = persona
         self.job = job
         self.renderer = renderer

@@ -20,7 +20,6 @@ from avatar_engine.settings import AvatarSettings, ClipSettings
 from avatar_engine.types import Performance, PhonemeTiming, Speech, frame_count
 from avatar_engine.workers.jobs import RenderedFrames, avatar_payload, render_frames
 from avatar_engine.workers.rabbit import RabbitRenderPool
-from avatar_engine.workers.worker import job_name
 from bots.brain.base import ChatTurn
 from bots.config import PersonaConfig
 from bots.orchestrator.pipeline import perform
@@ -102,7 +101,7 @@ async def test_worker_killed_mid_render_performance_arrives_once_in_order(
     arrived: list[Performance] = []
     async with RabbitRenderPool(url=broker.url, queue=queue) as pool:
         performer = RemotePerformer(persona="mika", renderer=renderer, avatar=AVATAR,
-                                    pool=pool, job=job_name(slow_render_frames))
+                                    pool=pool, job=slow_render_frames)
 
         async def perform(i: int) -> None:
             arrived.append(await performer.perform(speeches[i], reply_id="r", index=i))
