@@ -1,5 +1,5 @@
 """What OBS shows around a crash, against a real OBS 29 under Xvfb: vstage's items back in their
-place after OBS restores an old autosave, the idle scene with the idle loop on every connect,
+place after OBS restores an old autosave, the idle scene with the live avatar on every connect,
 and long subtitles wrapped inside the canvas."""
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 from overlays.obs.driver import ObsDriver
+from overlays.obs.live import OnAir
 from overlays.obs.settings import ObsSettings
 from overlays.obs.setup import setup_obs
-from overlays.obs.stage import ObsStage, PlayedClip
+from overlays.obs.stage import ObsStage
 from overlays.obs.subtitles import subtitle_transform
 from tests.netutil import free_port
-from tests.obs.conftest import CANVAS, PASSWORD
+from tests.obs.conftest import CANVAS, PASSWORD, settings_for
 from tests.obs.headless import HeadlessObs
 
 LONG = ("Thanks for asking, tonight we are going to explore the haunted lighthouse levels "
@@ -40,11 +41,7 @@ def fresh_obs(tmp_path):
 
 @pytest.fixture
 def settings(fresh_obs: HeadlessObs) -> ObsSettings:
-    return ObsSettings(
-        enabled=True, port=fresh_obs.port, password=PASSWORD,
-        avatar_box=(100, 80, 320, 320), reconnect_min_s=0.1, reconnect_max_s=0.5,
-        health_interval_s=0.2,
-    )
+    return settings_for(fresh_obs)
 
 
 async def _until(predicate, within: float = 10.0, step: float = 0.05) -> None:
@@ -91,17 +88,13 @@ async def _program(driver: ObsDriver) -> str:
     return (await driver.call("GetCurrentProgramScene"))["currentProgramSceneName"]
 
 
-async def _idle_loop_playing(driver: ObsDriver, avatar: str, idle_file: str) -> bool:
-    settings = (await driver.call("GetInputSettings", {"inputName": avatar}))["inputSettings"]
-    status = await driver.call("GetMediaInputStatus", {"inputName": avatar})
-    return (settings.get("local_file") == idle_file and settings.get("looping") is True
-            and status["mediaState"] == "OBS_MEDIA_STATE_PLAYING")
-
-
-def _blue_at_avatar_centre(png: bytes, box: tuple[int, int, int, int]) -> tuple[int, ...]:
-    img = Image.open(io.BytesIO(png)).convert("RGB")
+async def _avatar_shows(driver: ObsDriver, box: tuple[int, int, int, int]) -> bool:
+    """The live avatar is on the program, opaque in the middle of its box (her face)."""
+    png = await driver.screenshot("vstage idle", width=CANVAS[0], height=CANVAS[1])
+    img = Image.open(io.BytesIO(png)).convert("RGBA")
     x, y, w, h = box
-    return img.getpixel((x + w // 2, y + h // 2))
+    r, g, b, a = img.getpixel((x + w // 2, y + h // 2))
+    return a > 200 and r > 200 and g > 180  # skin
 
 
 async def test_setup_puts_moved_items_back_unless_told_to_keep_them(settings):
@@ -134,28 +127,25 @@ async def test_setup_puts_moved_items_back_unless_told_to_keep_them(settings):
         _assert_placed((await _items(driver, "vstage ivy"))["vstage ivy subtitles"], TOP_LEFT)
 
 
-async def test_after_a_crash_items_are_in_place_and_the_idle_loop_shows(
-        fresh_obs, settings, make_clip, artifacts):
-    idle = make_clip("idle", 0, "", seconds=2.0, rgb=(30, 60, 230), persona="jo")
-    idle_file = str(idle.path("mp4").resolve())
-    avatar, subtitles = "vstage jo avatar", "vstage jo subtitles"
-    async with ObsStage(settings=settings, personas=["jo"]) as stage:
-        stage.set_idle("jo", idle.path("mp4"))  # as the app does, right after start
+async def test_after_a_crash_items_are_in_place_and_the_live_avatar_shows(
+        fresh_obs, settings, vee_key, live_vee, artifacts):
+    avatar, subtitles = "vstage vee avatar", "vstage vee subtitles"
+    box = settings.avatar_box
+    assert box is not None
+    async with ObsStage(settings=settings, personas=["vee"], keys={"vee": vee_key}) as stage, \
+            live_vee(settings.live_url(0), stage.on_air):
         driver = stage.driver
         assert await driver.wait_ready(10)
-        # First connect: not OBS's empty default scene, the idle scene with the idle loop.
+        # First connect: not OBS's empty default scene, the idle scene with the live avatar.
         assert await _program(driver) == "vstage idle"
-        await _until(lambda: _idle_loop_playing(driver, avatar, idle_file))
-        await asyncio.sleep(0.3)
+        await _until(lambda: _avatar_shows(driver, box), within=15)
         png = await driver.screenshot("vstage idle", width=CANVAS[0], height=CANVAS[1])
         (artifacts / "obs-idle-first-connect.png").write_bytes(png)
-        r, g, b = _blue_at_avatar_centre(png, settings.avatar_box)  # type: ignore[arg-type]
-        assert b > 180 and r < 90, (r, g, b)
 
         # What a crash leaves behind: OBS's last autosave has the items at the top-left (it
         # saved right after creating them, before they were placed) and its default scene.
-        await _move_to_top_left(driver, "vstage jo", subtitles)
-        await _move_to_top_left(driver, "vstage jo", avatar)
+        await _move_to_top_left(driver, "vstage vee", subtitles)
+        await _move_to_top_left(driver, "vstage vee", avatar)
         await driver.call("SetCurrentProgramScene", {"sceneName": "Scene"})
         await driver.call("CreateScene", {"sceneName": "streamer's new scene"})  # autosaves
         await asyncio.sleep(1.0)
@@ -165,29 +155,28 @@ async def test_after_a_crash_items_are_in_place_and_the_idle_loop_shows(
         assert await driver.wait_ready(10)
         assert driver.connects == 2
         assert await _program(driver) == "vstage idle"
-        await _until(lambda: _idle_loop_playing(driver, avatar, idle_file))
-        talking = await _items(driver, "vstage jo")
+        talking = await _items(driver, "vstage vee")
         _assert_placed(talking[subtitles], subtitle_transform(CANVAS, settings.subtitle_width))
         _assert_placed(talking[avatar], _avatar_transform(settings))
-        await asyncio.sleep(0.3)
+        await _until(lambda: _avatar_shows(driver, box), within=15)
         png = await driver.screenshot("vstage idle", width=CANVAS[0], height=CANVAS[1])
         (artifacts / "obs-idle-after-restart.png").write_bytes(png)
-        r, g, b = _blue_at_avatar_centre(png, settings.avatar_box)  # type: ignore[arg-type]
-        assert b > 180 and r < 90, (r, g, b)
 
 
-async def test_long_subtitle_wraps_inside_the_canvas(settings, make_clip, artifacts):
+async def test_long_subtitle_wraps_inside_the_canvas(settings, artifacts):
     assert len(LONG) == 90
-    clip = make_clip("long", 0, LONG, seconds=3.0, persona="lena")
-    played: list[PlayedClip] = []
-    async with ObsStage(settings=settings, personas=["lena"], on_clip=played.append) as stage:
+    async with ObsStage(settings=settings, personas=["lena"]) as stage:
         driver = stage.driver
         assert await driver.wait_ready(10)
-        await stage.play_clip(persona="lena", clip=clip)
-        await _until(lambda: played and played[0].started)
+        stage.on_air(OnAir("lena", "long", 0, LONG, time.monotonic()))
+
+        async def shown_text() -> str:
+            return (await driver.call("GetInputSettings", {"inputName": "vstage lena subtitles"})
+                    )["inputSettings"]["text"]
+
+        await _until(shown_text)
         await asyncio.sleep(0.3)
-        shown = (await driver.call("GetInputSettings", {"inputName": "vstage lena subtitles"})
-                 )["inputSettings"]["text"]
+        shown = await shown_text()
         item = (await _items(driver, "vstage lena"))["vstage lena subtitles"]
         png = await driver.screenshot("vstage lena", width=CANVAS[0], height=CANVAS[1])
     (artifacts / "obs-long-subtitle.png").write_bytes(png)
@@ -210,14 +199,3 @@ async def test_long_subtitle_wraps_inside_the_canvas(settings, make_clip, artifa
     height = int(rows[-1] - rows[0])
     assert height > 1.6 * settings.subtitle_size, height  # two lines or more
     assert 420 + rows[-1] < CANVAS[1], rows[-1]
-
-
-async def test_an_idle_loop_registered_while_connected_starts_at_once(settings, make_clip):
-    idle = make_clip("idle", 0, "", seconds=2.0, rgb=(30, 60, 230), persona="kai")
-    async with ObsStage(settings=settings, personas=["kai"]) as stage:
-        driver = stage.driver
-        assert await driver.wait_ready(10)
-        assert await _program(driver) == "vstage idle"
-        stage.set_idle("kai", idle.path("mp4"))
-        await _until(lambda: _idle_loop_playing(driver, "vstage kai avatar",
-                                                str(idle.path("mp4").resolve())))
