@@ -64,7 +64,7 @@ class RemotePerformer:
         self.pool = pool
         self._avatar: dict[str, Any] = avatar_payload(avatar)
         self._clock = OrderedClock(start=start_frame)
-        self.work_s = 0.0  # seconds workers spent rendering and packing, all jobs together
+        self.render_s = 0.0  # seconds workers spent rendering, all jobs together
 
     @property
     def fps(self) -> int:
@@ -82,7 +82,7 @@ class RemotePerformer:
         async def render(start: int) -> np.ndarray:
             rendered: RenderedFrames = await self.pool.run(
                 self.persona, self.job, self._avatar, speech, start)
-            self.work_s += rendered.work_s
+            self.render_s += rendered.render_s
             if rendered.fps != self.fps:
                 raise ProviderError(
                     f"{self.persona}: the worker renders at {rendered.fps} fps, this process "

@@ -47,9 +47,10 @@ class RenderedFrames:
 
     frames: PackedFrames
     fps: int
-    work_s: float = 0.0
-    """Seconds the worker spent rendering and packing: the rest of a job's round trip is the
-    cost of running it remotely (what ``bench/avatar.py`` reports)."""
+    render_s: float = 0.0
+    """Seconds the worker spent rendering: the rest of a job's round trip (packing included)
+    is the cost of running it remotely (what ``bench/avatar.py`` reports)."""
+    pack_s: float = 0.0
 
     @property
     def n_frames(self) -> int:
@@ -57,7 +58,7 @@ class RenderedFrames:
 
 
 def avatar_payload(settings: AnyAvatarSettings) -> dict[str, Any]:
-    """The avatar settings as plain JSON-able data, for :func:`render_clip`'s first argument."""
+    """The avatar settings as plain JSON-able data, for :func:`render_frames`'s first argument."""
     return settings.model_dump(mode="json")
 
 
@@ -113,5 +114,7 @@ def render_frames(
     renderer = cached_renderer(avatar)
     t0 = time.perf_counter()
     frames = render_speech(renderer, speech, start_frame)
+    t1 = time.perf_counter()
     packed = pack_frames(frames)
-    return RenderedFrames(frames=packed, fps=renderer.fps, work_s=time.perf_counter() - t0)
+    return RenderedFrames(frames=packed, fps=renderer.fps, render_s=t1 - t0,
+                          pack_s=time.perf_counter() - t1)
