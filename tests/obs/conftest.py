@@ -1,9 +1,8 @@
 """A real OBS Studio under Xvfb for the tests of this folder, and the default avatar "Vee"
-live: her sprite renderer, a live stream of her (tests.obs.livefake) and its output to OBS."""
+live: her sprite renderer, her live stream (overlays.live) and its output to OBS."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -12,13 +11,13 @@ from contextlib import asynccontextmanager
 import numpy as np
 import pytest
 
+from avatar_engine.types import Performance, Speech
 from overlays.obs.keying import KeyColour, choose_key
 from overlays.obs.live import ObsLiveOutput, OnAir
 from overlays.obs.settings import ObsSettings
 from tests.conftest import REPO
 from tests.netutil import free_port
 from tests.obs.headless import HeadlessObs
-from tests.obs.livefake import FakeLiveStream
 
 PASSWORD = "obs-test-password-4242"
 CANVAS = (1280, 720)
@@ -85,21 +84,28 @@ def tone(seconds: float, hz: float = 220.0, rate: int = 48000) -> np.ndarray:
     return (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
 
 
+def performance(frames: np.ndarray, text: str, *, reply_id: str, index: int,
+                persona: str = "vee", fps: int = 25) -> Performance:
+    """A sentence performed: the given frames with a tone as its speech."""
+    audio = tone(len(frames) / fps).astype(np.float32) / 32768
+    return Performance(persona=persona, reply_id=reply_id, index=index,
+                       speech=Speech(text=text, audio=audio, sample_rate=48000),
+                       frames=frames, fps=fps, start_frame=0)
+
+
 @pytest.fixture
 def live_vee(vee, vee_key):
-    """``async with live_vee(url, on_air) as (stream, output)``: Vee's live stream sent to
-    ``url`` as OBS reads it."""
+    """``async with live_vee(url, on_air) as (stream, output)``: Vee's real
+    :class:`~overlays.live.stream.LiveStream` (idle motion from her performer) sent to ``url``
+    as OBS reads it."""
+    from avatar_engine.performer.local import LocalPerformer
+    from overlays.live.stream import LiveStream
 
     @asynccontextmanager
     async def run(url: str, on_air: Callable[[OnAir], None] | None = None,
-                  persona: str = "vee") -> AsyncIterator[tuple[FakeLiveStream, ObsLiveOutput]]:
-        loop = await asyncio.to_thread(lambda: vee.idle(50).numpy())  # 2 s of idle motion
-
-        def idle(i: int) -> np.ndarray:
-            return loop[i % len(loop)]
-
-        async with FakeLiveStream(persona=persona, idle=idle, fps=vee.fps,
-                                  size=vee.size) as stream, \
+                  persona: str = "vee") -> AsyncIterator[tuple[LiveStream, ObsLiveOutput]]:
+        performer = LocalPerformer(persona=persona, renderer=vee)
+        async with LiveStream(persona=persona, performer=performer) as stream, \
                 ObsLiveOutput(stream=stream, url=url, key_colour=vee_key.rgb,
                               on_air=on_air) as output:
             yield stream, output

@@ -17,7 +17,7 @@ from overlays.obs.keying import CANDIDATES, choose_key, chroma, chroma_margin
 from overlays.obs.live import ObsLiveOutput, OnAir, _Muxer, live_url
 from overlays.obs.stage import ObsStage
 from overlays.stage import ReplyFinished
-from tests.obs.conftest import VEE, free_udp_port, mouth_frames, tone
+from tests.obs.conftest import VEE, free_udp_port, mouth_frames, performance
 
 AVATAR = "vstage vee avatar"
 SUBTITLES = "vstage vee subtitles"
@@ -195,8 +195,7 @@ async def test_obs_shows_the_live_avatar_with_its_colours_mouth_and_subtitles(
             seen: list[str] = []
             poller = asyncio.create_task(_follow_text(driver, seen), name="test:subtitles")
             for i, (text, frames) in enumerate(zip(sentences, speech, strict=True)):
-                stream.push(frames, tone(len(frames) / vee.fps), reply_id="r1", sentence=i,
-                            text=text)
+                stream.push(performance(frames, text, reply_id="r1", index=i))
             mouths = []
             while stream.speaking:
                 # Half size: cheaper for OBS to encode on a busy host, the mouth still shows.
