@@ -355,6 +355,9 @@
     }
 
     _close() {
+      // The canvas keeps the last picture while a new connection comes up; the old stream's
+      // frames must not count as the new one's.
+      this.video.srcObject = null;
       if (this.pc) {
         this.pc.ontrack = null;
         this.pc.onconnectionstatechange = null;
@@ -417,6 +420,7 @@
 
     _onFrame(meta) {
       const at = performance.now();
+      if (!this.pc || !this.video.srcObject) return; // a late frame of a closed connection
       if (!this.painter.draw(this.video)) return;
       this.framesDrawn++;
       this.lastFrameAt = at;
