@@ -175,9 +175,12 @@ class StudioApp:
             stages.append(ClipRecorder(
                 folders={pid: p.clips_dir for pid, p in personas.items()},
                 formats=cfg.app.clips.formats, publish=bus.publish))
-            # --- live stream (overlays/live, helper "live"): one LiveStream per persona fed by
-            # a LiveStage on the bus, WebRTC answers for the pages (server.set_live), OBS
-            # reading it. Wired here once overlays/live/stage.py exists.
+            # --- LIVE STREAM goes here (overlays/live): per persona a LiveStream(persona=,
+            # performer=p.performer) entered on the stack, LiveStage(streams) appended to
+            # `stages`, LiveRTC's answer handed to server.set_live, OBS's ObsLiveOutput per
+            # persona. Waiting for overlays/live/webrtc.py: until a viewer subscribes, a
+            # stream keeps every pushed sentence, so it is not wired without its viewers.
+            # Then the recorder's `needed` becomes "a page uses the clip fallback".
             if cfg.app.obs.enabled:
                 from overlays.obs.stage import ObsStage
 
