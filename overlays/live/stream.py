@@ -192,7 +192,7 @@ class LiveStream:
         self._wanted = asyncio.Event()  # set while someone subscribes
         self._need_idle = asyncio.Event()  # the pacer wants more idle frames
         self._idle_ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task] = []
 
     # --- lifecycle ------------------------------------------------------------------------
 

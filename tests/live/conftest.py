@@ -86,3 +86,14 @@ def performance(*, reply_id: str = "r1", index: int = 0, seconds: float = 1.0,
 @pytest.fixture
 def performer() -> FakePerformer:
     return FakePerformer()
+
+
+async def eventually(check, seconds: float = 10.0, step: float = 0.02) -> None:
+    """Wait until ``check()`` is true (polling; the things watched have no event to wait on)."""
+    import asyncio
+
+    for _ in range(max(1, round(seconds / step))):
+        if check():
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"not true within {seconds} s: {check}")

@@ -1,0 +1,442 @@
+"""One VP8 encoder per persona, shared by every WebRTC viewer of its live stream.
+
+Each tick is encoded once, on a thread of its own, as one frame twice the avatar's width: the
+left half its colour, the right half its alpha as grey (VP8 has no alpha; the page's WebGL
+puts it back). The packets fan out to every viewer (aiortc packs pre-encoded ``av.Packet``\\ s
+as they are). Keyframes come every ``keyframe_s`` and when a viewer joins or lagged (aiortc
+ignores picture-loss requests for pre-encoded packets, so the encoder decides).
+
+Idle frames are cheap: the idle avatar shows few distinct pictures (breathing moves it by whole
+pixels, blinks close the eyes), and the stream marks each with an ``idle_key``. Encoded idle
+runs are kept in a tree: a run starts with a keyframe of one picture, and each child is the
+inter frame that follows for the next picture. Replaying a run sends exactly the packets the
+decoder would have got when it was encoded, so the decoder's state is the same; when the
+idle sequence leaves the cached runs, a cached keyframe of the new picture (or a freshly
+encoded one) starts again. After anything was replayed from the cache the live encoder is out
+of step with the decoders, so its next frame is a keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from overlays.live.settings import LiveSettings
+from overlays.live.stream import LiveStream, LiveTick
+from vstage_core.errors import require
+from vstage_core.tasks import cancel_and_wait
+
+logger = logging.getLogger(__name__)
+
+# Alpha 0..255 as full-range grey coded in limited-range luma (16..235): what the browser's
+# decoder turns back into 0..255 grey.
+_ALPHA_TO_LUMA = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EncodedTick:
+    """One tick as the viewers get it: the VP8 frame (None if the encoder made none) and the
+    tick's audio."""
+
+    index: int
+    data: bytes | None = field(repr=False)
+    keyframe: bool
+    cached: bool  # replayed from the idle cache, not encoded now
+    audio: np.ndarray = field(repr=False)
+    released: float  # when the stream released the tick (time.monotonic())
+
+
+class _Node:
+    """One encoded idle frame in the cache tree; its children follow it, by idle key."""
+
+    __slots__ = ("children", "data", "keyframe")
+
+    def __init__(self, data: bytes, keyframe: bool) -> None:
+        self.data = data
+        self.keyframe = keyframe
+        self.children: dict[int, _Node] = {}
+
+
+def pack_yuv(rgba: np.ndarray) -> Any:
+    """The tick's picture as a ``yuv420p`` ``av.VideoFrame`` of width ``2 * W``: colour on the
+    left (straight, not premultiplied), alpha as grey on the right (chroma neutral)."""
+    import av
+
+    h, w = rgba.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"live frames need even sizes, got {w}x{h}")
+    colour = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba), format="rgba")
+    col = colour.reformat(format="yuv420p").to_ndarray()  # [H * 3 / 2, W]
+    out = np.empty((h * 3 // 2, 2 * w), np.uint8)
+    y = out[:h]
+    y[:, :w] = col[:h]
+    y[:, w:] = _ALPHA_TO_LUMA[rgba[..., 3]]
+    chroma = out[h:].reshape(-1)
+    n = (h // 2) * w  # one chroma plane of the packed frame: [H / 2, W]
+    for plane, src in ((chroma[:n], col[h: h + h // 4]), (chroma[n:], col[h + h // 4:])):
+        p = plane.reshape(h // 2, w)
+        p[:, : w // 2] = src.reshape(h // 2, w // 2)
+        p[:, w // 2:] = 128
+    return av.VideoFrame.from_ndarray(out, format="yuv420p")
+
+
+class Vp8Core:
+    """The encoder itself and its idle cache; blocking, used from one thread at a time.
+
+    Args:
+        size: the avatar's ``(width, height)`` (frames are ``2 * width`` wide).
+        fps: frame rate.
+        settings: bitrate, speed, keyframe interval, cache size.
+    """
+
+    def __init__(self, *, size: tuple[int, int], fps: int, settings: LiveSettings) -> None:
+        self.size = size
+        self.fps = fps
+        self.settings = settings
+        self.gop = max(1, round(settings.keyframe_s * fps))
+        self.codec: Any = None
+        self.pts = 0
+        self.since_key = -1  # frames since the last keyframe sent; -1: nothing sent yet
+        self.synced = False  # the live encoder's references are what the decoders hold
+        self.roots: dict[int, _Node] = {}
+        self.nodes = 0
+        self.cur: _Node | None = None  # the cached node last sent, or recorded
+        self.recording = False  # live-encoding an idle run into the cache
+        # Counters.
+        self.encoded = 0
+        self.replayed = 0
+        self.keyframes = 0
+        self.encode_s = 0.0  # thread CPU time spent converting and encoding
+
+    def _open(self) -> Any:
+        av = require("av")
+        w, h = self.size
+        codec = av.CodecContext.create("libvpx", "w")
+        codec.width, codec.height = 2 * w, h
+        codec.pix_fmt = "yuv420p"
+        codec.time_base = Fraction(1, self.fps)
+        codec.framerate = Fraction(self.fps, 1)
+        codec.bit_rate = self.settings.bitrate
+        codec.gop_size = 1_000_000  # keyframes are asked for, frame by frame
+        codec.thread_count = 1  # one core per persona at most; the others stream too
+        codec.options = {
+            "deadline": "realtime",
+            "cpu-used": str(self.settings.cpu_used),
+            "lag-in-frames": "0",  # one packet out per frame in: no latency
+            "auto-alt-ref": "0",
+            "error-resilient": "1",
+        }
+        return codec
+
+    def encode(self, tick: LiveTick, want_key: bool) -> tuple[bytes | None, bool, bool]:
+        """Encode (or replay) ``tick``; returns ``(data, keyframe, cached)``."""
+        key = tick.idle_key if self.settings.idle_cache_packets > 0 else None
+        boundary = want_key or self.since_key < 0 or self.since_key + 1 >= self.gop
+        if key is None:  # speech: always encoded now
+            self.cur, self.recording = None, False
+            return self._live(tick, force_key=boundary or not self.synced)
+        if not boundary and self.cur is not None:
+            child = self.cur.children.get(key)
+            if child is not None and not self.recording:
+                return self._replay(child)
+            if self.recording and self.synced:
+                data, kf, _ = self._live(tick, force_key=False)
+                self._record(key, data, kf)
+                return data, kf, False
+        # A run starts: a keyframe of this picture, from the cache when there is one.
+        root = self.roots.get(key)
+        if root is not None:
+            self.recording = False
+            return self._replay(root)
+        data, kf, _ = self._live(tick, force_key=True)
+        if data is not None and kf:
+            if self.nodes >= self.settings.idle_cache_packets:
+                self.roots.clear()
+                self.nodes = 0
+            node = _Node(data, True)
+            self.roots[key] = node
+            self.nodes += 1
+            self.cur, self.recording = node, True
+        return data, kf, False
+
+    def _record(self, key: int, data: bytes | None, keyframe: bool) -> None:
+        if data is None or self.cur is None or self.nodes >= self.settings.idle_cache_packets:
+            self.cur, self.recording = None, False
+            return
+        node = _Node(data, keyframe)
+        self.cur.children[key] = node
+        self.nodes += 1
+        self.cur = node
+
+    def _replay(self, node: _Node) -> tuple[bytes | None, bool, bool]:
+        self.cur = node
+        self.synced = False  # the live encoder did not see this: its next frame is a keyframe
+        self.replayed += 1
+        self._sent(node.keyframe)
+        return node.data, node.keyframe, True
+
+    def _live(self, tick: LiveTick, *, force_key: bool) -> tuple[bytes | None, bool, bool]:
+        import av
+
+        t0 = time.thread_time()
+        if self.codec is None:
+            self.codec = self._open()
+        frame = pack_yuv(tick.rgba)
+        frame.pts = self.pts
+        self.pts += 1
+        if force_key:
+            frame.pict_type = av.video.frame.PictureType.I
+        packets = list(self.codec.encode(frame))
+        self.encode_s += time.thread_time() - t0
+        self.encoded += 1
+        if not packets:
+            return None, False, False
+        data = b"".join(bytes(p) for p in packets)
+        keyframe = bool(packets[0].is_keyframe)
+        self.synced = True
+        self._sent(keyframe)
+        return data, keyframe, False
+
+    def _sent(self, keyframe: bool) -> None:
+        if keyframe:
+            self.keyframes += 1
+            self.since_key = 0
+        else:
+            self.since_key += 1
+
+
+class LiveViewer:
+    """What one WebRTC connection receives from its persona's encoder: VP8 packets and 20 ms
+    audio frames, both timed from the same tick index. Starts at a keyframe.
+
+    Made by :meth:`SharedVideoEncoder.add_viewer`; :meth:`close` when the connection ends.
+    """
+
+    AUDIO_FRAME = 960  # 20 ms at 48 kHz: the Opus frame aiortc sends as one RTP packet
+
+    def __init__(self, encoder: SharedVideoEncoder, name: str, max_queue: int) -> None:
+        self.encoder = encoder
+        self.name = name
+        self.fps = encoder.stream.fps
+        self.sample_rate = encoder.stream.sample_rate
+        self.samples_per_tick = encoder.stream.samples_per_tick
+        self.max_queue = max_queue
+        self.closed = False
+        self.waiting_key = True
+        self.first_index: int | None = None
+        self.last_index: int | None = None
+        self.video_sent = 0
+        self.audio_sent = 0  # samples
+        self.lagged = 0
+        self._video: deque[EncodedTick] = deque()
+        self._audio: deque[np.ndarray] = deque()
+        self._audio_len = 0
+        self._audio_head = 0  # samples of _audio[0] already sent
+        self._video_ready = asyncio.Event()
+        self._audio_ready = asyncio.Event()
+
+    def _put(self, enc: EncodedTick) -> None:
+        if self.closed:
+            return
+        if self.waiting_key:
+            if enc.data is None or not enc.keyframe:
+                return
+            self.waiting_key = False
+            if self.first_index is None:
+                self.first_index = enc.index
+        if self.last_index is not None and enc.index > self.last_index + 1:
+            # Ticks this viewer missed (the encoder lagged): silence keeps the audio's place.
+            self._add_audio(np.zeros((enc.index - self.last_index - 1) * self.samples_per_tick,
+                                     np.int16))
+        self.last_index = enc.index
+        self._add_audio(enc.audio)
+        if enc.data is not None:
+            if len(self._video) >= self.max_queue:
+                # The connection does not keep up: drop what is queued, restart at a keyframe.
+                self._video.clear()
+                self.lagged += 1
+                self.waiting_key = True
+                self.encoder.request_keyframe()
+                return
+            self._video.append(enc)
+            self._video_ready.set()
+
+    def _add_audio(self, samples: np.ndarray) -> None:
+        if not len(samples):
+            return
+        self._audio.append(samples)
+        self._audio_len += len(samples)
+        limit = self.max_queue * self.samples_per_tick * 2
+        while self._audio_len - self._audio_head > limit and len(self._audio) > 1:
+            dropped = self._audio.popleft()
+            self._audio_len -= len(dropped)
+            self._audio_head = 0
+        self._audio_ready.set()
+
+    async def next_packet(self) -> Any:
+        """The next VP8 frame as an ``av.Packet`` (pts in ticks from this viewer's first).
+
+        Raises:
+            ConnectionError: the viewer was closed.
+        """
+        import av
+
+        while not self._video:
+            if self.closed:
+                raise ConnectionError("viewer closed")
+            self._video_ready.clear()
+            await self._video_ready.wait()
+        enc = self._video.popleft()
+        packet = av.Packet(enc.data)
+        packet.pts = enc.index - (self.first_index or 0)
+        packet.time_base = Fraction(1, self.fps)
+        self.video_sent += 1
+        return packet
+
+    async def next_audio(self) -> Any:
+        """The next 20 ms of audio as an ``av.AudioFrame`` (s16 mono, 48 kHz).
+
+        Raises:
+            ConnectionError: the viewer was closed.
+        """
+        import av
+
+        n = self.AUDIO_FRAME
+        while self._audio_len - self._audio_head < n:
+            if self.closed:
+                raise ConnectionError("viewer closed")
+            self._audio_ready.clear()
+            await self._audio_ready.wait()
+        out = np.empty(n, np.int16)
+        filled = 0
+        while filled < n:
+            head = self._audio[0]
+            take = min(n - filled, len(head) - self._audio_head)
+            out[filled: filled + take] = head[self._audio_head: self._audio_head + take]
+            filled += take
+            self._audio_head += take
+            if self._audio_head == len(head):
+                self._audio.popleft()
+                self._audio_len -= len(head)
+                self._audio_head = 0
+        frame = av.AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        frame.pts = self.audio_sent
+        frame.time_base = Fraction(1, self.sample_rate)
+        self.audio_sent += n
+        return frame
+
+    def close(self) -> None:
+        """Stop (idempotent); the encoder stops working when its last viewer left."""
+        if self.closed:
+            return
+        self.closed = True
+        self._video.clear()
+        self._audio.clear()
+        self._video_ready.set()
+        self._audio_ready.set()
+        self.encoder._remove(self)
+
+
+class SharedVideoEncoder:
+    """Encodes one persona's live stream once for all its viewers; ``async with``.
+
+    Subscribes to the stream only while it has viewers (no viewer: no ticks, no encoding).
+
+    Args:
+        stream: the persona's live stream.
+        settings: bitrate, speed, keyframe interval, idle cache, viewer queue.
+    """
+
+    def __init__(self, *, stream: LiveStream, settings: LiveSettings | None = None) -> None:
+        self.stream = stream
+        self.settings = settings or LiveSettings()
+        self.core = Vp8Core(size=stream.size, fps=stream.fps, settings=self.settings)
+        self._viewers: list[LiveViewer] = []
+        self._wanted = asyncio.Event()
+        self._want_key = True
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.ticks = 0
+
+    async def __aenter__(self) -> SharedVideoEncoder:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        require("av")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"live-{self.stream.persona}")
+        self._task = asyncio.create_task(self._run(), name=f"live:{self.stream.persona}:encode")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait([task])
+        for viewer in list(self._viewers):
+            viewer.close()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    @property
+    def viewers(self) -> int:
+        return len(self._viewers)
+
+    def add_viewer(self, name: str) -> LiveViewer:
+        """A new viewer; it gets packets from the next keyframe (asked for now)."""
+        viewer = LiveViewer(self, name, self.settings.viewer_queue)
+        self._viewers.append(viewer)
+        self.request_keyframe()
+        self._wanted.set()
+        return viewer
+
+    def request_keyframe(self) -> None:
+        self._want_key = True
+
+    def _remove(self, viewer: LiveViewer) -> None:
+        if viewer in self._viewers:
+            self._viewers.remove(viewer)
+        if not self._viewers:
+            self._wanted.clear()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        persona = self.stream.persona
+        while True:
+            await self._wanted.wait()
+            sub = self.stream.subscribe("webrtc", max_queue=self.settings.viewer_queue)
+            try:
+                async for tick in sub:
+                    if not self._viewers:
+                        break
+                    want_key, self._want_key = self._want_key, False
+                    try:
+                        data, keyframe, cached = await loop.run_in_executor(
+                            self._executor, self.core.encode, tick, want_key)
+                    except Exception:
+                        # A frame that fails to encode is lost; the next one starts afresh.
+                        logger.exception("live %s: frame %d failed to encode", persona,
+                                         tick.index)
+                        self.core.synced = False
+                        self._want_key = True
+                        data, keyframe, cached = None, False, False
+                    self.ticks += 1
+                    enc = EncodedTick(tick.index, data, keyframe, cached, tick.audio,
+                                      tick.released)
+                    for viewer in list(self._viewers):
+                        viewer._put(enc)
+            finally:
+                sub.close()
