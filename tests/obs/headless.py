@@ -52,7 +52,16 @@ BaseCY={height}
 OutputCX={width}
 OutputCY={height}
 FPSType=1
-FPSCommon=30
+FPSInt={fps}
+
+[Output]
+Mode=Simple
+
+[SimpleOutput]
+FilePath={recordings}
+RecFormat=mkv
+RecQuality=Small
+RecEncoder=x264
 
 [Audio]
 SampleRate=48000
@@ -69,18 +78,27 @@ class HeadlessObs:
         port: websocket port. OBS binds it on every IPv4 interface, so auth stays on.
         password: websocket password.
         width, height: canvas size.
+        fps: canvas frame rate.
+
+    Recordings (``StartRecord``) go to :attr:`recordings` as MKV.
     """
 
     def __init__(
-        self, *, home: Path, port: int, password: str, width: int = 1280, height: int = 720
+        self, *, home: Path, port: int, password: str, width: int = 1280, height: int = 720,
+        fps: int = 30,
     ) -> None:
         self.home = Path(home)
         self.port = port
         self.password = password
         self.width = width
         self.height = height
+        self.fps = fps
         self.proc: subprocess.Popen | None = None
         self._log: BinaryIO | None = None
+
+    @property
+    def recordings(self) -> Path:
+        return self.home / "recordings"
 
     @property
     def log_path(self) -> Path:
@@ -95,7 +113,9 @@ class HeadlessObs:
         )
         basic = cfg / "basic" / "profiles" / "vstage" / "basic.ini"
         if not basic.exists():
-            basic.write_text(_BASIC_INI.format(width=self.width, height=self.height))
+            self.recordings.mkdir(parents=True, exist_ok=True)
+            basic.write_text(_BASIC_INI.format(width=self.width, height=self.height,
+                                               fps=self.fps, recordings=self.recordings))
 
     def start(self, timeout: float = 30.0) -> None:
         """Start OBS (if not running) and wait until the websocket port answers."""
