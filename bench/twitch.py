@@ -27,7 +27,7 @@ from bots.adapters.twitch.chat import LIMITS, RateLimiter  # noqa: E402
 from bots.adapters.twitch.events import EventMapper, PersonaTrigger  # noqa: E402
 from bots.events import Decision  # noqa: E402
 from bots.orchestrator.orchestrator import Orchestrator  # noqa: E402
-from tests.orchestrator.fakes import FakePerformer, FakeStage, persona  # noqa: E402
+from tests.orchestrator.fakes import FakePipeline, FakeStage, persona  # noqa: E402
 from tests.standins.twitch import CLIENT_ID, TwitchStandIn  # noqa: E402
 from tests.twitch.helpers import chat_event, until  # noqa: E402
 
@@ -131,7 +131,7 @@ async def main(quick: bool) -> dict:
             personas = {"mika": persona("mika", tmp, queue={"max_length": 200})}
             orch = Orchestrator(personas=personas, stages=[FakeStage()],
                                 default_persona="mika", adapters=[adapter],
-                                performer=FakePerformer(clips=1, work_s=0.001))
+                                pipeline=FakePipeline(clips=1, work_s=0.001))
             sink = CountingSink(orch)
             adapter.bind(sink)
             async with adapter:

@@ -56,8 +56,7 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO)
     tts = PiperTTS(settings=VoiceSettings())
     adapter = DiscordAdapter(settings=DiscordSettings(guild_ids=args.guild,
-                                                      language=args.language),
-                             synthesize=tts.synthesize)
+                                                      language=args.language))
     adapter.bind(EchoSink(adapter, tts))
     async with adapter:
         print("ready: join a voice channel and type /join (Ctrl-C to stop)", flush=True)

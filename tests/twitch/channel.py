@@ -12,7 +12,7 @@ from bots.adapters.twitch.auth import BROADCASTER_SCOPES, TokenManager, TokenSto
 from bots.adapters.twitch.events import EventMapper, PersonaTrigger
 from bots.events import Event
 from bots.orchestrator.orchestrator import Orchestrator
-from tests.orchestrator.fakes import FakePerformer, FakeStage, persona
+from tests.orchestrator.fakes import FakePipeline, FakeStage, persona
 from tests.standins.twitch import BOT_ID, BROADCASTER_ID, CLIENT_ID, TwitchStandIn
 
 QUICK = {"queue": {"user_cooldown_s": 0, "duplicate_window_s": 0, "max_length": 10_000}}
@@ -42,11 +42,11 @@ async def channel_adapter(twitch: TwitchStandIn, tmp_path: Path, *, broadcaster:
                          broadcaster_id=BROADCASTER_ID, bot_is_mod=True)
 
 
-def orchestrator(adapter: TwitchAdapter, tmp_path: Path, perf: FakePerformer | None = None,
+def orchestrator(adapter: TwitchAdapter, tmp_path: Path, perf: FakePipeline | None = None,
                  stage: FakeStage | None = None) -> Orchestrator:
     personas = {"mika": persona("mika", tmp_path, **QUICK)}
     return Orchestrator(personas=personas, stages=[stage or FakeStage()], default_persona="mika",
-                        adapters=[adapter], performer=perf or FakePerformer(clips=1, work_s=0))
+                        adapters=[adapter], pipeline=perf or FakePipeline(clips=1, work_s=0))
 
 
 def record_submits(orch: Orchestrator) -> list[Event]:

@@ -10,7 +10,7 @@ from bots.adapters.twitch.adapter import TwitchAdapter
 from bots.adapters.twitch.auth import TokenManager, TokenStore, device_login
 from bots.adapters.twitch.events import EventMapper, PersonaTrigger
 from bots.orchestrator.orchestrator import Orchestrator
-from tests.orchestrator.fakes import FakePerformer, FakeStage, persona
+from tests.orchestrator.fakes import FakePipeline, FakeStage, persona
 from tests.standins.twitch import BOT_ID, CLIENT_ID
 from tests.twitch.helpers import chat_event, fixture, until
 
@@ -35,12 +35,12 @@ async def adapter(tmp_path, twitch):
 async def run(adapter, tmp_path, perf=None, **persona_kw):
     personas = {"mika": persona("mika", tmp_path, **{**QUICK, **persona_kw})}
     orch = Orchestrator(personas=personas, stages=[FakeStage()], default_persona="mika",
-                        adapters=[adapter], performer=perf or FakePerformer(clips=1, work_s=0))
+                        adapters=[adapter], pipeline=perf or FakePipeline(clips=1, work_s=0))
     return orch
 
 
 async def test_chat_message_is_answered_as_a_reply(adapter, twitch, tmp_path):
-    long_perf = FakePerformer(  # 12 sentences: more than 500 characters
+    long_perf = FakePipeline(  # 12 sentences: more than 500 characters
         clips=12, work_s=0, line="Once upon a time a dragon guarded a mountain of snacks.")
     async with await run(adapter, tmp_path, long_perf), adapter:
         assert twitch.has_subscription("channel.chat.message")
@@ -69,7 +69,7 @@ async def test_redemptions_fulfilled_or_cancelled(adapter, twitch, tmp_path):
 
 
 async def test_reconnect_mid_burst_loses_and_duplicates_nothing(adapter, twitch, tmp_path):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     async with await run(adapter, tmp_path, perf), adapter:
         ids = []
         for i in range(60):
@@ -96,7 +96,7 @@ async def test_reconnect_mid_burst_loses_and_duplicates_nothing(adapter, twitch,
 
 
 async def test_malformed_and_unknown_payloads_are_skipped(adapter, twitch, tmp_path, caplog):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     async with await run(adapter, tmp_path, perf), adapter:
         await twitch.send_raw("{not json")
         await twitch.send_raw('{"metadata": {"message_type": "mystery"}, "payload": {}}')

@@ -18,7 +18,7 @@ from bots.adapters.twitch.setup import broadcaster_token_store, build_adapter, t
 from bots.cli import _twitch_login, build_parser
 from bots.config import load_config
 from bots.orchestrator.orchestrator import Orchestrator
-from tests.orchestrator.fakes import FakePerformer, FakeStage, persona
+from tests.orchestrator.fakes import FakePipeline, FakeStage, persona
 from tests.standins.twitch import BOT_ID, BROADCASTER_ID, CLIENT_ID
 from tests.twitch.helpers import chat_event, fixture, until
 
@@ -45,7 +45,7 @@ def _mapper() -> EventMapper:
 def _orchestrator(adapter, tmp_path, perf=None) -> Orchestrator:
     personas = {"mika": persona("mika", tmp_path, **QUICK)}
     return Orchestrator(personas=personas, stages=[FakeStage()], default_persona="mika",
-                        adapters=[adapter], performer=perf or FakePerformer(clips=1, work_s=0))
+                        adapters=[adapter], pipeline=perf or FakePipeline(clips=1, work_s=0))
 
 
 async def test_broadcaster_token_for_channel_events_bot_token_for_chat(tmp_path, twitch):

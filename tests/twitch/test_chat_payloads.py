@@ -6,7 +6,7 @@ channels' messages."""
 from __future__ import annotations
 
 from bots.events import ChatMessage, Notice
-from tests.orchestrator.fakes import FakePerformer
+from tests.orchestrator.fakes import FakePipeline
 from tests.standins import twitch_payloads as tp
 from tests.twitch.channel import channel_adapter, orchestrator, record_submits
 from tests.twitch.helpers import until
@@ -16,7 +16,7 @@ OTHER = {"id": "55551111", "login": "friendchannel", "name": "FriendChannel"}
 
 
 async def test_reply_prefixed_ask_is_answered_as_a_reply(twitch, tmp_path):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     adapter = await channel_adapter(twitch, tmp_path)
     async with orchestrator(adapter, tmp_path, perf), adapter:
         parent = tp.chat_message("anyone know the next game?", user="ann")
@@ -30,7 +30,7 @@ async def test_reply_prefixed_ask_is_answered_as_a_reply(twitch, tmp_path):
 
 
 async def test_cheermotes_are_not_spoken_and_the_cheer_is_paid(twitch, tmp_path):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     adapter = await channel_adapter(twitch, tmp_path)
     orch = orchestrator(adapter, tmp_path, perf)
     seen = record_submits(orch)
@@ -44,7 +44,7 @@ async def test_cheermotes_are_not_spoken_and_the_cheer_is_paid(twitch, tmp_path)
 
 
 async def test_power_ups_and_bits_use_are_paid_and_answered_once(twitch, tmp_path):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     adapter = await channel_adapter(twitch, tmp_path)
     orch = orchestrator(adapter, tmp_path, perf)
     seen = record_submits(orch)
@@ -67,7 +67,7 @@ async def test_power_ups_and_bits_use_are_paid_and_answered_once(twitch, tmp_pat
 
 
 async def test_power_up_message_is_paid_without_the_broadcaster_login(twitch, tmp_path):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     adapter = await channel_adapter(twitch, tmp_path, broadcaster=False)
     orch = orchestrator(adapter, tmp_path, perf)
     seen = record_submits(orch)
@@ -122,7 +122,7 @@ async def test_chat_notifications_are_not_doubled_with_the_broadcaster_login(twi
 
 
 async def test_shared_chat_from_other_channels_is_ignored_by_default(twitch, tmp_path):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     adapter = await channel_adapter(twitch, tmp_path)
     async with orchestrator(adapter, tmp_path, perf), adapter:
         await twitch.notify(CHAT, tp.chat_message("!ask from the friend's chat", user="guest",
@@ -136,7 +136,7 @@ async def test_shared_chat_from_other_channels_is_ignored_by_default(twitch, tmp
 
 
 async def test_shared_chat_allowed_is_tagged_with_its_channel(twitch, tmp_path):
-    perf = FakePerformer(clips=1, work_s=0)
+    perf = FakePipeline(clips=1, work_s=0)
     adapter = await channel_adapter(twitch, tmp_path, shared_chat=True)
     orch = orchestrator(adapter, tmp_path, perf)
     seen = record_submits(orch)

@@ -4,7 +4,7 @@ on stage is cut. Real orchestrator; the fake performer's clips take time to play
 
 from __future__ import annotations
 
-from tests.orchestrator.fakes import FakePerformer, FakeStage
+from tests.orchestrator.fakes import FakePipeline, FakeStage
 from tests.standins import twitch_payloads as tp
 from tests.standins.twitch import CLIENT_ID
 from tests.standins.twitch_helix import REDEEM
@@ -14,8 +14,8 @@ from tests.twitch.helpers import until
 CHAT = "channel.chat.message"
 
 
-def _slow(clip_s: float = 0.5) -> FakePerformer:
-    return FakePerformer(clips=3, work_s=0.01, clip_s=clip_s)
+def _slow(clip_s: float = 0.5) -> FakePipeline:
+    return FakePipeline(clips=3, work_s=0.01, clip_s=clip_s)
 
 
 def _on_stage(stage: FakeStage, text: str) -> bool:

@@ -9,7 +9,7 @@ from bots.adapters.twitch.auth import device_login
 from bots.adapters.twitch.setup import build_adapter, keep_connected, token_store
 from bots.config import load_config
 from bots.orchestrator.orchestrator import Orchestrator
-from tests.orchestrator.fakes import FakePerformer, FakeStage, persona
+from tests.orchestrator.fakes import FakePipeline, FakeStage, persona
 from tests.standins.twitch import CLIENT_ID
 from tests.twitch.helpers import chat_event, until
 
@@ -43,7 +43,7 @@ async def test_app_built_adapter_answers_chat(config_copy, twitch, tmp_path):
     assert adapter is not None
     personas = {"mika": persona("mika", tmp_path)}
     async with Orchestrator(personas=personas, stages=[FakeStage()], default_persona="mika",
-                            adapters=[adapter], performer=FakePerformer(clips=1, work_s=0)):
+                            adapters=[adapter], pipeline=FakePipeline(clips=1, work_s=0)):
         task = asyncio.create_task(keep_connected(adapter))
         await until(lambda: twitch.has_subscription("channel.chat.message"))
         await twitch.notify("channel.chat.message", chat_event("!ask hi Mika", message_id="a1"))

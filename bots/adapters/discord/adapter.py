@@ -28,6 +28,7 @@ import numpy as np
 
 from avatar_engine.types import Performance
 from bots.adapters.base import EventSink
+from bots.adapters.discord.errors import platform_error
 from bots.adapters.discord.playback import ReplyAudio
 from bots.adapters.discord.receive import DaveStep, VoiceReceiver, make_sink
 from bots.adapters.discord.settings import DiscordSettings
@@ -100,6 +101,7 @@ class DiscordAdapter:
         self.sessions: dict[int, VoiceSession] = {}
         self.client: Any = None
         self._tasks: set[asyncio.Task] = set()
+        self._gateway: asyncio.Task | None = None
         self._voice_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._text_channels: dict[str, Any] = {}  # chat msg id -> channel to answer in
@@ -116,9 +118,24 @@ class DiscordAdapter:
         if not token:
             raise ConfigError("Discord needs a bot token: set DISCORD_TOKEN (see docs/discord.md)")
         self.client = build_client(self)
-        await self.client.login(token)
-        self._own(self.client.connect(reconnect=True), "discord:gateway")
+        try:
+            await self.client.login(token)
+        except Exception as e:  # a refused token is fatal, a 5xx or no network is not
+            await self.client.close()
+            raise platform_error(e) from e
+        self._gateway = self._own(self.client.connect(reconnect=True), "discord:gateway")
         return self
+
+    async def wait_closed(self) -> None:
+        """Until the gateway task ends on its own (the supervisor's watch): discord.py
+        reconnects inside it, so it ends only on what it cannot recover from, e.g. close
+        4014 (a missing privileged intent) or 4004 (a bad token), raised as PlatformError."""
+        gateway = self._gateway
+        if gateway is None:
+            return
+        await asyncio.wait([gateway])
+        if not gateway.cancelled() and (e := gateway.exception()) is not None:
+            raise platform_error(e) from e
 
     async def __aexit__(self, *exc: object) -> None:
         for guild_id in list(self.sessions):
