@@ -2,9 +2,10 @@
 
 Each tick is encoded once, on a thread of its own, as one frame twice the avatar's width: the
 left half its colour, the right half its alpha as grey (VP8 has no alpha; the page's WebGL
-puts it back). The packets fan out to every viewer (aiortc packs pre-encoded ``av.Packet``\\ s
-as they are). Keyframes come every ``keyframe_s`` and when a viewer joins or lagged (aiortc
-ignores picture-loss requests for pre-encoded packets, so the encoder decides).
+puts it back); its audio is encoded once too (Opus, 20 ms packets). The packets fan out to
+every viewer (aiortc packs pre-encoded ``av.Packet`` objects as they are), so a viewer costs
+only the packetising and encryption. Keyframes come every ``keyframe_s`` and when a viewer joins or
+lagged (aiortc ignores picture-loss requests for pre-encoded packets, so the encoder decides).
 
 Idle frames are cheap: the idle avatar shows few distinct pictures (breathing moves it by whole
 pixels, blinks close the eyes), and the stream marks each with an ``idle_key``. Encoded idle
@@ -44,13 +45,13 @@ _ALPHA_TO_LUMA = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
 @dataclass(frozen=True, slots=True, eq=False)
 class EncodedTick:
     """One tick as the viewers get it: the VP8 frame (None if the encoder made none) and the
-    tick's audio."""
+    tick's audio as Opus packets of 20 ms each, ``(first sample's offset in the tick, data)``."""
 
     index: int
     data: bytes | None = field(repr=False)
     keyframe: bool
     cached: bool  # replayed from the idle cache, not encoded now
-    audio: np.ndarray = field(repr=False)
+    audio: tuple[tuple[int, bytes], ...] = field(repr=False)
     released: float  # when the stream released the tick (time.monotonic())
 
 
@@ -213,14 +214,68 @@ class Vp8Core:
             self.since_key += 1
 
 
+class OpusCore:
+    """The persona's audio encoder: each tick's samples in, 20 ms Opus packets out, timed from
+    the tick; blocking, used from one thread at a time.
+
+    Args:
+        sample_rate: 48000 (Opus and WebRTC's rate).
+        bitrate: bits per second.
+    """
+
+    FRAME = 960  # 20 ms at 48 kHz: aiortc sends one packet per RTP packet
+
+    def __init__(self, *, sample_rate: int = 48000, bitrate: int = 64000) -> None:
+        self.sample_rate = sample_rate
+        self.bitrate = bitrate
+        self.codec: Any = None
+        self._pending = np.zeros(0, np.int16)  # samples not yet a whole packet
+        self._pending_at = 0  # stream sample index of _pending[0]
+        self.encode_s = 0.0
+
+    def encode(self, index: int, samples_per_tick: int,
+               audio: np.ndarray) -> tuple[tuple[int, bytes], ...]:
+        """Encode tick ``index``'s audio; returns ``(offset from the tick's first sample,
+        packet)`` for each whole 20 ms ready (a tick of 30 fps holds 1.67 packets: the rest
+        waits for the next tick)."""
+        import av
+
+        t0 = time.thread_time()
+        if self.codec is None:
+            codec = require("av").CodecContext.create("libopus", "w")
+            codec.sample_rate = self.sample_rate
+            codec.layout = "mono"
+            codec.format = "s16"
+            codec.bit_rate = self.bitrate
+            codec.options = {"application": "audio"}
+            self.codec = codec
+        start = index * samples_per_tick
+        if len(self._pending) == 0 or self._pending_at + len(self._pending) != start:
+            # A missed tick: the packets restart here (the decoder conceals the hole).
+            self._pending, self._pending_at = np.zeros(0, np.int16), start
+        samples = np.concatenate([self._pending, np.asarray(audio, np.int16).reshape(-1)])
+        out = []
+        n = self.FRAME
+        whole = len(samples) // n * n
+        for at in range(0, whole, n):
+            frame = av.AudioFrame.from_ndarray(samples[at: at + n].reshape(1, -1),
+                                               format="s16", layout="mono")
+            frame.sample_rate = self.sample_rate
+            frame.pts = self._pending_at + at
+            for packet in self.codec.encode(frame):
+                out.append((self._pending_at + at - start, bytes(packet)))
+        self._pending_at += whole
+        self._pending = samples[whole:]
+        self.encode_s += time.thread_time() - t0
+        return tuple(out)
+
+
 class LiveViewer:
     """What one WebRTC connection receives from its persona's encoder: VP8 packets and 20 ms
     audio frames, both timed from the same tick index. Starts at a keyframe.
 
     Made by :meth:`SharedVideoEncoder.add_viewer`; :meth:`close` when the connection ends.
     """
-
-    AUDIO_FRAME = 960  # 20 ms at 48 kHz: the Opus frame aiortc sends as one RTP packet
 
     def __init__(self, encoder: SharedVideoEncoder, name: str, max_queue: int) -> None:
         self.encoder = encoder
@@ -234,12 +289,10 @@ class LiveViewer:
         self.first_index: int | None = None
         self.last_index: int | None = None
         self.video_sent = 0
-        self.audio_sent = 0  # samples
+        self.audio_sent = 0  # packets
         self.lagged = 0
         self._video: deque[EncodedTick] = deque()
-        self._audio: deque[np.ndarray] = deque()
-        self._audio_len = 0
-        self._audio_head = 0  # samples of _audio[0] already sent
+        self._audio: deque[tuple[int, bytes]] = deque()  # (pts in samples, Opus packet)
         self._video_ready = asyncio.Event()
         self._audio_ready = asyncio.Event()
 
@@ -252,12 +305,16 @@ class LiveViewer:
             self.waiting_key = False
             if self.first_index is None:
                 self.first_index = enc.index
-        if self.last_index is not None and enc.index > self.last_index + 1:
-            # Ticks this viewer missed (the encoder lagged): silence keeps the audio's place.
-            self._add_audio(np.zeros((enc.index - self.last_index - 1) * self.samples_per_tick,
-                                     np.int16))
         self.last_index = enc.index
-        self._add_audio(enc.audio)
+        # Audio and video times both count from this viewer's first tick: in sync, and a
+        # missed tick leaves a hole in both, not a shift.
+        base = (enc.index - (self.first_index or 0)) * self.samples_per_tick
+        for offset, packet in enc.audio:
+            if len(self._audio) >= self.max_queue * 4:
+                self._audio.popleft()
+            self._audio.append((base + offset, packet))
+        if enc.audio:
+            self._audio_ready.set()
         if enc.data is not None:
             if len(self._video) >= self.max_queue:
                 # The connection does not keep up: drop what is queued, restart at a keyframe.
@@ -268,18 +325,6 @@ class LiveViewer:
                 return
             self._video.append(enc)
             self._video_ready.set()
-
-    def _add_audio(self, samples: np.ndarray) -> None:
-        if not len(samples):
-            return
-        self._audio.append(samples)
-        self._audio_len += len(samples)
-        limit = self.max_queue * self.samples_per_tick * 2
-        while self._audio_len - self._audio_head > limit and len(self._audio) > 1:
-            dropped = self._audio.popleft()
-            self._audio_len -= len(dropped)
-            self._audio_head = 0
-        self._audio_ready.set()
 
     async def next_packet(self) -> Any:
         """The next VP8 frame as an ``av.Packet`` (pts in ticks from this viewer's first).
@@ -302,37 +347,25 @@ class LiveViewer:
         return packet
 
     async def next_audio(self) -> Any:
-        """The next 20 ms of audio as an ``av.AudioFrame`` (s16 mono, 48 kHz).
+        """The next 20 ms of audio as an Opus ``av.Packet`` (pts in samples at 48 kHz from this
+        viewer's first tick).
 
         Raises:
             ConnectionError: the viewer was closed.
         """
         import av
 
-        n = self.AUDIO_FRAME
-        while self._audio_len - self._audio_head < n:
+        while not self._audio:
             if self.closed:
                 raise ConnectionError("viewer closed")
             self._audio_ready.clear()
             await self._audio_ready.wait()
-        out = np.empty(n, np.int16)
-        filled = 0
-        while filled < n:
-            head = self._audio[0]
-            take = min(n - filled, len(head) - self._audio_head)
-            out[filled: filled + take] = head[self._audio_head: self._audio_head + take]
-            filled += take
-            self._audio_head += take
-            if self._audio_head == len(head):
-                self._audio.popleft()
-                self._audio_len -= len(head)
-                self._audio_head = 0
-        frame = av.AudioFrame.from_ndarray(out.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = self.sample_rate
-        frame.pts = self.audio_sent
-        frame.time_base = Fraction(1, self.sample_rate)
-        self.audio_sent += n
-        return frame
+        pts, data = self._audio.popleft()
+        packet = av.Packet(data)
+        packet.pts = pts
+        packet.time_base = Fraction(1, self.sample_rate)
+        self.audio_sent += 1
+        return packet
 
     def close(self) -> None:
         """Stop (idempotent); the encoder stops working when its last viewer left."""
@@ -360,6 +393,7 @@ class SharedVideoEncoder:
         self.stream = stream
         self.settings = settings or LiveSettings()
         self.core = Vp8Core(size=stream.size, fps=stream.fps, settings=self.settings)
+        self.audio = OpusCore(sample_rate=stream.sample_rate)
         self._viewers: list[LiveViewer] = []
         self._wanted = asyncio.Event()
         self._want_key = True
@@ -412,6 +446,12 @@ class SharedVideoEncoder:
         if not self._viewers:
             self._wanted.clear()
 
+    def _encode(self, tick: LiveTick, want_key: bool) -> EncodedTick:
+        """Blocking (the encoder's thread): one tick's video and audio."""
+        data, keyframe, cached = self.core.encode(tick, want_key)
+        audio = self.audio.encode(tick.index, self.stream.samples_per_tick, tick.audio)
+        return EncodedTick(tick.index, data, keyframe, cached, audio, tick.released)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         persona = self.stream.persona
@@ -424,18 +464,16 @@ class SharedVideoEncoder:
                         break
                     want_key, self._want_key = self._want_key, False
                     try:
-                        data, keyframe, cached = await loop.run_in_executor(
-                            self._executor, self.core.encode, tick, want_key)
+                        enc = await loop.run_in_executor(self._executor, self._encode, tick,
+                                                         want_key)
                     except Exception:
-                        # A frame that fails to encode is lost; the next one starts afresh.
+                        # A tick that fails to encode is lost; the next one starts afresh.
                         logger.exception("live %s: frame %d failed to encode", persona,
                                          tick.index)
                         self.core.synced = False
                         self._want_key = True
-                        data, keyframe, cached = None, False, False
+                        continue
                     self.ticks += 1
-                    enc = EncodedTick(tick.index, data, keyframe, cached, tick.audio,
-                                      tick.released)
                     for viewer in list(self._viewers):
                         viewer._put(enc)
             finally:
