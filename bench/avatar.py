@@ -3,12 +3,14 @@ second on the CPU (Wav2Lip with random weights, 96x96 face crop, 512x512 output,
 size), the per-job overhead of the RabbitMQ pool over the local pool, and how long a job takes
 to finish elsewhere after its worker is killed.
 
-The RabbitMQ figure is for the real job: ``render_clip`` on a sentence voiced by Piper, the
-default sprite set and both encoders, through the local pool and through RabbitMQ (two
-``vstage worker`` processes) alternately in the same run. ``rabbitmq_overhead_ms`` is how much
-more a job costs remotely outside the render and encode themselves (each path's wall time minus
-the render + encode seconds measured where they ran), so the render's own noise on a busy
-machine does not drown the difference; the plain wall times are reported beside it.
+The RabbitMQ figure is for the real path: a sentence voiced by Piper and the default sprite set,
+performed by a ``LocalPerformer`` on the local pool and by a ``RemotePerformer`` (the
+``render_frames`` job on two ``vstage worker`` processes, frames sent back packed) alternately in
+the same run. ``rabbitmq_overhead_ms`` is how much more a sentence costs remotely outside the
+render itself (each path's wall time minus the render seconds measured where it ran; packing
+and unpacking the frames count as remote overhead), so the render's own noise on a busy
+machine does not drown the difference; the plain wall times and the bytes each way are
+reported beside it.
 
 Usage: ``python bench/avatar.py [--quick] [--no-rabbit | --rabbit-only] [--pairs N]``. Prints
 a table and writes ``bench/results/avatar.json``. The RabbitMQ part starts a private broker (as
@@ -36,7 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)  # the repo, not bench/
 
-from avatar_engine.clips.encode import encode_clip  # noqa: E402
+from avatar_engine.performer import LocalPerformer, RemotePerformer  # noqa: E402
+from avatar_engine.performer.codec import unpack_frames  # noqa: E402
 from avatar_engine.renderers.base import Renderer  # noqa: E402
 from avatar_engine.renderers.sprite import SpriteRenderer  # noqa: E402
 from avatar_engine.renderers.spriteset import SpriteSet  # noqa: E402
@@ -46,8 +49,7 @@ from avatar_engine.types import Speech  # noqa: E402
 from avatar_engine.workers.jobs import (  # noqa: E402
     avatar_payload,
     cached_renderer,
-    render_clip,
-    save_clip,
+    render_frames,
 )
 from avatar_engine.workers.pool import LocalRenderPool  # noqa: E402
 from avatar_engine.workers.rabbit import RabbitRenderPool  # noqa: E402
@@ -134,50 +136,57 @@ def bench_speech() -> tuple[Speech, str]:
     return Speech(text, sp.audio, sp.sample_rate, synthetic_phonemes(3.7)), "synthetic"
 
 
-def render_here(
-    renderer: Renderer, sp: Speech, out_base: Path, start: int, formats: tuple[str, ...]
-) -> float:
-    """The local pool's render job, as the reply pipeline runs it: render, then encode straight
-    into the clips folder. Returns the seconds spent rendering and encoding."""
-    t0 = time.perf_counter()
-    frames = renderer.render(sp, start_frame=start)
-    encode_clip(frames=frames, audio=sp.audio, sample_rate=sp.sample_rate, fps=renderer.fps,
-                out_base=out_base, formats=formats)
-    return time.perf_counter() - t0
+class TimedRenderer:
+    """The local renderer, noting the seconds its last ``render`` took (the local path's own
+    work, to subtract from its wall time as the worker's ``render_s`` is from the remote one)."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+        self.fps, self.size, self.device = renderer.fps, renderer.size, renderer.device
+        self.last_s = 0.0
+
+    def render(self, sp: Speech, *, start_frame: int = 0) -> torch.Tensor:
+        t0 = time.perf_counter()
+        frames = self.renderer.render(sp, start_frame=start_frame)
+        self.last_s = time.perf_counter() - t0
+        return frames
+
+    def idle(self, n_frames: int, *, start_frame: int = 0) -> torch.Tensor:
+        return self.renderer.idle(n_frames, start_frame=start_frame)
 
 
-async def bench_render_jobs(local: LocalRenderPool, pool: RabbitRenderPool, pairs: int,
-                            clips: Path) -> dict[str, float | int | str]:
-    """The real ``render_clip`` job through the local pool and through RabbitMQ, alternately.
+async def bench_render_jobs(local: LocalRenderPool, pool: RabbitRenderPool, pairs: int
+                            ) -> dict[str, float | int | str]:
+    """One sentence performed through the local pool and through RabbitMQ, alternately.
 
-    Both paths are timed the way the pipeline feels them: local = render + encode into the
-    clips folder in a pool thread; remote = ``render_clip`` on a worker + ``save_clip`` here.
-    Each path's *overhead* is its wall time minus the seconds spent rendering and encoding
-    (measured where that happens), which removes the render's own noise from the comparison.
+    Both paths are timed the way the pipeline feels them: ``performer.perform`` until the
+    :class:`~avatar_engine.types.Performance` (frames on the CPU here) is in hand. Each
+    path's *overhead* is its wall time minus the seconds spent rendering (measured where that
+    happens; packing and unpacking count as overhead), which removes the render's own noise from the
+    comparison.
     """
     sp, source = bench_speech()
     avatar = AvatarSettings(sprites=ROOT / "config" / "avatars" / "default", device="cpu")
     payload = avatar_payload(avatar)
-    renderer = cached_renderer(avatar)
-    formats = ("webm", "mp4")
+    renderer = TimedRenderer(cached_renderer(avatar))
+    here = LocalPerformer(persona="bench", renderer=renderer, pool=local)  # type: ignore[arg-type]
+    there = RemotePerformer(persona="bench", renderer=renderer,  # type: ignore[arg-type]
+                            avatar=avatar, pool=pool)
     walls: dict[str, list[float]] = {"local": [], "rabbit": []}
     overheads: dict[str, list[float]] = {"local": [], "rabbit": []}
-    result_bytes = 0
+    packs: list[float] = []
 
     async def run_local(i: int) -> tuple[float, float]:
         t0 = time.perf_counter()
-        work = await local.run("bench", render_here, renderer, sp, clips / f"local-{i:03d}",
-                               40 * i, formats)
-        return time.perf_counter() - t0, work
+        await here.perform(sp, reply_id="local", index=i)
+        return time.perf_counter() - t0, renderer.last_s
 
     async def run_rabbit(i: int) -> tuple[float, float]:
-        nonlocal result_bytes
+        work, pack = there.render_s, there.pack_s
         t0 = time.perf_counter()
-        rendered = await pool.run("bench", render_clip, payload, formats, sp, "remote", i, 40 * i)
-        await asyncio.to_thread(save_clip, rendered, clips_dir=clips, reply_id="remote",
-                                index=i, text=sp.text)
-        result_bytes = sum(len(f.data) for f in rendered.files)
-        return time.perf_counter() - t0, rendered.work_s
+        await there.perform(sp, reply_id="remote", index=i)
+        packs.append(there.pack_s - pack)
+        return time.perf_counter() - t0, there.render_s - work
 
     for i in range(2):  # warm-up: the worker loads its renderer, both sides warm their caches
         await run_local(i)
@@ -190,6 +199,12 @@ async def bench_render_jobs(local: LocalRenderPool, pool: RabbitRenderPool, pair
             overheads[name].append(wall - work)
     med = {k: statistics.median(v) for k, v in walls.items()}
     over = {k: statistics.median(v) for k, v in overheads.items()}
+    answer = await asyncio.to_thread(render_frames, payload, sp, 0)  # what a worker sends back
+    unpacks = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        unpack_frames(answer.frames)
+        unpacks.append(time.perf_counter() - t0)
     return {
         "rabbitmq_overhead_ms": round(1e3 * (over["rabbit"] - over["local"]), 2),
         "render_job_local_overhead_ms": round(1e3 * over["local"], 2),
@@ -197,12 +212,18 @@ async def bench_render_jobs(local: LocalRenderPool, pool: RabbitRenderPool, pair
         "render_job_local_ms": round(1e3 * med["local"], 1),
         "render_job_rabbit_ms": round(1e3 * med["rabbit"], 1),
         "render_job_wall_diff_ms": round(1e3 * (med["rabbit"] - med["local"]), 1),
+        "render_job": "render_frames",
         "render_job_pairs": pairs,
         "render_job_speech": source,
         "render_job_speech_s": round(sp.duration, 2),
+        "render_job_frames": answer.n_frames,
         "render_job_request_bytes": len(pickle.dumps(
-            (payload, formats, sp, "remote", 0, 0), protocol=pickle.HIGHEST_PROTOCOL)),
-        "render_job_result_bytes": result_bytes,
+            (payload, sp, 0), protocol=pickle.HIGHEST_PROTOCOL)),
+        "render_job_result_bytes": len(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)),
+        "render_job_raw_frame_bytes": answer.frames.raw_bytes,
+        "render_job_local_bytes": 0,  # the local path hands the array over in memory
+        "render_job_pack_ms": round(1e3 * statistics.median(packs), 1),
+        "render_job_unpack_ms": round(1e3 * statistics.median(unpacks), 1),
     }
 
 
@@ -218,7 +239,7 @@ async def bench_rabbit(jobs: int, pairs: int) -> dict[str, float | int | str]:
     workers: list[Worker] = []
     try:
         queue = "bench.render"
-        # `vstage worker` processes: they serve render_clip (and the built-in echo jobs).
+        # `vstage worker` processes: they serve render_frames (and the built-in echo jobs).
         workers = [Worker(broker.url, queue, root / f"w{i}.log", cli=True) for i in range(2)]
 
         async def per_job(pool) -> float:
@@ -235,7 +256,7 @@ async def bench_rabbit(jobs: int, pairs: int) -> dict[str, float | int | str]:
             LocalRenderPool(workers=1) as local,
             RabbitRenderPool(url=broker.url, queue=queue) as pool,
         ):
-            out = await bench_render_jobs(local, pool, pairs, root / "clips")
+            out = await bench_render_jobs(local, pool, pairs)
             local_s = await per_job(local)
             rabbit_s = await per_job(pool)
 
@@ -264,16 +285,19 @@ async def bench_rabbit(jobs: int, pairs: int) -> dict[str, float | int | str]:
 
 def print_rabbit(r: dict) -> None:
     """The RabbitMQ figures as a table."""
-    print(f"  render_clip, {r['render_job_speech']} sentence of {r['render_job_speech_s']} s "
-          f"({r['render_job_request_bytes'] / 1e3:.0f} kB up, "
-          f"{r['render_job_result_bytes'] / 1e3:.0f} kB back), median of "
-          f"{r['render_job_pairs']} pairs:")
-    print(f"    {'path':<10}{'wall ms':>10}{'overhead ms':>14}")
+    print(f"  render_frames, {r['render_job_speech']} sentence of {r['render_job_speech_s']} s "
+          f"({r['render_job_frames']} frames, {r['render_job_raw_frame_bytes'] / 1e6:.1f} MB "
+          f"raw), median of {r['render_job_pairs']} pairs:")
+    print(f"    {'path':<10}{'wall ms':>10}{'overhead ms':>14}{'kB up':>10}{'kB back':>10}")
     print(f"    {'local':<10}{r['render_job_local_ms']:>10.1f}"
-          f"{r['render_job_local_overhead_ms']:>14.2f}")
+          f"{r['render_job_local_overhead_ms']:>14.2f}{0:>10}{0:>10}")
     print(f"    {'rabbitmq':<10}{r['render_job_rabbit_ms']:>10.1f}"
-          f"{r['render_job_rabbit_overhead_ms']:>14.2f}")
-    print(f"    rabbitmq_overhead_ms (remote - local, outside render+encode): "
+          f"{r['render_job_rabbit_overhead_ms']:>14.2f}"
+          f"{r['render_job_request_bytes'] / 1e3:>10.0f}"
+          f"{r['render_job_result_bytes'] / 1e3:>10.0f}")
+    print(f"    of which packing {r['render_job_pack_ms']:.1f} ms on the worker, unpacking "
+          f"{r['render_job_unpack_ms']:.1f} ms here")
+    print(f"    rabbitmq_overhead_ms (remote - local, outside the render): "
           f"{r['rabbitmq_overhead_ms']:.2f}   (wall difference {r['render_job_wall_diff_ms']:.1f})")
     print(f"  echo job: rabbitmq {r['echo_rabbitmq_ms']:.2f} ms vs local "
           f"{r['echo_local_ms']:.2f} ms -> {r['echo_overhead_ms']:.2f} ms")

@@ -64,7 +64,9 @@ class RemotePerformer:
         self.pool = pool
         self._avatar: dict[str, Any] = avatar_payload(avatar)
         self._clock = OrderedClock(start=start_frame)
-        self.render_s = 0.0  # seconds workers spent rendering, all jobs together
+        # Seconds workers spent rendering and packing, all jobs together (for benchmarks).
+        self.render_s = 0.0
+        self.pack_s = 0.0
 
     @property
     def fps(self) -> int:
@@ -83,6 +85,7 @@ class RemotePerformer:
             rendered: RenderedFrames = await self.pool.run(
                 self.persona, self.job, self._avatar, speech, start)
             self.render_s += rendered.render_s
+            self.pack_s += rendered.pack_s
             if rendered.fps != self.fps:
                 raise ProviderError(
                     f"{self.persona}: the worker renders at {rendered.fps} fps, this process "
