@@ -118,6 +118,9 @@ class StudioServer:
         self._idle: dict[str, dict[str, str]] = {}
         self._live = live
         self._degraded = False
+        # Which personas each connected page plays from clip files (the fallback player):
+        # the clip recorder encodes only while some page needs clips.
+        self._clip_pages: dict[int, frozenset[str]] = {}
         self._runner: web.AppRunner | None = None
         self._sends: set[asyncio.Task] = set()
         self.app = self._build_app()
@@ -178,6 +181,11 @@ class StudioServer:
     def set_live(self, answer: LiveAnswer | None) -> None:
         """Answer ``POST /api/live/offer`` with ``answer`` (None: live streaming is off, 503)."""
         self._live = answer
+
+    def clips_wanted(self) -> bool:
+        """Whether a connected page plays some persona from clip files right now (no WebRTC,
+        live streaming off or failing, ``&mode=clips``): the clip recorder's ``needed``."""
+        return any(self._clip_pages.values())
 
     # ------------------------------------------------------------------ Stage interface
 
@@ -414,10 +422,26 @@ class StudioServer:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.ERROR:
-                    break  # pages only listen; anything they send is ignored
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    self._page_said(id(ws), msg.data)
         finally:
             self._sockets.discard(ws)
+            self._clip_pages.pop(id(ws), None)
         return ws
+
+    def _page_said(self, page: int, data: str) -> None:
+        """Pages only tell which personas they play from clips; anything else is ignored."""
+        if len(data) > 4096:
+            return
+        try:
+            msg = json.loads(data)
+        except (json.JSONDecodeError, RecursionError):
+            return
+        if isinstance(msg, dict) and msg.get("type") == "clips" and isinstance(
+                msg.get("personas"), list):
+            self._clip_pages[page] = frozenset(
+                p for p in msg["personas"] if isinstance(p, str) and p in self._personas)
 
     def _sent(self, task: asyncio.Task) -> None:
         self._sends.discard(task)

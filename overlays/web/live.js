@@ -453,6 +453,31 @@
       if (this.series.length > SERIES_KEPT) this.series.shift();
     }
 
+    // The receiver's own figures (WebRTC getStats): jitter buffers, decoded, dropped, concealed.
+    async stats() {
+      if (!this.pc) return null;
+      const out = {};
+      const report = await this.pc.getStats();
+      report.forEach((r) => {
+        if (r.type !== "inbound-rtp") return;
+        const jb = r.jitterBufferEmittedCount
+          ? (1000 * r.jitterBufferDelay) / r.jitterBufferEmittedCount : null;
+        const target = r.jitterBufferEmittedCount && r.jitterBufferTargetDelay
+          ? (1000 * r.jitterBufferTargetDelay) / r.jitterBufferEmittedCount : null;
+        out[r.kind] = {
+          jitterBufferMs: jb, targetDelayMs: target, packetsLost: r.packetsLost,
+          packetsReceived: r.packetsReceived, framesDecoded: r.framesDecoded,
+          framesDropped: r.framesDropped, keyFramesDecoded: r.keyFramesDecoded,
+          freezeCount: r.freezeCount, totalFreezesDuration: r.totalFreezesDuration,
+          concealedSamples: r.concealedSamples, totalSamplesReceived: r.totalSamplesReceived,
+          insertedSamplesForDeceleration: r.insertedSamplesForDeceleration,
+          removedSamplesForAcceleration: r.removedSamplesForAcceleration,
+          codec: r.codecId,
+        };
+      });
+      return out;
+    }
+
     // Drop the connection and connect again (what a page reload or a network blip does).
     reconnect() {
       this._lost("reconnect asked");
@@ -477,6 +502,8 @@
   //   __live.marks               page events [{at, type, reply_id, ...}] (performed,
   //                              reply_cancelled, ... as received over the websocket)
   //   __live.reconnect(p)        drop and redo the WebRTC connection
+  //   __live.stats(p)            (async) the receiver's getStats per kind: jitter buffer ms,
+  //                              frames decoded/dropped, freezes, concealed audio samples
   const hooks = {
     players,
     marks: [],
@@ -489,6 +516,7 @@
     setProbe: (p, box) => players[p] && players[p].probe.setBox(box),
     events: (p) => (players[p] ? players[p].events : []),
     reconnect: (p) => players[p] && players[p].reconnect(),
+    stats: (p) => (players[p] ? players[p].stats() : null),
     painter: (p) => (players[p] ? players[p].painter.kind : null),
     measure: (on) => { measuring = !!on; },
     video: (p) => {
@@ -514,17 +542,20 @@
       this.idleUrls = null;
       this.onNotice = onNotice || (() => {});
       this.mode = live ? "live" : "clips";
+      window.vstage.setClipMode(id, !live);
       this.live = null;
       if (live) {
         this.clips.suspend();
         this.live = new LivePlayer(this.slot, id, {
           onLive: (was) => {
             this.mode = "live";
+            window.vstage.setClipMode(id, false);
             this.clips.suspend();
             if (was === "fallback") this.onNotice(id, "live stream is back", "info");
           },
           onFallback: (reason) => {
             this.mode = "clips";
+            window.vstage.setClipMode(id, true);
             this.clips.resume();
             if (this.idleUrls) this.clips.setIdle(this.idleUrls);
             this.onNotice(id, `live stream unavailable: ${reason}; playing clips`, "warn");

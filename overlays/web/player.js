@@ -225,13 +225,31 @@
     }
   }
 
+  // Personas this page plays from clip files: told to the server (on every connect and when
+  // it changes) so clips are encoded only while some page needs them.
+  const clipPersonas = new Set();
+  let socket = null;
+  function tellClips() {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "clips", personas: [...clipPersonas] }));
+    }
+  }
+  function setClipMode(persona, on) {
+    const had = clipPersonas.has(persona);
+    if (on) clipPersonas.add(persona);
+    else clipPersonas.delete(persona);
+    if (had !== on) tellClips();
+  }
+
   function connect(handlers) {
     let backoff = 500;
     function open() {
       const proto = location.protocol === "https:" ? "wss" : "ws";
       const ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(token)}`);
+      socket = ws;
       ws.onopen = () => {
         backoff = 500;
+        tellClips();
         handlers.onOpen && handlers.onOpen();
       };
       ws.onmessage = (ev) => {
@@ -369,5 +387,5 @@
   }
 
   window.vstage = { AvatarPlayer, mountPlayer, appendLine, SpokenLines, SpeechClock, connect,
-                    api, token, onlyPersona };
+                    api, token, onlyPersona, setClipMode };
 })();

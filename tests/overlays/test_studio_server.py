@@ -276,3 +276,30 @@ async def test_a_failing_live_answer_is_500_and_the_studio_goes_on(studio):
             assert r.status == 500 and "could not answer" in (await r.json())["error"]
         async with s.post(url(studio, "/api/chat"), json={"text": "still here"}) as r:
             assert r.status == 202
+
+
+async def test_pages_say_when_they_need_clip_files(studio):
+    import asyncio
+
+    async def settles(want: bool) -> None:
+        for _ in range(100):
+            if studio.clips_wanted() is want:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"clips_wanted() stayed {not want}")
+
+    assert studio.clips_wanted() is False
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(url(studio, f"/ws?token={TOKEN}")) as ws:
+            await ws.send_str('{"type": "clips", "personas": ["zed", 5]}')  # unknown: ignored
+            await ws.send_str("not json")
+            await ws.send_str("[" * 5000)
+            await asyncio.sleep(0.1)
+            assert studio.clips_wanted() is False
+            await ws.send_json({"type": "clips", "personas": ["mika"]})  # a page in fallback
+            await settles(True)
+            await ws.send_json({"type": "clips", "personas": []})  # back on the live stream
+            await settles(False)
+            await ws.send_json({"type": "clips", "personas": ["mika"]})
+            await settles(True)
+        await settles(False)  # the page went away
