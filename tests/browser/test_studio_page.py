@@ -16,11 +16,40 @@ from tests.browser.conftest import TOKEN
 pytestmark = [pytest.mark.browser, pytest.mark.models]
 
 
-def test_viewer_message_plays_clips_with_subtitles(demo, browser, artifacts):
+def test_viewer_message_is_heard_on_the_live_stream(demo, browser, artifacts):
     page = browser.new_page(viewport={"width": 1100, "height": 700})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{demo}/studio?token={TOKEN}")
+    page.wait_for_selector("#status.online", timeout=15_000)
+    # Idle: the live stream plays before anyone talks.
+    page.wait_for_function("() => window.__live && __live.framesDrawn('mika') > 25",
+                           timeout=30_000)
+    assert page.evaluate("() => __live.state('mika')") == "live"
+    since = page.evaluate("() => __live.now()")
+    page.fill("#user", "ann")
+    page.fill("#text", "Hi Mika, what are you playing today?")
+    page.click("#send")
+    page.wait_for_selector("#chat-log li.viewer", timeout=10_000)
+    # The first sentence is heard: the voice sounds in the page and its subtitle shows.
+    page.wait_for_function(
+        "(since) => __live.series('mika', since).filter(r => r.rms > 0.02).length >= 5",
+        arg=since, timeout=90_000)
+    subtitle = page.inner_text("[data-persona=mika] .subtitle").strip()
+    assert subtitle
+    page.screenshot(path=str(artifacts / "studio-live.png"))
+    page.wait_for_selector("#chat-log li.persona", timeout=30_000)
+    reply = page.inner_text("#chat-log li.persona span")
+    assert subtitle in reply or reply.strip().startswith(subtitle[:10])
+    assert not errors, errors
+
+
+def test_viewer_message_plays_clips_with_subtitles(demo, browser, artifacts):
+    """The clip player (the fallback of a page without WebRTC), asked for with mode=clips."""
+    page = browser.new_page(viewport={"width": 1100, "height": 700})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{demo}/studio?token={TOKEN}&mode=clips")
     page.wait_for_selector("#status.online", timeout=15_000)
     # Idle: the loop plays before anyone talks.
     page.wait_for_function(
