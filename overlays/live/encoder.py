@@ -299,32 +299,35 @@ class LiveViewer:
     def _put(self, enc: EncodedTick) -> None:
         if self.closed:
             return
-        if self.waiting_key:
+        if self.first_index is None:  # the viewer starts at a keyframe, audio with it
             if enc.data is None or not enc.keyframe:
                 return
+            self.first_index = enc.index
             self.waiting_key = False
-            if self.first_index is None:
-                self.first_index = enc.index
         self.last_index = enc.index
         # Audio and video times both count from this viewer's first tick: in sync, and a
         # missed tick leaves a hole in both, not a shift.
-        base = (enc.index - (self.first_index or 0)) * self.samples_per_tick
+        base = (enc.index - self.first_index) * self.samples_per_tick
         for offset, packet in enc.audio:
             if len(self._audio) >= self.max_queue * 4:
                 self._audio.popleft()
             self._audio.append((base + offset, packet))
         if enc.audio:
             self._audio_ready.set()
-        if enc.data is not None:
-            if len(self._video) >= self.max_queue:
-                # The connection does not keep up: drop what is queued, restart at a keyframe.
-                self._video.clear()
-                self.lagged += 1
-                self.waiting_key = True
-                self.encoder.request_keyframe()
-                return
-            self._video.append(enc)
-            self._video_ready.set()
+        if enc.data is None:
+            return
+        if self.waiting_key and not enc.keyframe:
+            return
+        self.waiting_key = False
+        if len(self._video) >= self.max_queue:
+            # The connection does not keep up: drop what is queued, restart at a keyframe.
+            self._video.clear()
+            self.lagged += 1
+            self.waiting_key = True
+            self.encoder.request_keyframe()
+            return
+        self._video.append(enc)
+        self._video_ready.set()
 
     async def next_packet(self) -> Any:
         """The next VP8 frame as an ``av.Packet`` (pts in ticks from this viewer's first).
@@ -400,6 +403,7 @@ class SharedVideoEncoder:
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.ticks = 0
+        self.skipped = 0  # ticks whose picture was skipped to catch up
 
     async def __aenter__(self) -> SharedVideoEncoder:
         await self.start()
@@ -446,9 +450,10 @@ class SharedVideoEncoder:
         if not self._viewers:
             self._wanted.clear()
 
-    def _encode(self, tick: LiveTick, want_key: bool) -> EncodedTick:
-        """Blocking (the encoder's thread): one tick's video and audio."""
-        data, keyframe, cached = self.core.encode(tick, want_key)
+    def _encode(self, tick: LiveTick, want_key: bool, video: bool) -> EncodedTick:
+        """Blocking (the encoder's thread): one tick's audio, and its video if asked."""
+        data, keyframe, cached = (self.core.encode(tick, want_key) if video
+                                  else (None, False, False))
         audio = self.audio.encode(tick.index, self.stream.samples_per_tick, tick.audio)
         return EncodedTick(tick.index, data, keyframe, cached, audio, tick.released)
 
@@ -457,15 +462,24 @@ class SharedVideoEncoder:
         persona = self.stream.persona
         while True:
             await self._wanted.wait()
-            sub = self.stream.subscribe("webrtc", max_queue=self.settings.viewer_queue)
+            # A long queue: audio is never lost; video catches up by skipping frames.
+            sub = self.stream.subscribe("webrtc", max_queue=5 * self.stream.fps)
             try:
                 async for tick in sub:
                     if not self._viewers:
                         break
-                    want_key, self._want_key = self._want_key, False
+                    # Behind (the thread was slower than real time): this tick's picture is
+                    # skipped so the next one is on time; latency never builds up. Its audio
+                    # is still encoded (cheap; a hole would be heard).
+                    video = sub.pending == 0
+                    if not video:
+                        self.skipped += 1
+                    want_key = self._want_key and video
+                    if want_key:
+                        self._want_key = False
                     try:
                         enc = await loop.run_in_executor(self._executor, self._encode, tick,
-                                                         want_key)
+                                                         want_key, video)
                     except Exception:
                         # A tick that fails to encode is lost; the next one starts afresh.
                         logger.exception("live %s: frame %d failed to encode", persona,

@@ -121,6 +121,11 @@ class LiveSubscription:
         self.received += 1
         self._ready.set()
 
+    @property
+    def pending(self) -> int:
+        """Ticks released but not yet taken: how far this consumer is behind."""
+        return len(self._items)
+
     def __aiter__(self) -> LiveSubscription:
         return self
 

@@ -137,3 +137,42 @@ async def test_no_viewer_no_work(live):
     ticks = stream.ticks
     await asyncio.sleep(0.3)
     assert stream.ticks - ticks <= 1
+
+
+async def test_speech_starts_and_stops_at_the_peer_within_a_few_frames(live):
+    """Push -> first speech frame decoded by the peer, and cancel -> last one: the stream,
+    encoder and WebRTC add no backlog (timed by frames, generous against a busy machine)."""
+    import time
+
+    stream, rtc = live
+    browser = Browser()
+    await browser.connect(rtc)
+    await browser.wait(video=10)
+    arrivals: list[tuple[float, bool]] = []
+
+    def is_red(frame) -> bool:
+        return frame.to_ndarray(format="rgb24")[H // 2, W // 8, 0] > 150
+
+    async def watch() -> None:
+        seen = len(browser.video)
+        while True:
+            while len(browser.video) > seen:
+                arrivals.append((time.monotonic(), is_red(browser.video[seen])))
+                seen += 1
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch(), name="test:watch")
+    await asyncio.sleep(0.3)
+    pushed = time.monotonic()
+    stream.push(performance(reply_id="long", seconds=10.0))
+    await eventually(lambda: sum(red for _, red in arrivals) >= 25)
+    cancelled = time.monotonic()
+    stream.cancel("long")
+    await asyncio.sleep(1.0)
+    watcher.cancel()
+    await browser.close()
+    first = next(t for t, red in arrivals if red)
+    last = max(t for t, red in arrivals if red)
+    assert first - pushed < 0.3, first - pushed
+    assert last - cancelled < 0.2, last - cancelled
+    assert not any(red for t, red in arrivals if t > cancelled + 0.3)
