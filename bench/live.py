@@ -44,7 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,9 +93,12 @@ TARGETS: dict[str, tuple[str, float]] = {
 }
 SHOWN = [
     "first_frame_on_stage_p50_s", "first_frame_on_stage_p95_s", "clip_first_play_p50_s",
-    "clip_first_play_p95_s", "live_speedup", "first_audio_on_stage_p50_s", "gap_ms_p95",
+    "clip_first_play_p95_s", "live_speedup", "first_audio_on_stage_p50_s",
+    "first_performed_p50_s", "on_air_p50_s", "on_air_to_first_frame_p50_s", "lead_in_p50_s",
+    "release_to_display_p50_s", "gap_ms_p95",
     "gap_ms_max", "frames_skipped", "obs_gap_ms_p95", "av_sync_ms_p95",
-    "stream_cpu_idle", "stream_cpu_no_viewer", "encode_ms_per_frame", "streams_per_core",
+    "stream_cpu_idle", "stream_cpu_no_viewer", "app_cpu_in_replies_p50",
+    "browser_cpu_in_replies_p50", "encode_ms_per_frame", "streams_per_core",
 ]
 
 
@@ -255,18 +260,47 @@ class _Wiring:
     streams: dict[str, Any] = field(default_factory=dict)
     rtc: Any = None
     wired_by: str = "bench"
+    # When each sentence went on air (the stream released its first tick), wall clock.
+    on_air: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=400))
+    # (reply id, sentence) -> seconds of rest mouth at the sentence's start.
+    lead_in: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    def watch(self) -> None:
+        for stream in self.streams.values():
+            stream.on_sentence(self._on_sentence)
+
+    def _on_sentence(self, change: Any) -> None:
+        if change.reply_id is not None:
+            wall = time.time() - (time.monotonic() - change.at)
+            self.on_air.append({"reply_id": change.reply_id, "sentence": change.sentence,
+                                "index": change.index, "wall": wall,
+                                "lead_in_s": self.lead_in.get((change.reply_id,
+                                                               change.sentence))})
+
+
+def lead_in_frames(frames: np.ndarray, box: Sequence[int], *, level: float = 4.0) -> int:
+    """Frames at the start of a sentence whose mouth region still looks like its first frame
+    (the rest mouth before the first sound): mean absolute change of that region."""
+    x, y, w, h = box
+    region = frames[:, y:y + h, x:x + w, :3].astype(np.int16)
+    for i in range(1, len(region)):
+        if float(np.abs(region[i] - region[0]).mean()) > level:
+            return i
+    return len(region)
 
 
 async def _serve(config_dir: Path, stats_path: Path) -> None:
     """Child process: the studio app with each persona's live stream; writes the stream's
     counters to ``stats_path`` twice a second."""
     import bots.app as app_module
+    from avatar_engine.renderers.spriteset import SpriteSet
     from bots.app import StudioApp
     from bots.config import load_config
     from overlays.live.settings import LiveSettings
     from overlays.live.stage import LiveStage
     from overlays.live.stream import LiveStream
     from overlays.live.webrtc import LiveRTC
+    from overlays.stage import Performed, StageEvent
 
     loaded: dict[str, Any] = {}
     load_personas = app_module.load_personas
@@ -302,8 +336,25 @@ async def _serve(config_dir: Path, stats_path: Path) -> None:
                     max_late_s=settings.max_late_s))
             wiring.rtc = await stack.enter_async_context(LiveRTC(wiring.streams,
                                                                  settings=settings))
-            app.bus.add_stage(LiveStage(wiring.streams))
+            boxes = {pid: p.renderer.sprites.mouth_box for pid, p in loaded.items()
+                     if isinstance(getattr(p.renderer, "sprites", None), SpriteSet)}
+
+            class LeadInStage(LiveStage):
+                """The live stage, noting how long each sentence keeps its rest mouth
+                before the first sound (to split the viewer's wait)."""
+
+                async def handle(self, event: StageEvent) -> None:
+                    if isinstance(event, Performed):
+                        perf = event.performance
+                        box = boxes.get(perf.persona)
+                        if box is not None:
+                            n = lead_in_frames(perf.frames, box)
+                            wiring.lead_in[(perf.reply_id, perf.index)] = n / perf.fps
+                    await super().handle(event)
+
+            app.bus.add_stage(LeadInStage(wiring.streams))
             app.server.set_live(wiring.rtc.answer)
+        wiring.watch()
         print(READY, json.dumps({"port": app.server.port, "wired_by": wiring.wired_by,
                                  "personas": list(loaded)}), flush=True)
         try:
@@ -329,7 +380,8 @@ def _write_stats(path: Path, wiring: _Wiring) -> None:
                              "encode_s": round(core.encode_s, 4)}
     stats = {"at": time.time(), "wired_by": wiring.wired_by, "streams": streams,
              "encoders": encoders,
-             "connections": wiring.rtc.connections if wiring.rtc is not None else None}
+             "connections": wiring.rtc.connections if wiring.rtc is not None else None,
+             "on_air": list(wiring.on_air)}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(stats))
     tmp.replace(path)
@@ -342,6 +394,32 @@ def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cpu_of(pids: Iterable[int]) -> float:
+    """CPU seconds of the processes still alive among ``pids``."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += proc_cpu_s(pid)
+    return total
 
 
 def pin_cores() -> list[int]:
@@ -399,19 +477,29 @@ class App:
         assert self.proc is not None
         return proc_cpu_s(self.proc.pid)
 
+    def browser_cpu_s(self) -> float:
+        """CPU seconds of the browser (every process this bench started but the app)."""
+        assert self.proc is not None
+        return cpu_of(p for p in descendants(os.getpid()) if p != self.proc.pid)
+
     def stats(self) -> dict[str, Any]:
         try:
             return json.loads(self.stats_path.read_text())
         except (OSError, ValueError):
             return {}
 
-    def chat(self, text: str, persona: str) -> str:
-        body = json.dumps({"text": text, "user": "bench_viewer", "persona": persona,
+    def chat(self, text: str, persona: str, user: str) -> str:
+        """Send a viewer's line; returns its trace id (the reply's id)."""
+        body = json.dumps({"text": text, "user": user, "persona": persona,
                            "role": "subscriber"}).encode()
         req = urllib.request.Request(self.url("api/chat"), data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())["trace_id"]
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())["trace_id"]
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"chat line {text!r} refused ({e.code}): "
+                               f"{e.read().decode(errors='replace')[:300]}") from e
 
     def traces(self, n: int = 100) -> list[dict[str, Any]]:
         with urllib.request.urlopen(self.url("api/traces", n=str(n)), timeout=30) as resp:
@@ -443,6 +531,11 @@ class ReplyFigures:
     av_lag_ms: float | None = None
     speaking_frames: int = 0
     stages: dict[str, float] = field(default_factory=dict)
+    on_air_s: float | None = None  # the stream released the reply's first tick
+    lead_in_s: float | None = None  # the first sentence's rest mouth before its first sound
+    performed_s: float | None = None  # the first sentence performed (trace first_clip)
+    app_cpu: float | None = None  # CPU share of the app while the reply was made and played
+    browser_cpu: float | None = None  # of the browser (both pages)
     note: str | None = None
 
 
@@ -494,12 +587,13 @@ def _open_pages(browser, app: App, persona: str, mouth_box: list[int], size: tup
 
 
 def _measure_reply(live, clips, app: App, persona: str, prompt: str, idle: IdleMouth, *,
-                   fps: int, timeout: float = 90.0) -> ReplyFigures:
+                   fps: int, user: str, timeout: float = 90.0) -> ReplyFigures:
     live_off, clip_off = _page_offset_ms(live), _page_offset_ms(clips)
     clip_origin = clips.evaluate("() => performance.timeOrigin")
     since_t = live.evaluate("() => __live.now()")
+    cpu0, bcpu0, t0 = app.cpu_s(), app.browser_cpu_s(), time.monotonic()
     sent = time.time() * 1000
-    reply_id = app.chat(prompt, persona)
+    reply_id = app.chat(prompt, persona, user)
     fig = ReplyFigures(prompt=prompt, reply_id=reply_id)
 
     def finished() -> bool:
@@ -525,6 +619,14 @@ def _measure_reply(live, clips, app: App, persona: str, prompt: str, idle: IdleM
     if not _wait(clips_done, timeout):
         fig.note = (fig.note or "") + " clip page did not finish the reply"
     time.sleep(0.8)  # the live page's last frames and audio (it played the reply first)
+    wall_s = time.monotonic() - t0
+    fig.app_cpu = cpu_share(app.cpu_s() - cpu0, wall_s)
+    fig.browser_cpu = cpu_share(app.browser_cpu_s() - bcpu0, wall_s)
+    on_air = sorted((a["wall"], a.get("lead_in_s")) for a in app.stats().get("on_air", [])
+                    if a["reply_id"] == reply_id)
+    if on_air:
+        fig.on_air_s = on_air[0][0] - sent / 1000
+        fig.lead_in_s = on_air[0][1]
 
     played = _played(clips, persona, reply_id)
     if played:
@@ -647,8 +749,11 @@ def obs_gap() -> tuple[float | None, str | None]:
         return None, "bench/stage.py does not measure obs_gap_ms_p95 (the live OBS source) yet"
     if shutil.which("obs") is None:
         return None, "OBS is not installed here"
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "stage.py"), "--quick"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    try:
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "stage.py"), "--quick"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return None, "bench/stage.py --quick ran over 600 s"
     if done.returncode != 0:
         return None, f"bench/stage.py failed: {done.stderr.strip()[-300:]}"
     value = json.loads(STAGE_RESULTS.read_text()).get("obs_gap_ms_p95")
@@ -662,6 +767,7 @@ def run(quick: bool, *, with_obs: bool) -> dict[str, Any]:
     from tests.netutil import free_port
 
     cores = pin_cores()
+    load_before = os.getloadavg()
     prompts = PROMPTS[:3] if quick else PROMPTS
     idle_window = 10.0 if quick else 30.0
     persona = "mika"
@@ -688,11 +794,14 @@ def run(quick: bool, *, with_obs: bool) -> dict[str, Any]:
                 fps = 25
                 idle = _idle_mouth(live, persona, 5.0)  # longer than one breath (4.5 s)
                 result["idle_mouth_luma"] = [round(idle.low, 2), round(idle.high, 2)]
-                warm = _measure_reply(live, clips, app, persona, WARMUP_PROMPT, idle, fps=fps)
+                warm = _measure_reply(live, clips, app, persona, WARMUP_PROMPT, idle, fps=fps,
+                                      user="viewer_warmup")
                 logger.info("warm-up reply: %s", warm)
-                for prompt in prompts:
+                for i, prompt in enumerate(prompts):
                     time.sleep(1.0)  # idle between replies, as a show has
-                    fig = _measure_reply(live, clips, app, persona, prompt, idle, fps=fps)
+                    # One viewer a line: a viewer's cooldown is not what is measured here.
+                    fig = _measure_reply(live, clips, app, persona, prompt, idle, fps=fps,
+                                         user=f"viewer_{i + 1:02d}")
                     logger.info("reply: %s", fig)
                     print(f"  reply {len(replies) + 1}/{len(prompts)}: first frame "
                           f"{fig.first_frame_s}, clip {fig.clip_first_play_s}, "
@@ -700,7 +809,11 @@ def run(quick: bool, *, with_obs: bool) -> dict[str, Any]:
                     replies.append(fig)
                 traces = {t["trace_id"]: t for t in app.traces(200)}
                 for fig in replies:
-                    fig.stages = traces.get(fig.reply_id, {}).get("stages", {})
+                    trace = traces.get(fig.reply_id, {})
+                    fig.stages = trace.get("stages", {})
+                    if "first_clip" in fig.stages:
+                        # Trace times count from its arrival; the POST took a few ms.
+                        fig.performed_s = fig.stages["first_clip"]
                 live_stats = app.stats()
                 # CPU of the app while the persona idles: one live viewer, then none.
                 clips.close()
@@ -722,6 +835,7 @@ def run(quick: bool, *, with_obs: bool) -> dict[str, Any]:
         frames, audio, fps = _speaking_frames(app.config, persona, 4.0 if quick else 10.0)
         enc = encode_path_cpu(frames, audio, fps=fps)
 
+    result["loadavg_1m"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     obs_value, obs_reason = obs_gap() if with_obs else (None, "skipped (--no-obs)")
     return _figures(result, replies, live_stats, enc, fps, obs_value, obs_reason, quick, cores,
                     frames.shape)
@@ -750,6 +864,23 @@ def _figures(result: dict[str, Any], replies: list[ReplyFigures], live_stats: di
         "clip_first_play_p95_s": _r(percentile(clip_s, 95)),
         "live_speedup": _r(clip_p50 / live_p50) if live_p50 and clip_p50 else None,
         "first_audio_on_stage_p50_s": _r(percentile(audio_s, 50)),
+        "first_performed_p50_s": _r(percentile(
+            [f.performed_s for f in replies if f.performed_s is not None], 50)),
+        "on_air_p50_s": _r(percentile([f.on_air_s for f in replies if f.on_air_s is not None],
+                                      50)),
+        "on_air_to_first_frame_p50_s": _r(percentile(
+            [f.first_frame_s - f.on_air_s for f in replies
+             if f.first_frame_s is not None and f.on_air_s is not None], 50)),
+        "lead_in_p50_s": _r(percentile(
+            [f.lead_in_s for f in replies if f.lead_in_s is not None], 50)),
+        "release_to_display_p50_s": _r(percentile(
+            [f.first_frame_s - f.on_air_s - f.lead_in_s for f in replies
+             if f.first_frame_s is not None and f.on_air_s is not None
+             and f.lead_in_s is not None], 50)),
+        "app_cpu_in_replies_p50": _r(percentile(
+            [f.app_cpu for f in replies if f.app_cpu is not None], 50)),
+        "browser_cpu_in_replies_p50": _r(percentile(
+            [f.browser_cpu for f in replies if f.browser_cpu is not None], 50)),
         "gap_ms_p95": _r(percentile(gaps, 95), 1),
         "gap_ms_p50": _r(percentile(gaps, 50), 1),
         "gap_ms_max": _r(max(gaps), 1) if gaps else None,

@@ -125,3 +125,12 @@ def test_verdicts_and_table():
     assert lines[1].split()[-1] == "pass" and "<= 0.6" in lines[1]
     assert lines[2].split()[-1] == "FAIL"
     assert "null" in lines[3] and lines[3].split()[-1] == "n/a"
+
+
+def test_lead_in_counts_the_rest_mouth_before_the_first_sound():
+    frames = np.zeros((8, 40, 40, 4), np.uint8)
+    frames[..., :3] = 120
+    frames[1, 0, 0, :3] = 255  # a change outside the mouth box does not count
+    frames[3:, 20:30, 10:30, :3] = 20  # the mouth opens at frame 3
+    assert bench.lead_in_frames(frames, (10, 20, 20, 10)) == 3
+    assert bench.lead_in_frames(frames[:3], (10, 20, 20, 10)) == 3  # never opens
