@@ -82,7 +82,7 @@ async def test_a_peer_receives_packed_colour_and_alpha_video_and_the_audio(live)
     alpha = frame[:, W:, 0].astype(int)
     # Right half: the alpha as grey (255 in the square, 0 around it); left half: the colour.
     assert alpha[H // 2, W // 2] > 240 and alpha[2, 2] < 15
-    assert abs(int(frame[H // 2, W // 2, 1]) - 40) < 50  # the fake's grey square
+    assert 30 <= int(frame[H // 2, W // 2, 1]) <= 110  # the fake's grey square (40..100)
     a = browser.audio[-1]
     assert a.sample_rate == 48000 and a.samples == 960
     await browser.close()
