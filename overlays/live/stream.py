@@ -78,6 +78,7 @@ class _Segment:
 
     performance: Performance
     audio: np.ndarray  # int16, n_frames * samples_per_tick
+    pushed: float = 0.0  # time.monotonic() of the push: it cannot have started before
     next: int = 0  # the next frame to play
 
 
@@ -194,6 +195,7 @@ class LiveStream:
         self._last_idle: tuple[np.ndarray, int] | None = None
         self._cancelled: deque[str] = deque(maxlen=_CANCELLED_KEPT)
         self._on_air: tuple[str | None, int | None] | None = None  # None: nothing yet
+        self._paused_at: float | None = None
         self._wanted = asyncio.Event()  # set while someone subscribes
         self._need_idle = asyncio.Event()  # the pacer wants more idle frames
         self._idle_ready = asyncio.Event()
@@ -251,7 +253,7 @@ class LiveStream:
                              f"{performance.frames.shape[1:3]} does not fit the stream "
                              f"({self.fps} fps, {self.size})")
         audio = speech_to_ticks(performance, self.sample_rate, self.samples_per_tick)
-        self._schedule.append(_Segment(performance, audio))
+        self._schedule.append(_Segment(performance, audio, time.monotonic()))
 
     def cancel(self, reply_id: str) -> None:
         """Nothing more of ``reply_id`` plays, from the next tick on (idle resumes)."""
@@ -296,6 +298,7 @@ class LiveStream:
         while True:
             await self._wanted.wait()
             logger.info("live %s: streaming (%d subscriber(s))", self.persona, len(self._subs))
+            self._catch_up(time.monotonic())
             due = time.monotonic()
             while self._subs:
                 while len(self._prepared) < self.lead_frames + 1:
@@ -322,7 +325,30 @@ class LiveStream:
                 due += period
                 if len(self._idle) < self.idle_batch:
                     self._need_idle.set()
+            self._paused_at = time.monotonic()
             logger.info("live %s: no subscriber, paused", self.persona)
+
+    def _catch_up(self, now: float) -> None:
+        """After a pause (nobody watching), drop what would have played meanwhile: a viewer
+        who comes later sees the show where it is now, not sentences said to nobody."""
+        paused_at, self._paused_at = self._paused_at, None
+        if paused_at is None or now - paused_at < 1.0 / self.fps:
+            return
+        if any(c.reply_id is not None for c in self._prepared):
+            self._prepared.clear()
+        playhead = paused_at
+        while self._schedule:
+            seg = self._schedule[0]
+            start = max(playhead, seg.pushed)
+            left = seg.performance.n_frames - seg.next
+            if start + left / self.fps <= now:
+                self._schedule.popleft()
+                playhead = start + left / self.fps
+                continue
+            seg.next += max(0, int((now - start) * self.fps))
+            break
+        logger.info("live %s: resumed after %.1f s without subscribers", self.persona,
+                    now - paused_at)
 
     def _next_content(self) -> _Content | None:
         while self._schedule:

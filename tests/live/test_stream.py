@@ -184,3 +184,23 @@ def test_wrong_audio_rate_for_fps_is_a_config_error():
 
     with pytest.raises(ConfigError):
         LiveStream(persona="vee", performer=FakePerformer(fps=7))
+
+
+async def test_what_was_said_to_nobody_is_not_replayed_to_a_late_viewer(performer):
+    async with LiveStream(persona="vee", performer=performer) as stream:
+        sub = stream.subscribe("first", max_queue=1000)
+        await _take(sub, 2)
+        sub.close()
+        await asyncio.sleep(0.1)
+        stream.push(performance(reply_id="past", index=0, seconds=0.4))  # nobody watches
+        stream.push(performance(reply_id="now", index=0, seconds=1.2))
+        await asyncio.sleep(0.8)
+        late = stream.subscribe("late", max_queue=1000)
+        ticks = await _take(late, 20)
+        late.close()
+    assert all(t.reply_id != "past" for t in ticks)
+    now = [int(t.rgba[0, 0, 1]) for t in ticks if t.reply_id == "now"]
+    # "now" started when "past" would have ended (0.4 s after the push): about 0.4 s of it
+    # went by unseen, the late viewer gets the rest from there.
+    assert now and 5 <= now[0] <= 20, now[:3]
+    assert now == list(range(now[0], now[0] + len(now)))
