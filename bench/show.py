@@ -368,7 +368,6 @@ def forget(p: PersonaRuntime) -> None:
         p.conversations = type(conv)(turns=p.config.llm.history_turns)
     elif hasattr(p, "history"):
         p.history.clear()
-    p.frame_clock = 0
 
 
 def instructions_of(p: PersonaRuntime) -> str:

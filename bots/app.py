@@ -1,8 +1,10 @@
 """The studio app: personas, orchestrator, stage bus and stages wired together (``vstage demo``).
 
 The orchestrator publishes on one :class:`~overlays.bus.StageBus`; the stages on it are the
-studio server (pages and overlays), OBS, Discord voice, the clip recorder and (when it exists)
-the live stream, each in its own task.
+studio server (pages and overlays), each persona's live stream (WebRTC to the pages, MPEG-TS to
+OBS), OBS's scenes and subtitles, Discord voice and the clip recorder, each in its own task.
+Platform adapters run under a :class:`~bots.adapters.supervise.Supervisor` whose health the
+studio serves at ``/api/health``.
 """
 
 from __future__ import annotations
@@ -13,25 +15,30 @@ import errno
 import logging
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avatar_engine.clips.encode import encode_clip
+from avatar_engine.renderers.base import Renderer
 from avatar_engine.workers import LocalRenderPool, RenderPool
 from bots.adapters.studio import StudioAdapter
-from bots.adapters.supervise import keep_connected
+from bots.adapters.supervise import RetryPolicy, Supervisor
 from bots.config import Config, extras_needed, studio_token
 from bots.moderation.audit import AuditLog
 from bots.orchestrator.orchestrator import Orchestrator
 from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
 from overlays.bus import StageBus
+from overlays.live import LiveStage, LiveStream
 from overlays.recorder import ClipRecorder
 from overlays.stage import Stage
 from overlays.studio.server import ChatHandler, ChatResult, StudioServer
 from vstage_core.errors import ConfigError
 from vstage_core.extras import require_extra
-from vstage_core.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from overlays.obs.keying import KeyColour
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +109,6 @@ def display_order(ids: list[str], default: str) -> list[str]:
     return sorted(ids, key=lambda pid: pid != default)
 
 
-async def _cancel(task: asyncio.Task) -> None:
-    await cancel_and_wait([task])
-
-
 class StudioApp:
     """Runs the local studio until cancelled: ``await StudioApp(config).run()``."""
 
@@ -117,6 +120,8 @@ class StudioApp:
         self.server: StudioServer | None = None
         self.bus: StageBus | None = None
         self.orchestrator: Orchestrator | None = None
+        self.supervisor: Supervisor | None = None
+        self.streams: dict[str, LiveStream] = {}
 
     async def run(self) -> None:
         cfg = self.config
@@ -172,21 +177,32 @@ class StudioApp:
             bus = StageBus(on_error=lambda stage: tracer.errors.labels("stage").inc())
             stages: list[Stage] = [server]
             # Clip files for the pages' fallback player and recordings, off the reply's path.
+            # With the live stream on, clips are encoded only while a page plays from them.
             stages.append(ClipRecorder(
                 folders={pid: p.clips_dir for pid, p in personas.items()},
-                formats=cfg.app.clips.formats, publish=bus.publish))
-            # --- LIVE STREAM goes here (overlays/live): per persona a LiveStream(persona=,
-            # performer=p.performer) entered on the stack, LiveStage(streams) appended to
-            # `stages`, LiveRTC's answer handed to server.set_live, OBS's ObsLiveOutput per
-            # persona. Waiting for overlays/live/webrtc.py: until a viewer subscribes, a
-            # stream keeps every pushed sentence, so it is not wired without its viewers.
-            # Then the recorder's `needed` becomes "a page uses the clip fallback".
+                formats=cfg.app.clips.formats, publish=bus.publish,
+                needed=server.clips_wanted if cfg.app.live.enabled else lambda: True))
+            streams: dict = {}
+            if cfg.app.live.enabled:
+                streams = await self._live(stack, cfg, personas, server)
+                stages.append(LiveStage(streams))
             if cfg.app.obs.enabled:
+                from overlays.obs.live import ObsLiveOutput
                 from overlays.obs.stage import ObsStage
 
+                keys = await asyncio.to_thread(
+                    key_colours, {pid: p.renderer for pid, p in personas.items()})
                 obs = await stack.enter_async_context(
-                    ObsStage(settings=cfg.app.obs, personas=list(personas)))
+                    ObsStage(settings=cfg.app.obs, personas=list(personas), keys=keys))
                 stages.append(obs)  # OBS away: the overlays go on
+                # OBS reads each persona's live stream as MPEG-TS over UDP (connectionless:
+                # OBS restarting just reads it again); ports in config order, as `vstage obs
+                # setup` made the sources.
+                for n, pid in enumerate(cfg.personas):
+                    if pid in streams:
+                        await stack.enter_async_context(ObsLiveOutput(
+                            stream=streams[pid], url=cfg.app.obs.live_url(n),
+                            key_colour=keys[pid].rgb, on_air=obs.on_air))
             discord = None
             if cfg.app.discord is not None:
                 from bots.adapters.discord.adapter import DiscordAdapter
@@ -207,12 +223,11 @@ class StudioApp:
                 tracer=tracer, lookahead=show.lookahead,
             ))
             await stack.enter_async_context(studio_chat)
-            for adapter in (twitch, discord):
-                if adapter is not None:
-                    task = asyncio.create_task(
-                        keep_connected(adapter, retry_max_s=cfg.app.twitch.retry_max_s),
-                        name=f"adapter:{adapter.platform}")
-                    stack.push_async_callback(_cancel, task)
+            supervisor = await stack.enter_async_context(Supervisor(
+                [a for a in (twitch, discord) if a is not None],
+                policy=RetryPolicy(max_s=cfg.app.twitch.retry_max_s)))
+            self.supervisor = supervisor
+            server.set_health(supervisor.health_json)
             try:
                 await stack.enter_async_context(server)
             except OSError as e:  # taken while the models loaded
@@ -222,6 +237,33 @@ class StudioApp:
                 await asyncio.sleep(30)
                 for p in personas.values():
                     await asyncio.to_thread(prune_clips, p.clips_dir, keep=cfg.app.clips.keep)
+
+    async def _live(self, stack: contextlib.AsyncExitStack, cfg: Config,
+                    personas: dict[str, PersonaRuntime], server: StudioServer
+                    ) -> dict[str, LiveStream]:
+        """Start each persona's live stream and the WebRTC side the pages connect to."""
+        from overlays.live.webrtc import LiveRTC
+
+        live = cfg.app.live
+        streams: dict[str, LiveStream] = {}
+        for pid, p in personas.items():
+            streams[pid] = await stack.enter_async_context(LiveStream(
+                persona=pid, performer=p.performer, sample_rate=live.sample_rate,
+                lead_frames=live.lead_frames, idle_batch=live.idle_batch,
+                max_late_s=live.max_late_s))
+        rtc = await stack.enter_async_context(LiveRTC(streams, settings=live))
+        server.set_live(rtc.answer)
+        self.streams = streams
+        return streams
+
+
+def key_colours(renderers: dict[str, Renderer]) -> dict[str, KeyColour]:
+    """Blocking: per persona the OBS key colour farthest from its avatar's colours (judged on
+    an idle frame as the renderer draws it). The app and ``vstage obs setup`` both use it."""
+    from overlays.obs.keying import choose_key
+
+    return {pid: choose_key(r.idle(1, start_frame=0).cpu().numpy())
+            for pid, r in renderers.items()}
 
 
 def _studio_inbox(adapter: StudioAdapter) -> ChatHandler:

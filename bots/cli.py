@@ -253,16 +253,25 @@ async def _twitch_setup(args) -> int:
 
 async def _obs_setup(args) -> int:
     require_extra("obs", feature="vstage obs setup")
+    from avatar_engine.renderers.factory import create_renderer
+    from bots.app import key_colours
     from overlays.obs.driver import ObsDriver
     from overlays.obs.setup import setup_obs
 
     config = _load(args)
     obs = config.app.obs
+
+    def keys_for_avatars() -> dict:
+        # The same key colour per persona as the running app picks (farthest from its art).
+        return key_colours({pid: create_renderer(config.persona(pid).avatar)
+                            for pid in config.personas})
+
+    keys = await asyncio.to_thread(keys_for_avatars)
     async with ObsDriver(settings=obs) as driver:
         if not await driver.wait_ready(10):
             raise VStageError(f"OBS is not reachable at {obs.host}:{obs.port}: is it running, "
                               "with the WebSocket server on and VSTAGE_OBS__PASSWORD right?")
-        report = await setup_obs(driver, obs, list(config.personas))
+        report = await setup_obs(driver, obs, list(config.personas), keys)
     for item in report.created:
         print(f"  created {item}")
     for item in report.repaired:

@@ -28,6 +28,7 @@ from bots.adapters.twitch.settings import PersonaTwitchSettings, TwitchSettings
 from bots.brain.settings import LLMSettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.settings import QueueSettings, ShowSettings
+from overlays.live.settings import LiveSettings
 from overlays.obs.settings import ObsSettings
 from overlays.studio.settings import StudioSettings
 from vstage_core.errors import ConfigError
@@ -94,6 +95,7 @@ class AppSettings(BaseSettings):
     show: ShowSettings = ShowSettings()
     twitch: TwitchSettings = TwitchSettings()
     obs: ObsSettings = ObsSettings()
+    live: LiveSettings = LiveSettings()
     discord: DiscordSettings | None = Field(
         None, description="set (even to {}) to join Discord; token from DISCORD_TOKEN"
     )

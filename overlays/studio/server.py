@@ -113,6 +113,7 @@ class StudioServer:
         self._metrics = metrics
         self._traces: Callable[[int], list[dict[str, Any]]] | None = None
         self._queues: Callable[[], dict[str, list[dict[str, Any]]]] | None = None
+        self._health: Callable[[], list[dict[str, Any]]] | None = None
         self._sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self._recent: deque[dict[str, Any]] = deque(maxlen=history)
         self._idle: dict[str, dict[str, str]] = {}
@@ -181,6 +182,11 @@ class StudioServer:
     def set_live(self, answer: LiveAnswer | None) -> None:
         """Answer ``POST /api/live/offer`` with ``answer`` (None: live streaming is off, 503)."""
         self._live = answer
+
+    def set_health(self, health: Callable[[], list[dict[str, Any]]]) -> None:
+        """Serve the platform adapters' health (connecting, up, retrying, down with the
+        reason and the fix) at ``/api/health``."""
+        self._health = health
 
     def clips_wanted(self) -> bool:
         """Whether a connected page plays some persona from clip files right now (no WebRTC,
@@ -281,6 +287,7 @@ class StudioServer:
         app.router.add_get("/clips/{persona}/{name}", self._clip)
         app.router.add_get("/metrics", self._metrics_endpoint)
         app.router.add_get("/api/traces", self._traces_endpoint)
+        app.router.add_get("/api/health", self._health_endpoint)
         return app
 
     async def _index(self, request: web.Request) -> web.Response:
@@ -405,6 +412,10 @@ class StudioServer:
             for pid, rows in queues.items()
         }
         return web.json_response({"queues": public})
+
+    async def _health_endpoint(self, request: web.Request) -> web.Response:
+        adapters = self._health() if self._health is not None else []
+        return web.json_response({"adapters": adapters})
 
     async def _traces_endpoint(self, request: web.Request) -> web.Response:
         if self._traces is None:
