@@ -134,3 +134,13 @@ def test_lead_in_counts_the_rest_mouth_before_the_first_sound():
     frames[3:, 20:30, 10:30, :3] = 20  # the mouth opens at frame 3
     assert bench.lead_in_frames(frames, (10, 20, 20, 10)) == 3
     assert bench.lead_in_frames(frames[:3], (10, 20, 20, 10)) == 3  # never opens
+
+
+def test_a_mouth_shape_change_counts_even_inside_the_idle_luma_band():
+    # Idle: the region changes by at most 1.0 a frame (breathing, codec noise).
+    idle = bench.IdleMouth.from_lumas([100, 102, 101], [0.4, 1.0])
+    assert not idle.speaking(101, 1.8)
+    assert idle.speaking(101, 6.0)  # a new mouth shape of the same mean brightness
+    rows = [dict(r, diff=d) for r, d in zip(_rows([101, 101, 101, 101]), [0.5, 0.9, 7.0, 0.2],
+                                             strict=True)]
+    assert bench.first_speaking(rows, idle, after_wall=0) is rows[2]
