@@ -28,6 +28,7 @@ from bots.adapters.twitch.settings import PersonaTwitchSettings, TwitchSettings
 from bots.brain.settings import LLMSettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.settings import QueueSettings, ShowSettings
+from bots.teacher.settings import TeacherSettings
 from overlays.live.settings import LiveSettings
 from overlays.obs.settings import ObsSettings
 from overlays.studio.settings import StudioSettings
@@ -67,6 +68,8 @@ class PersonaConfig(FrozenModel):
     queue: QueueSettings = QueueSettings()
     moderation: ModerationSettings = ModerationSettings()
     twitch: PersonaTwitchSettings = PersonaTwitchSettings()
+    teacher: TeacherSettings | None = Field(
+        None, description="make the persona a language teacher (see docs/teacher.md)")
     fallback_line: str = Field(
         "Sorry chat, my brain just buffered. Ask me again?",
         description="said in character when the LLM fails",

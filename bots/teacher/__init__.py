@@ -1,0 +1,1 @@
+"""The language teacher: a persona that teaches its language (settings, prompt, transcript)."""
