@@ -243,8 +243,11 @@
       this.audioBuf = null;
       this.retryTimer = null;
       this.generation = 0;
+      this.syncTarget = null; // ms asked of the video jitter buffer (see _syncAssist)
+      this._jb = {};
       this._frameLoop();
       setInterval(() => this._watchdog(), 1000);
+      setInterval(() => this._syncAssist(), 500);
     }
 
     _log(what) {
@@ -355,6 +358,8 @@
     }
 
     _close() {
+      this.syncTarget = null;
+      this._jb = {};
       // The canvas keeps the last picture while a new connection comes up; the old stream's
       // frames must not count as the new one's.
       this.video.srcObject = null;
@@ -390,6 +395,35 @@
       this.canvas.style.visibility = "hidden";
       if (was !== "fallback") this.onFallback(reason);
       if (retry) this.retryTimer = setTimeout(() => this._connect(), RETRY_FALLBACK_MS);
+    }
+
+    // Chromium's lip sync moves the video's delay towards the audio's only gradually (several
+    // seconds after a connect, and again whenever the audio jitter buffer grows): ask the
+    // video jitter buffer for the audio's current delay directly, so mouth and voice agree
+    // from the first sentences. Both delays come from the receiver's own statistics.
+    async _syncAssist() {
+      const pc = this.pc;
+      if (!pc || this.state !== "live" || !("jitterBufferTarget" in RTCRtpReceiver.prototype)) {
+        return;
+      }
+      const now = {};
+      (await pc.getStats()).forEach((r) => {
+        if (r.type === "inbound-rtp") now[r.kind] = [r.jitterBufferDelay, r.jitterBufferEmittedCount];
+      });
+      const recent = (kind) => {
+        const [delay, count] = now[kind] || [0, 0];
+        const [d0, c0] = this._jb[kind] || [0, 0];
+        return count > c0 ? (1000 * (delay - d0)) / (count - c0) : null;
+      };
+      const audio = recent("audio");
+      this._jb = now;
+      if (audio === null || pc !== this.pc) return;
+      const target = Math.max(0, Math.min(1000, Math.round(audio)));
+      if (this.syncTarget !== null && Math.abs(target - this.syncTarget) < 15) return;
+      for (const receiver of pc.getReceivers()) {
+        if (receiver.track && receiver.track.kind === "video") receiver.jitterBufferTarget = target;
+      }
+      this.syncTarget = target;
     }
 
     _watchdog() {
