@@ -8,13 +8,14 @@ only the packetising and encryption. Keyframes come every ``keyframe_s`` and whe
 lagged (aiortc ignores picture-loss requests for pre-encoded packets, so the encoder decides).
 
 Idle frames are cheap: the idle avatar shows few distinct pictures (breathing moves it by whole
-pixels, blinks close the eyes), and the stream marks each with an ``idle_key``. Encoded idle
-runs are kept in a tree: a run starts with a keyframe of one picture, and each child is the
-inter frame that follows for the next picture. Replaying a run sends exactly the packets the
-decoder would have got when it was encoded, so the decoder's state is the same; when the
-idle sequence leaves the cached runs, a cached keyframe of the new picture (or a freshly
-encoded one) starts again. After anything was replayed from the cache the live encoder is out
-of step with the decoders, so its next frame is a keyframe.
+pixels, blinks close the eyes), and the stream marks each with an ``idle_key``. The first time
+a picture shows, a second encoder (so the live one's rate control is not disturbed) encodes it
+once as a keyframe followed by a chain of "nothing changed" inter frames, one keyframe interval
+long. From then on that picture costs no encoding: its keyframe is sent when the picture
+appears (or a keyframe is due) and the chain while it stays. Replaying a chain sends exactly
+the packets the decoder would have got when it was encoded, after a keyframe that resets it,
+so every decoder holds the right picture. After anything was replayed the live encoder is out
+of step with the decoders, so its next (speech) frame is a keyframe.
 """
 
 from __future__ import annotations
@@ -56,14 +57,14 @@ class EncodedTick:
 
 
 class _Node:
-    """One encoded idle frame in the cache tree; its children follow it, by idle key."""
+    """One encoded idle frame: a picture's keyframe, or a repeat in the chain after it."""
 
-    __slots__ = ("children", "data", "keyframe")
+    __slots__ = ("data", "keyframe", "next")
 
     def __init__(self, data: bytes, keyframe: bool) -> None:
         self.data = data
         self.keyframe = keyframe
-        self.children: dict[int, _Node] = {}
+        self.next: _Node | None = None
 
 
 def pack_yuv(rgba: np.ndarray) -> Any:
@@ -107,15 +108,18 @@ class Vp8Core:
         self.pts = 0
         self.since_key = -1  # frames since the last keyframe sent; -1: nothing sent yet
         self.synced = False  # the live encoder's references are what the decoders hold
-        self.roots: dict[int, _Node] = {}
+        self.idle_codec: Any = None  # fills the idle cache
+        self.roots: dict[int, _Node] = {}  # idle key -> the picture's keyframe and chain
         self.nodes = 0
-        self.cur: _Node | None = None  # the cached node last sent, or recorded
-        self.recording = False  # live-encoding an idle run into the cache
+        self.cur: _Node | None = None  # the cached node last sent
+        self.cur_key: int | None = None  # its picture
+        self.filled = 0  # pictures encoded into the cache
         # Counters.
         self.encoded = 0
         self.replayed = 0
         self.keyframes = 0
-        self.encode_s = 0.0  # thread CPU time spent converting and encoding
+        self.encode_s = 0.0  # thread CPU time spent converting and encoding live frames
+        self.fill_s = 0.0  # thread CPU time spent filling the idle cache
 
     def _open(self) -> Any:
         av = require("av")
@@ -140,42 +144,53 @@ class Vp8Core:
     def encode(self, tick: LiveTick, want_key: bool) -> tuple[bytes | None, bool, bool]:
         """Encode (or replay) ``tick``; returns ``(data, keyframe, cached)``."""
         key = tick.idle_key if self.settings.idle_cache_packets > 0 else None
-        boundary = want_key or self.since_key < 0 or self.since_key + 1 >= self.gop
         if key is None:  # speech: always encoded now
-            self.cur, self.recording = None, False
+            self.cur = self.cur_key = None
+            boundary = want_key or self.since_key < 0 or self.since_key + 1 >= self.gop
             return self._live(tick, force_key=boundary or not self.synced)
-        if not boundary and self.cur is not None:
-            child = self.cur.children.get(key)
-            if child is not None and not self.recording:
-                return self._replay(child)
-            if self.recording and self.synced:
-                data, kf, _ = self._live(tick, force_key=False)
-                self._record(key, data, kf)
-                return data, kf, False
-        # A run starts: a keyframe of this picture, from the cache when there is one.
+        if (not want_key and self.cur is not None and self.cur_key == key
+                and self.cur.next is not None):
+            return self._replay(self.cur.next)  # the same picture again
+        # Another picture, the chain's end (a keyframe is due) or a new viewer: its keyframe.
         root = self.roots.get(key)
-        if root is not None:
-            self.recording = False
-            return self._replay(root)
-        data, kf, _ = self._live(tick, force_key=True)
-        if data is not None and kf:
-            if self.nodes >= self.settings.idle_cache_packets:
-                self.roots.clear()
-                self.nodes = 0
-            node = _Node(data, True)
-            self.roots[key] = node
-            self.nodes += 1
-            self.cur, self.recording = node, True
-        return data, kf, False
+        if root is None:
+            root = self._fill(key, tick.rgba)
+        self.cur_key = key
+        return self._replay(root)
 
-    def _record(self, key: int, data: bytes | None, keyframe: bool) -> None:
-        if data is None or self.cur is None or self.nodes >= self.settings.idle_cache_packets:
-            self.cur, self.recording = None, False
-            return
-        node = _Node(data, keyframe)
-        self.cur.children[key] = node
-        self.nodes += 1
-        self.cur = node
+    def _fill(self, key: int, rgba: np.ndarray) -> _Node:
+        """Encode a new idle picture: its keyframe and ``gop - 1`` repeats after it."""
+        import av
+
+        t0 = time.thread_time()
+        if self.nodes + self.gop > self.settings.idle_cache_packets:
+            self.roots.clear()  # rarely: an avatar with many idle pictures starts afresh
+            self.nodes = 0
+        if self.idle_codec is None:
+            self.idle_codec = self._open()
+        frame = pack_yuv(rgba)
+        root: _Node | None = None
+        last: _Node | None = None
+        for i in range(self.gop):
+            frame.pts = self.filled * self.gop + i
+            frame.pict_type = (av.video.frame.PictureType.I if i == 0
+                               else av.video.frame.PictureType.NONE)
+            packets = list(self.idle_codec.encode(frame))
+            if not packets:
+                break
+            node = _Node(b"".join(bytes(p) for p in packets), bool(packets[0].is_keyframe))
+            if last is None:
+                root = node
+            else:
+                last.next = node
+            last = node
+        self.filled += 1
+        self.nodes += self.gop
+        self.fill_s += time.thread_time() - t0
+        if root is None or not root.keyframe:
+            raise RuntimeError("the idle encoder made no keyframe")
+        self.roots[key] = root
+        return root
 
     def _replay(self, node: _Node) -> tuple[bytes | None, bool, bool]:
         self.cur = node
