@@ -41,7 +41,11 @@ def test_viewer_message_is_heard_on_the_live_stream(demo, browser, artifacts):
     page.wait_for_selector("#chat-log li.persona", timeout=30_000)
     reply = page.inner_text("#chat-log li.persona span")
     assert subtitle in reply or reply.strip().startswith(subtitle[:10])
+    # The whole reply is said before the next test asks (one persona speaks at a time).
+    page.wait_for_function("() => __live.marks.some(m => m.type === 'reply_done')",
+                           timeout=90_000)
     assert not errors, errors
+    page.close()
 
 
 def test_viewer_message_plays_clips_with_subtitles(demo, browser, artifacts):
