@@ -339,3 +339,22 @@ def test_mode_clips_skips_the_live_stream(browser, live):
     assert page.evaluate(f"() => __live.state('{PERSONA}')") is None  # never tried live
     assert page.evaluate(f"() => window.vstage.players.{PERSONA}.suspended") is False
     page.close()
+
+
+def test_without_webgl_a_2d_canvas_unpacks_the_alpha(browser, live, artifacts):
+    from tests.browser.conftest import CHROMIUM
+
+    nogl = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-webgl", "--no-first-run",
+        "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"])
+    try:
+        page = _open(nogl, live)
+        assert page.evaluate(f"() => __live.painter('{PERSONA}')") == "2d"
+        page.evaluate("() => { document.documentElement.style.background = 'rgb(0, 0, 255)'; }")
+        rgb = _rgb(page.screenshot(path=str(artifacts / "live-overlay-2d-on-blue.png")))
+        h, w = rgb.shape[:2]
+        for y, x in ((3, 3), (h - 4, w - 4)):
+            assert np.abs(rgb[y, x] - BLUE).max() <= 6, rgb[y, x]
+        assert np.abs(rgb[h // 2, w // 2] - BLUE).max() > 100  # the avatar, not the page
+    finally:
+        nogl.close()
