@@ -10,9 +10,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from bots.moderation.languages import lists_for
 from bots.moderation.settings import DEFAULT_BLOCKED_WORDS, ModerationSettings
 
-__all__ = ["CompiledModeration", "WordMatcher", "compile_moderation", "fold"]
+__all__ = ["CompiledModeration", "WordMatcher", "compile_moderation", "fold", "fold_pattern"]
 
 # Top-level domains that appear in chat links. A closed list keeps "e.g.", "i.e." and
 # "lol.jk" from counting as links.
@@ -69,6 +70,8 @@ class CompiledModeration:
     name_words: WordMatcher | None  # blocked words inside viewer names (no word boundaries)
     injection: tuple[tuple[str, re.Pattern[str]], ...] = ()
     insults: WordMatcher | None = None
+    # The built-in injection phrases of the persona's languages, matched on folded text.
+    injection_folded: tuple[tuple[str, re.Pattern[str]], ...] = ()
     domain: re.Pattern[str] | None = None  # any domain-shaped token, on unfolded text
 
 
@@ -134,10 +137,29 @@ def _emit(node: dict, *, top: bool = False) -> str:
 _QUANTIFIED = re.compile(r"(.+?)(?:\+|\{(\d+),\})")
 
 
+# Scripts written without spaces between words: their entries match inside text. A katakana
+# word is a run of katakana (with its voicing marks after folding), so a katakana entry only
+# matches a whole run: バカ is not inside バカンス.
+_NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KATAKANA = "\u30a0-\u30ff\u3099\u309a"
+
+
+def _unspaced_source(entry: str) -> str:
+    body = fold(entry).replace(" ", "")
+    source = "".join(re.escape(ch) + "+" for ch in body)
+    if re.match(f"[{_KATAKANA}]", body):
+        source = f"(?<![{_KATAKANA}])" + source
+    if re.search(f"[{_KATAKANA}]$", body):
+        source += f"(?![{_KATAKANA}])"
+    return source
+
+
 def _word_matcher(entries: tuple[str, ...], *, boundaries: bool = True) -> WordMatcher | None:
     entries = tuple(dict.fromkeys(entries))
     if not entries:
         return None
+    unspaced = tuple(e for e in entries if _NO_SPACES.search(fold(e)))
+    entries = tuple(e for e in entries if e not in unspaced)
     # One trie per kind of start, so at each position the regex engine tries each distinct
     # first letter once instead of every entry; entries starting at a word boundary share one
     # look-behind, so inside words nothing is tried at all.
@@ -159,6 +181,10 @@ def _word_matcher(entries: tuple[str, ...], *, boundaries: bool = True) -> WordM
         parts.append(_WORD_START + _emit(at_start, top=True))
     if anywhere:
         parts.append(_emit(anywhere, top=True))
+    for entry in unspaced:
+        source = _unspaced_source(entry)
+        parts.append(source)
+        named.append((entry, re.compile(source)))
     return WordMatcher(combined=re.compile("|".join(parts)), entries=tuple(named))
 
 
@@ -190,7 +216,8 @@ def compile_moderation(settings: ModerationSettings) -> CompiledModeration:
     """Build the matchers of ``settings``; they must be validated (a model, not a copy made
     with ``model_copy(update=...)``, which skips validation)."""
     block = settings.blocklist
-    words = (*(DEFAULT_BLOCKED_WORDS if block.defaults else ()), *block.words)
+    lang = lists_for(settings.languages)
+    words = (*(DEFAULT_BLOCKED_WORDS + lang.blocked if block.defaults else ()), *block.words)
     patterns = tuple((p, re.compile(p, re.IGNORECASE)) for p in block.patterns)
     out = settings.output
     out_words = (*(words if out.inherit_blocklist else ()), *out.words)
@@ -219,7 +246,10 @@ def compile_moderation(settings: ModerationSettings) -> CompiledModeration:
         injection=tuple(
             (p, re.compile(p, re.IGNORECASE)) for p in settings.injection.patterns
         ) if settings.injection.enabled else (),
-        insults=_word_matcher(out.insults),
+        insults=_word_matcher((*out.insults, *lang.insults) if out.insults else ()),
+        injection_folded=tuple(
+            (p, re.compile(fold_pattern(p), re.IGNORECASE)) for p in lang.injection
+        ) if settings.injection.enabled else (),
         domain=_ANY_DOMAIN if out.block_domains else None,
     )
 
@@ -239,6 +269,9 @@ _INVISIBLE_AND_MARKS = re.compile(
     "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
     "\u00ad\u200b-\u200f\u2060\ufeff\ufe00-\ufe0f]"
 )
+# Letters NFKD does not take apart, spelled as people type them without the key.
+_LIGATURES = str.maketrans({"ß": "ss", "ẞ": "ss", "œ": "oe", "æ": "ae", "ø": "o", "ł": "l",
+                            "đ": "d", "ı": "i", "þ": "th"})
 # Cyrillic and Greek letters that look like Latin ones.
 _CONFUSABLES = str.maketrans(
     "аеорсхуіјѕԁһкмтвнαεικνορτυχ",
@@ -255,5 +288,14 @@ def fold(text: str) -> str:
     low = text.lower()
     if low.isascii():
         return low
-    low = unicodedata.normalize("NFKD", low)
+    low = unicodedata.normalize("NFKD", low.translate(_LIGATURES))
     return _INVISIBLE_AND_MARKS.sub("", low).translate(_CONFUSABLES).lower()
+
+
+def fold_pattern(source: str) -> str:
+    """A regex written for folded text, folded the same way where :func:`fold` would change
+    its letters (katakana voicing marks, ligatures); its escapes (``\\S``) stay as written, so
+    compile it case-insensitively."""
+    if source.isascii():
+        return source
+    return _INVISIBLE_AND_MARKS.sub("", unicodedata.normalize("NFKD", source.translate(_LIGATURES)))

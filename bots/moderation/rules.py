@@ -119,11 +119,14 @@ def check_input(event: Event, compiled: CompiledModeration) -> Verdict:
         if pattern.search(text):
             return Verdict(False, "blocked_pattern", REASONS["blocked_pattern"], text, source)
 
-    if compiled.injection and not (
+    if (compiled.injection or compiled.injection_folded) and not (
         settings.injection.broadcaster_exempt and Role.BROADCASTER in viewer.roles
     ):
         for source, pattern in compiled.injection:
             if pattern.search(text):
+                return Verdict(False, "injection", REASONS["injection"], text, source)
+        for source, pattern in compiled.injection_folded:
+            if pattern.search(folded):
                 return Verdict(False, "injection", REASONS["injection"], text, source)
 
     spam = settings.spam

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from bots.events import Role
+from bots.languages import base_language
 from vstage_core.settings import FrozenModel
 
 __all__ = [
@@ -248,3 +249,19 @@ class ModerationSettings(FrozenModel):
     audit_allow_every: int = Field(
         1, ge=0, description="write 1 in N input allows (0: none); rejections are all written"
     )
+    languages: tuple[str, ...] = Field(
+        (),
+        description="languages whose built-in word lists apply besides English (blocked words "
+        "with blocklist.defaults, insults unless output.insults is (), injection phrases with "
+        "injection.enabled); the persona's own language is added when its file loads",
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        codes = []
+        for code in v:
+            if not re.fullmatch(r"[A-Za-z]{2,3}(?:[-_][A-Za-z]{2,4})?", code.strip()):
+                raise ValueError(f"{code!r} is not a language code (e.g. 'de', 'fr', 'es')")
+            codes.append(base_language(code))
+        return tuple(dict.fromkeys(codes))
