@@ -30,7 +30,8 @@ def test_viewer_message_is_heard_on_the_live_stream(demo, browser, artifacts):
     page.fill("#user", "ann")
     page.fill("#text", "Hi Mika, what are you playing today?")
     page.click("#send")
-    page.wait_for_selector("#chat-log li.viewer", timeout=10_000)
+    # The viewer's line shows when the reply takes the stage (the first LLM call warms up).
+    page.wait_for_selector("#chat-log li.viewer", timeout=30_000)
     # The first sentence is heard: the voice sounds in the page and its subtitle shows.
     page.wait_for_function(
         "(since) => __live.series('mika', since).filter(r => r.rms > 0.02).length >= 5",
