@@ -126,12 +126,18 @@ class Outcome:
 
     ``spoken``: answered on stage. ``refused``: not answered (reason says why; paid events are
     refunded). ``interrupted``: cut off by a skip or barge-in. ``failed``: an error.
+
+    A spoken answer carries what was said (``reply_text``) and, from a teacher persona, the
+    correction of the viewer's words and the gloss of the answer in the viewer's language:
+    for the chat of the place the viewer talks from, never spoken.
     """
 
     event: Event
     status: Literal["spoken", "refused", "interrupted", "failed"]
     reason: str | None = None
     reply_text: str | None = None
+    correction: str | None = None
+    gloss: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

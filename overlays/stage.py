@@ -71,13 +71,46 @@ class ReplyCancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class Transcript:
+    """Both sides of one exchange, for chat logs and text channels: what the viewer said and
+    what the persona answered (its spoken text), with a teacher's correction of the viewer's
+    words and gloss of the answer in the viewer's language, which are shown, never spoken.
+
+    Published once the answer has been performed in full (after :class:`ReplyFinished`).
+
+    Attributes:
+        user: the viewer's display name.
+        said: the viewer's line as the persona answered it (after moderation's cleaning).
+        answer: what the persona said (every sentence spoken, in order).
+        correction: a teacher's correction of ``said`` (None: none).
+        gloss: a teacher's translation of ``answer`` into the learner's language (None: none).
+        language: the language ``answer`` is in (the persona's).
+        platform: where the viewer talks from ("studio", "discord", "twitch").
+        replay: the answer is a slower replay of an earlier one (``said`` asked for it).
+    """
+
+    persona: str
+    reply_id: str
+    user: str
+    said: str
+    answer: str
+    correction: str | None = None
+    gloss: str | None = None
+    language: str = "en"
+    platform: str = ""
+    replay: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ShowDegraded:
     """The show is degraded (LLM or renderer failing: "be right back") or back (``on=False``)."""
 
     on: bool
 
 
-StageEvent = ChatShown | Performed | ClipReady | ReplyFinished | ReplyCancelled | ShowDegraded
+StageEvent = (
+    ChatShown | Performed | ClipReady | ReplyFinished | ReplyCancelled | ShowDegraded | Transcript
+)
 """Everything a stage can be handed."""
 
 

@@ -27,7 +27,16 @@ from typing import Any, Literal
 
 from avatar_engine.types import Performance
 from bots.adapters.base import Adapter
-from bots.events import Decision, Event, ModCommand, Notice, Outcome, Redemption
+from bots.events import (
+    ChatMessage,
+    Decision,
+    Event,
+    ModCommand,
+    Notice,
+    Outcome,
+    Redemption,
+    Utterance,
+)
 from bots.moderation.audit import AuditLog
 from bots.moderation.moderator import Moderator
 from bots.orchestrator.pipeline import Reply, perform
@@ -35,6 +44,8 @@ from bots.orchestrator.queue import PersonaQueue, QueuedItem
 from bots.orchestrator.tracing import Tracer
 from bots.personas.prompt import system_prompt
 from bots.personas.runtime import PersonaRuntime
+from bots.teacher.pace import slower
+from bots.teacher.replay import wants_slower
 from overlays.bus import StageBus
 from overlays.stage import (
     ChatShown,
@@ -43,6 +54,7 @@ from overlays.stage import (
     ReplyFinished,
     ShowDegraded,
     Stage,
+    Transcript,
 )
 from vstage_core.tasks import cancel_and_wait, wait_event
 
@@ -79,6 +91,14 @@ class _InFlight:
         return self.item.event if self.item is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """The last reply a persona finished for one viewer: what a slower replay says again."""
+
+    text: str
+    speed: float
+
+
 @dataclass(eq=False)
 class _Persona:
     """The orchestrator's state for one persona."""
@@ -92,6 +112,8 @@ class _Persona:
     # Seconds per answer lately (EWMA), and when the last answer finished playing.
     service_s: float | None = None
     last_end: float = 0.0
+    # The last reply to each viewer (``platform:viewer-id``), for "say that again slower".
+    said: dict[str, _Said] = field(default_factory=dict)
 
 
 class StageFloor:
@@ -228,6 +250,8 @@ class Orchestrator:
             return Decision(True, event.trace_id)
         if verdict.text != event.text:
             event = dataclasses.replace(event, message=verdict.text)  # the cleaned text
+        if self._is_replay(slot, event) and _context_key(event) not in slot.said:
+            return self._reject(event, trace, "nothing to say again yet")
         event = dataclasses.replace(event, persona=pid) if event.persona != pid else event
         admission = slot.queue.offer(event)
         for outcome in admission.evicted:
@@ -340,6 +364,12 @@ class Orchestrator:
         return len(self._personas[pid].queue)
 
     @staticmethod
+    def _is_replay(slot: _Persona, event: Event) -> bool:
+        """``!slower`` to any persona, or "say that again slower" to a teacher."""
+        return isinstance(event, ChatMessage | Utterance) and wants_slower(
+            event.text, spoken_phrases=slot.runtime.config.teacher is not None)
+
+    @staticmethod
     def _prepared(slot: _Persona) -> list[_InFlight]:
         """Replies being prepared ahead that have not reached the stage."""
         return [r for r in slot.inflight if not r.on_stage and r.item is not None]
@@ -440,13 +470,19 @@ class Orchestrator:
             verdict = slot.moderator.check_output(text, event=event)
             return verdict.text or text if verdict.allowed else None
 
+        replay: _Said | None = None
         if event is None:  # the greeting: the persona's own line, no LLM, no outcome
             viewer, text, key = "", "", None
         else:
             viewer = slot.moderator.speakable_name(event.viewer)
-            text, key = _prompt_text(event), f"{event.platform}:{event.viewer.id}"
+            text, key = _prompt_text(event), _context_key(event)
+            if self._is_replay(slot, event):
+                replay = slot.said.get(key)
         # The reply runs as a child task, so a skip cancels the reply and not this runner.
         kwargs: dict[str, Any] = {"say": say} if say is not None else {"context_key": key}
+        if replay is not None:
+            # "Say that again slower": the same words re-voiced slower; no LLM call.
+            kwargs = {"say": replay.text, "speed": slower(replay.speed)}
         r.task = asyncio.create_task(
             self._pipeline(
                 slot.runtime, viewer=viewer, text=text, on_performance=on_performance,
@@ -490,6 +526,10 @@ class Orchestrator:
         else:
             if r.on_stage:
                 self.bus.publish(ReplyFinished(persona=pid, reply_id=tid, text=reply.text))
+                if event is not None:
+                    self._transcribe(slot, event, tid, reply, replay=replay is not None)
+            if event is not None and key is not None and reply.text and not reply.fell_back:
+                slot.said[key] = _Said(reply.text, reply.speed)
         finally:
             r.generated = True
             slot.wake.set()  # the consumer may prepare the next reply now
@@ -517,9 +557,22 @@ class Orchestrator:
             if r.cut.is_set():
                 self._finish(event, Outcome(event, "interrupted", r.reason))
             else:
-                self._finish(event, Outcome(event, "spoken", reply_text=reply.text))
+                self._finish(event, Outcome(event, "spoken", reply_text=reply.text,
+                                            correction=reply.correction, gloss=reply.gloss))
                 slot.queue.mark_answered(event)
                 self._measure_service(slot, r)
+
+    def _transcribe(
+        self, slot: _Persona, event: Event, tid: str, reply: Reply, *, replay: bool
+    ) -> None:
+        """Both sides of the exchange, for chat logs and text channels."""
+        cfg = slot.runtime.config
+        self.bus.publish(Transcript(
+            persona=cfg.id, reply_id=tid, user=event.viewer.name, said=event.text,
+            answer=reply.text, correction=reply.correction, gloss=reply.gloss,
+            language=cfg.teacher.target_language if cfg.teacher else cfg.language,
+            platform=event.platform, replay=replay,
+        ))
 
     @staticmethod
     def _measure_service(slot: _Persona, r: _InFlight) -> None:
@@ -577,6 +630,11 @@ def _resolve_after(played: asyncio.Future, after: asyncio.Future | None) -> None
                 played.set_result(None)
 
         after.add_done_callback(resolve)
+
+
+def _context_key(event: Event) -> str:
+    """Whose conversation an event belongs to: ``platform:viewer-id``."""
+    return f"{event.platform}:{event.viewer.id}"
 
 
 def _prompt_text(event: Event) -> str:

@@ -26,6 +26,9 @@ from bots.brain.base import RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
 from bots.personas.prompt import build_messages
 from bots.personas.runtime import PersonaRuntime
+from bots.teacher.format import TeacherStream
+from bots.teacher.pace import level_speed, synthesize_at
+from bots.teacher.prompt import build_teacher_messages
 from vstage_core.errors import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +73,10 @@ class Reply:
     trace: ReplyTrace
     performances: list[Performance] = field(default_factory=list, repr=False)
     fell_back: bool = False
+    # A teacher's notes for the transcript, never spoken (None: none).
+    correction: str | None = None
+    gloss: str | None = None
+    speed: float = 1.0  # the rate it was voiced at (a factor on the voice's own pace)
 
 
 async def perform(
@@ -84,6 +91,7 @@ async def perform(
     marks: Callable[[str], None] | None = None,
     context_key: str | None = None,
     say: str | None = None,
+    speed: float | None = None,
 ) -> Reply:
     """Answer ``text`` from ``viewer`` as ``persona``, handing each sentence's
     :class:`~avatar_engine.types.Performance` to ``on_performance`` as soon as it is rendered,
@@ -97,11 +105,20 @@ async def perform(
         marks: called with each milestone's name as it happens (for the orchestrator's trace).
         context_key: whose conversation this is (``platform:viewer-id``); the prompt holds
             only this viewer's own past turns. Default: ``local:<viewer>``.
-        say: speak this text as it is instead of asking the LLM (a greeting); it is not
-            screened and not remembered.
+        say: speak this text as it is instead of asking the LLM (a greeting, a replay); it
+            is not screened and not remembered.
+        speed: the speaking rate, a factor on the voice's own pace; by default a teacher's
+            level's (:func:`~bots.teacher.pace.level_speed`), 1.0 for other personas.
+
+    A teacher persona (``persona.config.teacher``) is prompted with its teaching
+    instructions, and its model's correction and gloss lines are parsed out of the stream
+    (:class:`~bots.teacher.format.TeacherStream`) into ``Reply.correction`` and
+    ``Reply.gloss``: shown, never spoken.
     """
+    teacher = persona.config.teacher
     reply = Reply(reply_id=reply_id or uuid.uuid4().hex[:10], text="",
-                  trace=ReplyTrace(on_mark=marks))
+                  trace=ReplyTrace(on_mark=marks),
+                  speed=level_speed(teacher) if speed is None else speed)
     trace = reply.trace
     pieces: asyncio.Queue[str | _End] = asyncio.Queue(maxsize=4)
     speeches: asyncio.Queue[Speech | _End] = asyncio.Queue(maxsize=2)
@@ -116,8 +133,15 @@ async def perform(
         cutter = SentenceCutter()
         budget = ReplyBudget(max_pieces=cfg.max_sentences, max_chars=cfg.max_chars)
         note = persona.conversations.stage_note if cfg.stage_note else None
-        messages = build_messages(persona.config, persona.conversations.history(key), viewer,
-                                  text, stage_note=note)
+        history = persona.conversations.history(key)
+        if teacher is not None:
+            messages = build_teacher_messages(persona.config, teacher, history, viewer, text,
+                                              stage_note=note)
+        else:
+            messages = build_messages(persona.config, history, viewer, text, stage_note=note)
+        # A teacher's answer is told apart from its notes as it streams; other personas'
+        # text all goes to the cutter.
+        notes = TeacherStream() if teacher is not None else None
         labels = (persona.config.name, viewer)
 
         async def emit(raw: str, *, screened: bool = True) -> None:
@@ -130,6 +154,14 @@ async def perform(
                 spoken.append(piece)
                 trace.mark("llm_first_sentence")
                 await pieces.put(piece)
+
+        def take_notes(parsed: TeacherStream) -> None:
+            """The teacher's notes, screened like speech (they are shown in chat)."""
+            assert teacher is not None
+            parsed.flush()  # closes a note the stream ended in (a no-op once flushed)
+            if teacher.correction != "off":
+                reply.correction = _screened(parsed.correction, screen)
+            reply.gloss = _screened(parsed.gloss, screen)
 
         if say is not None:
             for raw in [*cutter.push(say), cutter.flush()]:
@@ -144,6 +176,10 @@ async def perform(
             try:
                 async for delta in stream:
                     trace.mark("llm_first_token")
+                    if notes is not None:
+                        delta = notes.push(delta)
+                        if budget.exhausted:
+                            continue  # the answer is full; a gloss may still follow it
                     for raw in cutter.push(delta):
                         await emit(raw)
                     if spoken and not first_performed.is_set():
@@ -151,10 +187,15 @@ async def perform(
                         # (a local model pauses with us) until it is out. Later sentences
                         # only need to be ready before the one before them ends.
                         await first_performed.wait()
-                    if budget.exhausted:
+                    if budget.exhausted and notes is None:
                         break
             finally:
                 await stream.aclose()
+            if notes is not None:
+                tail = notes.flush()  # what was held back as a possible tag
+                if not budget.exhausted:
+                    for raw in cutter.push(tail):
+                        await emit(raw)
             if not budget.exhausted and (rest := cutter.flush()):
                 await emit(rest)
         except ProviderError as e:
@@ -164,6 +205,8 @@ async def perform(
                 logger.error("%s: LLM failed (%s); saying the fallback line", persona.id, e)
                 reply.fell_back = True
                 await emit(persona.config.fallback_line, screened=False)
+        if notes is not None:
+            take_notes(notes)
         if not spoken:  # the model said nothing usable (or only what moderation blocked)
             reply.fell_back = True
             await emit(persona.config.fallback_line, screened=False)
@@ -178,7 +221,8 @@ async def perform(
                 # before the one before them has finished playing. Let the first one have
                 # the CPU instead of voicing sentence 2 beside it.
                 await first_performed.wait()
-            speech = await asyncio.to_thread(persona.tts.synthesize, piece)
+            speech = await asyncio.to_thread(synthesize_at, persona.tts, piece, reply.speed,
+                                           base=persona.config.voice.speed)
             voiced += 1
             trace.mark("tts_first_audio")
             await speeches.put(speech)
@@ -204,3 +248,10 @@ async def perform(
         persona.remember(key, text, reply.text, viewer=viewer)
     return reply
 
+
+
+def _screened(note: str | None, screen: Screen | None) -> str | None:
+    """A transcript note through output moderation (None: refused or empty)."""
+    if not note or screen is None:
+        return note or None
+    return screen(note)
