@@ -9,19 +9,21 @@ lagged (aiortc ignores picture-loss requests for pre-encoded packets, so the enc
 
 Idle frames are cheap: the idle avatar shows few distinct pictures (breathing moves it by whole
 pixels, blinks close the eyes), and the stream marks each with an ``idle_key``. The first time
-a picture shows, a second encoder (so the live one's rate control is not disturbed) encodes it
-once as a keyframe followed by a chain of "nothing changed" inter frames, one keyframe interval
-long. From then on that picture costs no encoding: its keyframe is sent when the picture
-appears (or a keyframe is due) and the chain while it stays. Replaying a chain sends exactly
-the packets the decoder would have got when it was encoded, after a keyframe that resets it,
-so every decoder holds the right picture. After anything was replayed the live encoder is out
-of step with the decoders, so its next (speech) frame is a keyframe.
+a picture shows it is encoded live, and meanwhile, on a thread of its own, a second encoder (so
+the live one's rate control is not disturbed) encodes it once as a keyframe followed by a chain
+of "nothing changed" inter frames, one keyframe interval long. From then on that picture costs
+no encoding: its keyframe is sent when the picture appears (or a keyframe is due) and the chain
+while it stays. Replaying a chain sends exactly the packets the decoder would have got when it
+was encoded, after a keyframe that resets it, so every decoder holds the right picture. After
+anything was replayed the live encoder is out of step with the decoders, so its next (speech)
+frame is a keyframe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -114,6 +116,10 @@ class Vp8Core:
         self.cur: _Node | None = None  # the cached node last sent
         self.cur_key: int | None = None  # its picture
         self.filled = 0  # pictures encoded into the cache
+        self._fill_pool: ThreadPoolExecutor | None = None
+        self._filling: set[int] = set()  # keys being cached
+        self._fills: list[tuple[int, _Node]] = []  # cached, not yet taken by encode()
+        self._fills_lock = threading.Lock()
         # Counters.
         self.encoded = 0
         self.replayed = 0
@@ -152,20 +158,51 @@ class Vp8Core:
                 and self.cur.next is not None):
             return self._replay(self.cur.next)  # the same picture again
         # Another picture, the chain's end (a keyframe is due) or a new viewer: its keyframe.
+        self._take_fills()
         root = self.roots.get(key)
-        if root is None:
-            root = self._fill(key, tick.rgba)
-        self.cur_key = key
-        return self._replay(root)
+        if root is not None:
+            self.cur_key = key
+            return self._replay(root)
+        # A picture not cached yet: encoded now (one frame), cached on the side meanwhile, so
+        # this tick is not held up by a whole chain's encoding.
+        if key not in self._filling:
+            self._filling.add(key)
+            if self._fill_pool is None:
+                self._fill_pool = ThreadPoolExecutor(1, thread_name_prefix="live-idle-cache")
+            self._fill_pool.submit(self._fill, key, tick.rgba)
+        self.cur = self.cur_key = None
+        boundary = want_key or self.since_key < 0 or self.since_key + 1 >= self.gop
+        return self._live(tick, force_key=boundary or not self.synced)
 
-    def _fill(self, key: int, rgba: np.ndarray) -> _Node:
-        """Encode a new idle picture: its keyframe and ``gop - 1`` repeats after it."""
+    def _take_fills(self) -> None:
+        with self._fills_lock:
+            done, self._fills = self._fills, []
+        for key, root in done:
+            if self.nodes + self.gop > self.settings.idle_cache_packets:
+                self.roots.clear()  # rarely: an avatar with many idle pictures starts afresh
+                self.nodes = 0
+            self.roots[key] = root
+            self.nodes += self.gop
+            self._filling.discard(key)
+
+    def settle(self) -> None:
+        """Wait until every idle picture being cached is (tests, benchmarks)."""
+        if self._fill_pool is not None:
+            self._fill_pool.submit(lambda: None).result()
+        self._take_fills()
+
+    def close(self) -> None:
+        """Stop the cache filling thread (idempotent)."""
+        pool, self._fill_pool = self._fill_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fill(self, key: int, rgba: np.ndarray) -> None:
+        """The cache thread: encode a new idle picture, its keyframe and ``gop - 1`` repeats
+        after it, and hand it to the encoding thread."""
         import av
 
         t0 = time.thread_time()
-        if self.nodes + self.gop > self.settings.idle_cache_packets:
-            self.roots.clear()  # rarely: an avatar with many idle pictures starts afresh
-            self.nodes = 0
         if self.idle_codec is None:
             self.idle_codec = self._open()
         frame = pack_yuv(rgba)
@@ -185,12 +222,12 @@ class Vp8Core:
                 last.next = node
             last = node
         self.filled += 1
-        self.nodes += self.gop
         self.fill_s += time.thread_time() - t0
         if root is None or not root.keyframe:
-            raise RuntimeError("the idle encoder made no keyframe")
-        self.roots[key] = root
-        return root
+            logger.error("live: the idle encoder made no keyframe; picture not cached")
+            return
+        with self._fills_lock:
+            self._fills.append((key, root))
 
     def _replay(self, node: _Node) -> tuple[bytes | None, bool, bool]:
         self.cur = node
@@ -443,6 +480,7 @@ class SharedVideoEncoder:
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=False)
+        self.core.close()
 
     @property
     def viewers(self) -> int:
