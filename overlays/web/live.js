@@ -239,6 +239,7 @@
       this.events = []; // {at, what}: connection history, for tests and logs
       this.soundBlocked = false;
       this.audioCtx = null;
+      this.audioSrc = null;
       this.analyser = null;
       this.audioBuf = null;
       this.retryTimer = null;
@@ -347,7 +348,9 @@
       try {
         if (!this.audioCtx) this.audioCtx = new AudioContext();
         if (this.audioCtx.state === "suspended") this.audioCtx.resume().catch(() => {});
+        if (this.audioSrc) this.audioSrc.disconnect(); // the previous connection's track
         const src = this.audioCtx.createMediaStreamSource(new MediaStream([track]));
+        this.audioSrc = src;
         this.analyser = this.audioCtx.createAnalyser();
         this.analyser.fftSize = 1024; // ~21 ms at 48 kHz: about one video frame
         this.audioBuf = new Float32Array(this.analyser.fftSize);
@@ -408,7 +411,9 @@
       }
       const now = {};
       (await pc.getStats()).forEach((r) => {
-        if (r.type === "inbound-rtp") now[r.kind] = [r.jitterBufferDelay, r.jitterBufferEmittedCount];
+        if (r.type === "inbound-rtp") {
+          now[r.kind] = [r.jitterBufferDelay, r.jitterBufferEmittedCount];
+        }
       });
       const recent = (kind) => {
         const [delay, count] = now[kind] || [0, 0];
