@@ -1,10 +1,17 @@
-"""Phonemes to mouth shapes: the IPA symbols Piper (espeak-ng) emits mapped to the Rhubarb-style
-shapes, and a phoneme timeline cleaned into a timeline of shape segments (stress marks and
-length marks folded in, pauses absorbed or turned into rest)."""
+"""Phonemes to mouth shapes: the IPA symbols Piper and espeak-ng emit, in any language, mapped to
+the Rhubarb-style shapes, and a phoneme timeline cleaned into a timeline of shape segments
+(stress marks and length marks folded in, pauses absorbed or turned into rest).
+
+The table covers the IPA chart (German ü ö ç x ʁ, French nasal vowels and ɥ, Spanish ɾ β ð ɣ
+ɲ, ...); diacritics (nasal tilde, non-syllabic arch, ...) are stripped to their base letter,
+and a symbol the table does not know is placed by its class (vowel: open, rounded or not;
+consonant: lips, teeth, tongue) from its Unicode name, so no language can crash the mouth.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,12 +26,12 @@ def _table(**groups: str) -> dict[str, str]:
 
 
 PHONEME_SHAPES: dict[str, str] = _table(
-    # Lips pressed together.
+    # Lips pressed together (the Spanish β between vowels nearly closes them too).
     A="m b p ɓ ʙ ʘ β ɸ",
     # Slightly open: most consonants and the close front vowels (EE, IH, schwa).
     B=(
         "k ɡ g s z t d n ŋ ɲ ɳ ɴ ʃ ʒ ç x ɣ χ ʁ h ɦ j ʝ r ɹ ɾ ɻ ʀ ʔ c ɟ q ɢ ʂ ʐ ɕ ʑ ħ ʕ"
-        " ʈ ɖ ɽ ɠ ʄ ʛ ʡ ʢ ɧ ʜ ʡ ɰ i ɪ ɨ ᵻ ə ɘ ɯ ɤ"
+        " ʈ ɖ ɽ ɠ ʄ ʛ ʡ ʢ ɧ ʜ ʡ ɰ ɗ ʤ ʧ ʦ ʣ ʨ ʥ ǀ ǁ ǃ ǂ i ɪ ɨ ᵻ ə ɘ ɯ ɤ"
     ),
     # Open: EH, AE, AH, AY-onset, the open-mid unrounded vowels.
     C="e ɛ æ ʌ ɐ ɜ ɞ",
@@ -39,7 +46,8 @@ PHONEME_SHAPES: dict[str, str] = _table(
     # Tongue visible: L and TH.
     H="l ɫ ɭ ɬ ɮ ʎ ʟ ɺ θ ð",
 )
-"""Base IPA symbol -> shape letter. Symbols not listed fall back to ``B``."""
+"""Base IPA symbol -> shape letter. Symbols not listed are placed by their class
+(:func:`_shape_by_class`)."""
 
 SILENCE_MARKS = frozenset({"^", "$", "<s>", "</s>", "sil", "SIL", "pau"})
 """Sentence start/end markers: silence."""
@@ -52,6 +60,10 @@ EXTENDERS = frozenset({"ː", "ˑ", "˞", "ʰ", "ʲ", "ʷ", "ˠ", "ˤ", "_", "‿
 intonation arrows and Piper's pad symbol ``_``)."""
 
 _MODIFIER_CHARS = STRESS_MARKS | EXTENDERS | {"͡", "͜"}
+
+_LANGUAGE_SWITCH = re.compile(r"^\([a-z0-9-]+\)$")
+"""espeak-ng's language switch marker in a phoneme stream (``(en)`` inside German text): no
+sound of its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +86,34 @@ class ShapeSegment:
 
 
 def _is_modifier_char(ch: str) -> bool:
-    return ch in _MODIFIER_CHARS or unicodedata.combining(ch) != 0
+    """Stress, length, tie and combining marks; modifier letters (ʰ ʼ ᵊ), tone letters (˥ ˩)
+    and tone digits (espeak's Mandarin ``5``): none has a mouth shape of its own."""
+    if ch in _MODIFIER_CHARS or unicodedata.combining(ch) != 0:
+        return True
+    return unicodedata.category(ch) in ("Lm", "Nd", "No", "Mn", "Me") or "\u02e5" <= ch <= "\u02e9"
+
+
+# The last word of a letter's Unicode name (before "WITH ...") -> its class.
+_OPEN_VOWELS = {"A": "D", "ALPHA": "D", "AE": "C"}
+_ROUNDED_VOWELS = {"O": "E", "OE": "E", "OMEGA": "F", "U": "F", "UPSILON": "F", "Y": "F"}
+_OTHER_VOWELS = {"E": "C", "EPSILON": "C", "I": "B", "IOTA": "B", "SCHWA": "B", "HORN": "B"}
+_CONSONANTS = {"M": "A", "B": "A", "P": "A", "PHI": "A", "BETA": "A", "F": "G", "V": "G",
+               "L": "H", "THETA": "H", "ETH": "H"}
+_NAME_PREFIX = re.compile(
+    r"^(LATIN|GREEK|CYRILLIC)( SMALL| CAPITAL)?( LETTER)?( SMALL CAPITAL| SMALL)?\s+"
+)
+
+
+def _shape_by_class(ch: str) -> str:
+    """The shape of a letter the table lacks, from its Unicode name: ``LATIN SMALL LETTER
+    TURNED OPEN E WITH HOOK`` is an E-class vowel (``C``); unknown consonants are ``B``."""
+    name = unicodedata.name(ch, "")
+    name = _NAME_PREFIX.sub("", name).split(" WITH ")[0]
+    word = name.split()[-1] if name else ""
+    for table in (_OPEN_VOWELS, _ROUNDED_VOWELS, _OTHER_VOWELS, _CONSONANTS):
+        if word in table:
+            return table[word]
+    return "B"
 
 
 def _is_pause(symbol: str) -> bool:
@@ -93,10 +132,14 @@ def phoneme_shape(symbol: str) -> str | None:
     Returns:
         A shape letter; ``"X"`` for silence markers and pauses (spaces, punctuation);
         ``None`` for pure modifiers (stress marks, length marks) that have no shape of their own.
-        An unknown symbol gives ``"B"`` (slightly open), logged at debug level.
+        A symbol the table lacks is placed by its class (a vowel by openness and rounding, a
+        consonant by where it is made; anything else ``"B"``, slightly open), logged at debug
+        level.
     """
     if symbol in SILENCE_MARKS or _is_pause(symbol):
         return "X"
+    if _LANGUAGE_SWITCH.match(symbol):
+        return None
     # Decompose so "ã" looks up "a"; drop stress, length and tie marks.
     base = [ch for ch in unicodedata.normalize("NFD", symbol) if not _is_modifier_char(ch)]
     if not base:
@@ -105,15 +148,20 @@ def phoneme_shape(symbol: str) -> str | None:
         shape = PHONEME_SHAPES.get(ch)
         if shape is not None:
             return shape
-    logger.debug("unknown phoneme %r; showing mouth shape B", symbol)
-    return "B"
+    shape = _shape_by_class(base[0])
+    logger.debug("unknown phoneme %r; placed by its class as mouth shape %s", symbol, shape)
+    return shape
 
 
 def _kind(symbol: str) -> str:
     """``"stress"``, ``"extend"``, ``"pause"`` or ``"sound"``."""
+    if symbol in SILENCE_MARKS:
+        return "pause"
     if symbol and all(_is_modifier_char(ch) for ch in symbol):
         return "stress" if all(ch in STRESS_MARKS for ch in symbol) else "extend"
-    if symbol in SILENCE_MARKS or _is_pause(symbol):
+    if _LANGUAGE_SWITCH.match(symbol):
+        return "extend"
+    if _is_pause(symbol):
         return "pause"
     return "sound"
 
