@@ -305,7 +305,7 @@ def _worker(args) -> int:
 
 def _check(args) -> int:
     from avatar_engine.settings import Wav2LipSettings
-    from bots.config import extras_needed, missing_files
+    from bots.config import extras_needed, language_warnings, missing_files
 
     config = _load(args)
     missing = missing_files(config)
@@ -316,6 +316,9 @@ def _check(args) -> int:
             missing.append(str(e))
     for line in missing:
         print(f"vstage: {line}", file=sys.stderr)
+    # Warnings do not fail the check: the persona runs, only not (well) in its language.
+    for line in language_warnings(config):
+        print(f"vstage: warning: {line}", file=sys.stderr)
     print(f"config {'has missing files' if missing else 'OK'}: {config.root}")
     for p in config.personas.values():
         av = p.avatar

@@ -19,20 +19,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import ConfigDict, Field, SecretStr, ValidationError
+from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings, Wav2LipSettings
 from bots.adapters.discord.settings import DiscordSettings
 from bots.adapters.twitch.settings import PersonaTwitchSettings, TwitchSettings
 from bots.brain.settings import LLMSettings
+from bots.languages import ISO_639_2_ALIASES, WHISPER_LANGUAGES, base_language, language_name
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.settings import QueueSettings, ShowSettings
 from bots.teacher.settings import TeacherSettings
 from overlays.live.settings import LiveSettings
 from overlays.obs.settings import ObsSettings
 from overlays.studio.settings import StudioSettings
-from vstage_core.errors import ConfigError
+from vstage_core.errors import ConfigError, VStageError
 from vstage_core.extras import is_installed
 from vstage_core.settings import FrozenModel
 
@@ -50,6 +51,9 @@ def default_config_dir() -> Path:
 
 
 
+
+
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 
 
 class PersonaConfig(FrozenModel):
@@ -74,6 +78,29 @@ class PersonaConfig(FrozenModel):
         "Sorry chat, my brain just buffered. Ask me again?",
         description="said in character when the LLM fails",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moderation_speaks_its_languages(cls, data: Any) -> Any:
+        """The persona's language (and a teacher's learner language: learners mix theirs in)
+        selects the built-in word lists moderation applies besides English."""
+        if not isinstance(data, dict):
+            return data
+        codes = [data.get("language", "en")]
+        teacher = data.get("teacher")
+        if isinstance(teacher, dict):
+            codes += [teacher.get("target_language"), teacher.get("learner_language")]
+        codes = [c for c in codes if isinstance(c, str) and _LANGUAGE_CODE.fullmatch(c)]
+        moderation = data.get("moderation", {})
+        if isinstance(moderation, ModerationSettings):
+            moderation = moderation.model_dump()
+        if not isinstance(moderation, dict) or not codes:
+            return data
+        have = moderation.get("languages") or ()
+        if not isinstance(have, list | tuple):
+            return data  # the field's own validation says what is wrong
+        wanted = tuple(dict.fromkeys((*have, *(base_language(c) for c in codes))))
+        return {**data, "moderation": {**moderation, "languages": wanted}}
 
 
 
@@ -193,6 +220,52 @@ def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _language_fields(persona: PersonaConfig) -> list[tuple[str, str]]:
+    fields = [("language", persona.language)]
+    if persona.teacher is not None:
+        fields += [("teacher.target_language", persona.teacher.target_language),
+                   ("teacher.learner_language", persona.teacher.learner_language)]
+    return fields
+
+
+def _espeak_languages() -> frozenset[str]:
+    """espeak-ng's languages; empty when its library is not installed."""
+    try:
+        from avatar_engine.voice.espeak import espeak_languages
+
+        return espeak_languages()
+    except VStageError:
+        return frozenset()
+
+
+def language_problem(code: str, *, voice: VoiceSettings | None = None) -> str | None:
+    """None when some part of vstage knows the language ``code`` (hearing: Whisper's 99
+    languages; speaking: espeak-ng's, or ``voice``'s own), else why not and what is
+    available, for a start-up error."""
+    base = base_language(code)
+    if base in WHISPER_LANGUAGES:
+        return None
+    espeak = _espeak_languages()
+    if any(base_language(c) == base for c in espeak):
+        return None
+    if voice is not None:
+        from avatar_engine.voice.base import voice_speaks
+
+        try:
+            if voice_speaks(voice, code):
+                return None
+        except VStageError:
+            pass  # an unloadable voice is reported by itself, not as a language problem
+    alias = ISO_639_2_ALIASES.get(base)
+    hint = f" (did you mean {alias!r}, {language_name(alias)}?)" if alias else ""
+    spoken = sorted({base_language(c) for c in espeak})
+    speaking = (f"; speaking (espeak-ng) knows {len(spoken)}: {', '.join(spoken)}" if spoken
+                else "; espeak-ng, which speaks ~100 languages, is not installed")
+    return (f"no part of vstage knows the language {code!r}{hint}. Use a two-letter ISO 639-1 "
+            f"code. Hearing (Whisper) knows {len(WHISPER_LANGUAGES)}: "
+            f"{', '.join(sorted(WHISPER_LANGUAGES))}{speaking}")
+
+
 def load_persona(path: Path, *, env: Mapping[str, str] | None = None) -> PersonaConfig:
     """Load and validate one persona file; paths inside it are relative to the config folder."""
     env = os.environ if env is None else env
@@ -214,6 +287,12 @@ def load_persona(path: Path, *, env: Mapping[str, str] | None = None) -> Persona
                 f"base_url needs the API key in ${persona.llm.api_key_env}"
             )
         persona = persona.model_copy(update={"llm": llm})
+    for field, code in _language_fields(persona):
+        problem = language_problem(code, voice=persona.voice if field == "language" else None)
+        if problem is not None:
+            line = lines.get(tuple(field.split(".")))
+            raise ConfigError(f"{path}{f', line {line}' if line else ''}: {field}: persona "
+                              f"{persona.id!r}: {problem}")
     expected = path.stem
     if persona.id != expected:
         line = lines.get(("id",))
@@ -348,6 +427,75 @@ def missing_files(config: Config) -> list[str]:
             report("avatar.sprites", f"no manifest.yaml in the sprite folder {av.sprites}",
                    "see docs/avatars.md")
     return problems
+
+
+def _voice_words(voice: VoiceSettings) -> str:
+    if voice.provider == "piper":
+        return f"piper voice {voice.model!r}"
+    if voice.provider == "espeak":
+        return f"espeak voice {voice.voice!r}" if voice.voice else "espeak voice"
+    return f"openai voice {voice.voice!r} of {voice.model!r}"
+
+
+def language_warnings(config: Config) -> list[str]:
+    """What works but not in the persona's language, one line each naming the persona file,
+    the line and the field, with the fix (``vstage check``): a voice that cannot speak the
+    language (the embedded English Piper voice on a German persona reads German with English
+    sounds), a language hearing does not know, the multilingual hearing model missing."""
+    from avatar_engine.voice.base import voice_languages, voice_speaks
+    from avatar_engine.voice.piper import VOICES_URL
+
+    warnings: list[str] = []
+    needs_multilingual: list[str] = []
+    espeak = _espeak_languages()
+    for persona in config.personas.values():
+        path = persona_file(config, persona.id)
+        try:
+            _, lines = _load_yaml(path)
+        except ConfigError:
+            lines = {}
+        report = functools.partial(_report_missing, warnings, path, lines)
+        spoken = {persona.language}
+        if persona.teacher is not None:
+            spoken.add(persona.teacher.target_language)
+        for code in sorted(spoken):
+            name = f"{language_name(code)} ({code})"
+            try:
+                speaks = voice_speaks(persona.voice, code)
+                have = voice_languages(persona.voice, language=code)
+            except VStageError as e:  # the voice cannot even be found: say that instead
+                report("voice", f"persona {persona.id!r}: {e}")
+                continue
+            if speaks is not False:
+                continue
+            base = base_language(code)
+            fixes = []
+            if any(base_language(c) == base for c in espeak):
+                fixes.append("use `voice: {provider: espeak}` (espeak-ng speaks "
+                             f"{language_name(code)}: robotic but clear)")
+            fixes.append(f"or a Piper voice of {language_name(code)}: download its .onnx and "
+                         f".onnx.json from {VOICES_URL} ({base}/...), put both side by side and "
+                         "set voice.model to the .onnx path")
+            fixes.append("or an OpenAI-compatible speech server that speaks it "
+                         "(see docs/voices.md)")
+            what = ", ".join(sorted(have or ())) or "nothing"
+            report("voice", f"persona {persona.id!r} speaks {name} but its "
+                   f"{_voice_words(persona.voice)} speaks only {what}: replies would be read "
+                   f"with its sounds, hard to understand", "; ".join(fixes))
+        hear = base_language(persona.language)
+        if hear not in WHISPER_LANGUAGES:
+            report("language", f"persona {persona.id!r}: hearing (Whisper) does not know "
+                   f"{language_name(persona.language)} ({persona.language}): spoken input "
+                   "will be transcribed as the closest language it knows; chat works")
+        elif hear != "en":
+            needs_multilingual.append(persona.id)
+    if needs_multilingual:
+        from bots.hearing.models import multilingual_model_problem
+
+        problem = multilingual_model_problem()
+        if problem is not None:
+            warnings.append(f"personas {', '.join(needs_multilingual)}: {problem}")
+    return warnings
 
 
 def extras_needed(app: AppSettings) -> dict[str, str]:
