@@ -4,6 +4,7 @@ per-frame track's coarticulation rules, and the envelope fallback."""
 from __future__ import annotations
 
 import logging
+import unicodedata
 
 import numpy as np
 import pytest
@@ -309,3 +310,101 @@ def test_envelope_accepts_int16_and_stereo() -> None:
     assert (envelope_track(pcm, SAMPLE_RATE, n_frames=25, fps=25) == ref).all()
     stereo = np.stack([audio, audio], axis=1)
     assert (envelope_track(stereo, SAMPLE_RATE, n_frames=25, fps=25) == ref).all()
+
+
+# --- IPA beyond English (German, French, Spanish, and anything else) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("symbol", "shape"),
+    [
+        # German: umlauts, ich-/ach-Laut, uvular r, lax rounded front vowels, -er
+        ("y", "F"), ("yː", "F"), ("ʏ", "F"), ("ø", "F"), ("øː", "F"), ("œ", "E"),
+        ("ç", "B"), ("x", "B"), ("ʁ", "B"), ("ɐ", "C"), ("ɐ̯", "C"), ("pf", "A"), ("ts", "B"),
+        ("ɔø", "E"), ("aɪ", "D"),
+        # French: nasal vowels (the tilde is stripped to the base vowel), ɥ
+        ("ɑ̃", "D"), ("ɛ̃", "C"), ("ɔ̃", "E"), ("œ̃", "E"), ("ɥ", "F"),
+        # Spanish: tap and trill, the approximants β ð ɣ, ñ
+        ("ɾ", "B"), ("r", "B"), ("β", "A"), ("ð", "H"), ("ɣ", "B"), ("ɲ", "B"), ("ʎ", "H"),
+        # precomposed letters decompose to their base
+        ("ü", "F"), ("ä", "D"), ("o̞", "E"),
+    ],
+)
+def test_ipa_beyond_english(symbol: str, shape: str) -> None:
+    assert phoneme_shape(symbol) == shape
+
+
+@pytest.mark.parametrize(
+    ("symbol", "shape"),
+    [
+        ("ᴀ", "D"),  # small capital A: an open vowel
+        ("ꭤ", "D"),  # turned a-like letter from Latin Extended-E
+        ("ɷ", "F"),  # closed omega: rounded
+        ("ʚ", "C"),  # closed open e
+        ("ⱴ", "G"),  # v with curl: labiodental
+        ("ɗ", "B"),  # implosive d
+    ],
+)
+def test_symbols_outside_the_table_are_placed_by_class(symbol: str, shape: str) -> None:
+    from avatar_engine.visemes.phonemes import PHONEME_SHAPES
+
+    assert symbol not in PHONEME_SHAPES or symbol == "ɗ"
+    assert phoneme_shape(symbol) == shape
+
+
+def test_tone_marks_and_language_switches_have_no_shape() -> None:
+    for symbol in ("˥", "˩", "5", "ʼ", "ᵊ", "(en)", "(cmn)", "\u0303", "\u0327"):
+        assert phoneme_shape(symbol) is None, symbol
+    # espeak's "(en)" inside a German sentence does not open or close the mouth.
+    assert shapes_of([("a", 0.2), ("(en)", 0.0), ("o", 0.2)]) == "DE"
+
+
+def piper_style(ipa: str, step: float = 0.06) -> tuple[PhonemeTiming, ...]:
+    """An IPA string as Piper's alignments deliver it: one entry per code point, decomposed
+    (Piper splits ``ç`` into ``c`` + the combining cedilla)."""
+    return timeline([(ch, step) for ch in unicodedata.normalize("NFD", ipa)])
+
+
+@pytest.mark.parametrize(
+    ("ipa", "shapes"),
+    [
+        # "Bücher über München" (espeak-ng -v de --ipa)
+        ("bˈyːçɜ ˌyːbɜ mˈynçən", "AFBCFACAFBBBB"),
+        # "ich möchte acht Pfeffer"
+        ("ɪç mˈœçtə ˈaxt pfˈɛfɜ", "BBAEBBBDBBAGCGC"),
+        # "Un bon vin blanc"
+        ("œ̃ bˈɔ̃ vˈɛ̃ blˈɑ̃", "EAEGCAHD"),
+        # "lui huit rue"
+        ("lyˌi yˈi ʁˈy", "HFBFBBF"),
+        # "El perro", "señor", "agua y dedo"
+        ("el pˈero", "CHACBE"),
+        ("seɲˈoɾ", "BCBEB"),
+        ("ˈaɣwa i ðˈeðo", "DBFDBHCHE"),
+    ],
+)
+def test_phoneme_strings_of_german_french_spanish(ipa: str, shapes: str) -> None:
+    segs = shape_segments(piper_style(ipa))
+    assert "".join(s.shape for s in segs) == shapes
+    # Stress marks, length marks and combining marks took no segment of their own.
+    assert len(segs) < len(unicodedata.normalize("NFD", ipa))
+
+
+def test_every_ipa_code_point_maps_without_crashing() -> None:
+    blocks = [
+        range(0x0250, 0x02B0),  # IPA Extensions
+        range(0x02B0, 0x0300),  # Spacing Modifier Letters
+        range(0x0300, 0x0370),  # Combining Diacritical Marks
+        range(0x1D00, 0x1DC0),  # Phonetic Extensions (+ Supplement)
+        range(0x0370, 0x0400),  # Greek (β θ χ ...)
+        range(0x00C0, 0x0250),  # Latin-1 letters and Latin Extended-A/B
+    ]
+    symbols = [chr(c) for block in blocks for c in block if unicodedata.name(chr(c), "")]
+    for s in symbols:
+        assert phoneme_shape(s) in (None, *SHAPES), repr(s)
+    # As one long timeline through the full track: contiguous segments, valid codes.
+    phonemes = timeline([(s, 0.02) for s in symbols])
+    segs = shape_segments(phonemes)
+    for a, b in zip(segs, segs[1:], strict=False):
+        assert a.end == pytest.approx(b.start)
+    codes = mouth_track(phonemes, n_frames=int(phonemes[-1].end * 25) + 1, fps=25)
+    assert len(set(codes.tolist())) >= 5
