@@ -329,6 +329,8 @@ class LiveViewer:
     Made by :meth:`SharedVideoEncoder.add_viewer`; :meth:`close` when the connection ends.
     """
 
+    AUDIO_QUEUE = 6  # 120 ms of Opus packets queued at most
+
     def __init__(self, encoder: SharedVideoEncoder, name: str, max_queue: int) -> None:
         self.encoder = encoder
         self.name = name
@@ -337,6 +339,7 @@ class LiveViewer:
         self.samples_per_tick = encoder.stream.samples_per_tick
         self.max_queue = max_queue
         self.closed = False
+        self.sending = False  # the connection asked for its first packet
         self.waiting_key = True
         self.first_index: int | None = None
         self.last_index: int | None = None
@@ -348,8 +351,20 @@ class LiveViewer:
         self._video_ready = asyncio.Event()
         self._audio_ready = asyncio.Event()
 
+    @property
+    def queued(self) -> tuple[int, int]:
+        """``(video frames, audio packets)`` waiting to be sent."""
+        return len(self._video), len(self._audio)
+
+    def _start_sending(self) -> None:
+        if not self.sending:
+            self.sending = True
+            self.encoder.request_keyframe()
+
     def _put(self, enc: EncodedTick) -> None:
-        if self.closed:
+        if self.closed or not self.sending:
+            # Nothing is queued before the connection sends (DTLS not up yet): a backlog
+            # handed over in one burst would make the browser buffer all of it, for good.
             return
         if self.first_index is None:  # the viewer starts at a keyframe, audio with it
             if enc.data is None or not enc.keyframe:
@@ -361,7 +376,7 @@ class LiveViewer:
         # missed tick leaves a hole in both, not a shift.
         base = (enc.index - self.first_index) * self.samples_per_tick
         for offset, packet in enc.audio:
-            if len(self._audio) >= self.max_queue * 4:
+            if len(self._audio) >= self.AUDIO_QUEUE:  # not taken: keep the latency bounded
                 self._audio.popleft()
             self._audio.append((base + offset, packet))
         if enc.audio:
@@ -389,6 +404,7 @@ class LiveViewer:
         """
         import av
 
+        self._start_sending()
         while not self._video:
             if self.closed:
                 raise ConnectionError("viewer closed")
@@ -410,6 +426,7 @@ class LiveViewer:
         """
         import av
 
+        self._start_sending()
         while not self._audio:
             if self.closed:
                 raise ConnectionError("viewer closed")

@@ -70,3 +70,19 @@ async def test_a_click_is_heard_at_its_frames_video_time():
         assert at is not None and loudest > 0.2
         # Within one frame (Opus adds 6.5 ms of look-ahead; the click is 0.4 ms into its frame).
         assert abs(at - video_time) < 1 / FPS, (at, video_time)
+
+
+async def test_nothing_piles_up_before_or_while_a_connection_does_not_send():
+    """A viewer whose connection is not sending yet (DTLS still coming up) queues nothing, and
+    one that stops taking audio keeps at most a bounded backlog: a burst of old media would make
+    the browser buffer it all, and every later word would come that much late."""
+    async with LiveStream(persona="vee", performer=FakePerformer()) as stream, \
+            SharedVideoEncoder(stream=stream) as encoder:
+        viewer = encoder.add_viewer("slow")
+        await asyncio.sleep(0.5)
+        assert stream.ticks >= 5 and viewer.queued == (0, 0)
+        packet = await asyncio.wait_for(viewer.next_packet(), 5)  # the connection sends now
+        assert packet.pts == 0 and viewer.first_index is not None
+        await asyncio.sleep(0.6)  # nobody takes the audio
+        assert viewer.queued[1] <= viewer.AUDIO_QUEUE
+        viewer.close()
