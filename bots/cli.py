@@ -317,9 +317,11 @@ def _check(args) -> int:
     for line in missing:
         print(f"vstage: {line}", file=sys.stderr)
     # Warnings do not fail the check: the persona runs, only not (well) in its language.
-    for line in language_warnings(config):
+    warnings = language_warnings(config)
+    for line in warnings:
         print(f"vstage: warning: {line}", file=sys.stderr)
-    print(f"config {'has missing files' if missing else 'OK'}: {config.root}")
+    noted = f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""
+    print(f"config {'has missing files' if missing else 'OK'}{noted}: {config.root}")
     for p in config.personas.values():
         av = p.avatar
         avatar = (f"wav2lip:{av.checkpoint}" if isinstance(av, Wav2LipSettings)
