@@ -265,21 +265,28 @@ def espeak_languages() -> frozenset[str]:
 
 
 def _resolve(name: str) -> EspeakVoice | None:
-    """The installed voice ``name`` means: a language code (``de``, ``de-DE`` -> ``de``), a
-    voice file (``gmw/de``) or a voice name (``German``); None if there is none."""
-    wanted = normalize_language(name)
+    """The installed voice ``name`` means: a language code (``de``, ``fr-BE``; ``de-AT`` falls
+    back to ``de``), a voice file (``gmw/de``) or a voice name (``German``); None if none."""
     voices = espeak_voices()
-    for v in voices:  # exact language, then file or name
-        if wanted in (normalize_language(c) for c in v.languages):
-            return v
-    for v in voices:
-        if wanted in (v.identifier.lower(), v.name.lower()):
-            return v
-    primary = wanted.split("-")[0]
-    for v in voices:  # de-at when only de is installed
-        if primary in (normalize_language(c) for c in v.languages):
-            return v
-    return None
+
+    def find(wanted: str) -> EspeakVoice | None:
+        # espeak-ng names a language's main voice file after the bare code (roa/fr for fr,
+        # while fr-BE also lists fr); then a voice whose own language it is; then any voice
+        # that speaks it; then a file path or a display name.
+        checks = (
+            lambda v: v.identifier.rsplit("/", 1)[-1].lower() == wanted,
+            lambda v: bool(v.languages) and normalize_language(v.languages[0]) == wanted,
+            lambda v: wanted in (normalize_language(c) for c in v.languages),
+            lambda v: wanted in (v.identifier.lower(), v.name.lower()),
+        )
+        for check in checks:
+            for v in voices:
+                if check(v):
+                    return v
+        return None
+
+    wanted = normalize_language(name)
+    return find(wanted) or (find(wanted.split("-")[0]) if "-" in wanted else None)
 
 
 def espeak_voice_languages(name: str) -> frozenset[str]:
@@ -289,13 +296,19 @@ def espeak_voice_languages(name: str) -> frozenset[str]:
 
 
 def _unknown_voice(name: str) -> ProviderError:
-    codes = sorted({v.languages[0] for v in espeak_voices() if v.languages})
-    close = [c for c in codes if c.split("-")[0] == normalize_language(name)[:2]]
-    hint = f" (close: {', '.join(close)})" if close else ""
+    # Primary codes only (de, fr, pt): the regional variants (fr-be, pt-br) would triple the
+    # list, and `espeak-ng --voices` shows them.
+    codes = sorted({normalize_language(c).split("-")[0] for c in espeak_languages_list()})
     return ProviderError(
-        f"espeak-ng has no voice for {name!r}{hint}. It speaks {len(codes)} languages: "
-        f"{', '.join(codes)}. See `espeak-ng --voices`."
+        f"espeak-ng has no voice for {name!r}. It speaks {len(codes)} languages: "
+        f"{', '.join(codes)}. Regional voices (en-us, fr-be, pt-br, ...): see "
+        "`espeak-ng --voices`."
     )
+
+
+def espeak_languages_list() -> list[str]:
+    """Every language code of every installed voice, in espeak-ng's order."""
+    return [code for v in espeak_voices() for code in v.languages]
 
 
 class EspeakTTS:
