@@ -145,9 +145,11 @@ _DIRECTIONS = re.compile(r"\*[^*\n]{1,80}\*|\([^()\n]{1,80}\)|\[[^\[\]\n]{1,80}\
 _SPACES = re.compile(r"\s+")
 # A speaker label small models put before their lines: "Mika:", "**Mika**:", "Mika (waves):",
 # "Assistant:". One to three capitalised words, optional markdown and a parenthesis, a colon.
+# Any script: "Élodie:", "ユイ：" (a full-width colon needs no space after it); only known
+# names and generic labels are stripped, so the first letter need not be a capital.
 _LABEL = re.compile(
-    r"^\s*[*_]{0,2}(?P<name>[A-Z][\w'.-]{0,24}(?:\s+[A-Z][\w'.-]{0,24}){0,2})[*_]{0,2}"
-    r"(?:\s*\([^()\n]{0,40}\))?\s*[*_]{0,2}:[*_]{0,2}\s+"
+    r"^\s*[*_]{0,2}(?P<name>[^\W\d_][\w'.-]{0,24}(?:\s+[^\W\d_][\w'.-]{0,24}){0,2})"
+    r"[*_]{0,2}(?:\s*\([^()\n]{0,40}\))?\s*[*_]{0,2}(?::[*_]{0,2}\s+|：[*_]{0,2}\s*)"
 )
 _GENERIC_LABELS = {"assistant", "streamer", "ai", "bot", "answer", "reply", "response", "a", "q",
                    "user", "viewer", "chat"}

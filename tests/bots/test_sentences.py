@@ -192,3 +192,14 @@ def test_cutting_loses_no_words_in_any_language(text, step, lang):
     pieces = cut(text, step=step, language=lang)
     assert "".join("".join(pieces).split()) == "".join(text.split())
     assert all(p == p.strip() and p for p in pieces)
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("Élodie : Bonjour à tous !", "Bonjour à tous !"),
+    ("ユイ：こんにちは！", "こんにちは！"),
+    ("**Lena:** Hallo zusammen!", "Hallo zusammen!"),
+    ("Hinweis: Tee ist gut.", "Hinweis: Tee ist gut."),
+    ("note: tea is great.", "note: tea is great."),
+])
+def test_speaker_labels_in_any_script(raw, expected):
+    assert strip_label(raw, names=("Élodie", "ユイ", "Lena")) == expected
