@@ -2,7 +2,10 @@
 (hair, face, headphones, hoodie), three eye states and the nine mouth shapes.
 
 Run ``python tools/draw_default_avatar.py OUT_DIR``; the committed copy lives in
-``config/avatars/default``. Everything is drawn with Pillow at 4x and downsampled, so edges are
+``config/avatars/default``. Variants of the same art with their own colours and hair are
+``--look lena`` (the German teacher: blonde braids, a blue cardigan; ``config/avatars/lena``)
+and ``--look camille`` (the French teacher: a chestnut bun, a red top;
+``config/avatars/camille``). Everything is drawn with Pillow at 4x and downsampled, so edges are
 anti-aliased; shapes are cubic Bezier outlines.
 """
 
@@ -13,7 +16,9 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
@@ -50,6 +55,79 @@ LIP = (150, 62, 72, 255)
 MOUTH = (104, 30, 52, 255)
 TONGUE = (255, 118, 136, 255)
 TEETH = (255, 253, 250, 255)
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """Who is drawn: the colours that differ between characters, and the hair style
+    (``bob``: Vee's, with a strand sticking up; ``braids``: two braids over the shoulders;
+    ``bun``: a chin-length bob gathered into a bun on top)."""
+
+    name: str
+    hair: RGBA
+    hair_dark: RGBA
+    hair_back: RGBA
+    hair_light: RGBA
+    top: RGBA
+    top_dark: RGBA
+    top_light: RGBA
+    iris: RGBA
+    iris_dark: RGBA
+    iris_light: RGBA
+    accent: RGBA
+    star: RGBA
+    hair_style: Literal["bob", "braids", "bun"] = "bob"
+
+
+VEE = Look(
+    name="Vee",
+    hair=HAIR,
+    hair_dark=HAIR_DARK,
+    hair_back=HAIR_BACK,
+    hair_light=HAIR_LIGHT,
+    top=HOODIE,
+    top_dark=HOODIE_DARK,
+    top_light=HOODIE_LIGHT,
+    iris=IRIS,
+    iris_dark=IRIS_DARK,
+    iris_light=IRIS_LIGHT,
+    accent=ACCENT,
+    star=STAR,
+)
+LENA = Look(
+    name="Lena",
+    hair=(238, 196, 96, 255),
+    hair_dark=(190, 140, 52, 255),
+    hair_back=(214, 168, 72, 255),
+    hair_light=(255, 234, 166, 255),
+    top=(72, 106, 170, 255),
+    top_dark=(48, 74, 132, 255),
+    top_light=(124, 160, 216, 255),
+    iris=(76, 136, 204, 255),
+    iris_dark=(36, 72, 132, 255),
+    iris_light=(164, 204, 242, 255),
+    accent=(236, 88, 78, 255),
+    star=STAR,
+    hair_style="braids",
+)
+CAMILLE = Look(
+    name="Camille",
+    hair=(122, 70, 54, 255),
+    hair_dark=(84, 44, 36, 255),
+    hair_back=(102, 58, 46, 255),
+    hair_light=(180, 122, 100, 255),
+    top=(198, 62, 80, 255),
+    top_dark=(150, 38, 58, 255),
+    top_light=(234, 124, 136, 255),
+    iris=(92, 162, 98, 255),
+    iris_dark=(44, 100, 60, 255),
+    iris_light=(172, 222, 162, 255),
+    accent=(62, 82, 164, 255),
+    star=(250, 246, 232, 255),
+    hair_style="bun",
+)
+LOOKS: dict[str, Look] = {"vee": VEE, "lena": LENA, "camille": CAMILLE}
+
 
 EYE_L: Point = (209.0, 290.0)
 EYE_R: Point = (303.0, 290.0)
@@ -184,7 +262,18 @@ def face_outline() -> list[Point]:
     return left + mirror(left[::-1])[1:]
 
 
-def back_hair(c: Canvas) -> None:
+def back_hair(c: Canvas, look: Look) -> None:
+    if look.hair_style in ("bun", "braids"):
+        # Chin length at the back: the rest is gathered into the bun or the braids.
+        left = path(
+            (256, 58),
+            ((180, 58), (118, 110), (116, 210)),
+            ((114, 282), (118, 330), (126, 366)),
+            ((150, 376), (176, 378), (204, 372)),
+            (256, 372),
+        )
+        c.poly(left + mirror(left[::-1])[1:], look.hair_back, OUTLINE, 3.2)
+        return
     left = path(
         (256, 58),
         ((180, 58), (118, 110), (116, 210)),
@@ -195,10 +284,10 @@ def back_hair(c: Canvas) -> None:
         (256, 430),
     )
     pts = left + mirror(left[::-1])[1:]
-    c.poly(pts, HAIR_BACK, OUTLINE, 3.2)
+    c.poly(pts, look.hair_back, OUTLINE, 3.2)
 
 
-def body(c: Canvas) -> None:
+def body(c: Canvas, look: Look) -> None:
     # Neck with the chin's shadow.
     neck = path((230, 340), (282, 340), (284, 430), (228, 430))
     c.poly(neck, SKIN, OUTLINE, 3.0)
@@ -223,15 +312,16 @@ def body(c: Canvas) -> None:
         (256, 520),
     )
     hoodie = left + mirror(left[::-1])[1:]
-    c.poly(hoodie, HOODIE, OUTLINE, 3.4)
+    c.poly(hoodie, look.top, OUTLINE, 3.4)
     folds = Canvas()
-    folds.poly(path((60, 520), (74, 478), ((92, 470), (112, 472), (128, 520))), HOODIE_DARK)
-    folds.poly(mirror(path((60, 520), (74, 478), ((92, 470), (112, 472), (128, 520)))), HOODIE_DARK)
+    fold = path((60, 520), (74, 478), ((92, 470), (112, 472), (128, 520)))
+    folds.poly(fold, look.top_dark)
+    folds.poly(mirror(fold), look.top_dark)
     folds.poly(
         path(
             (150, 440), ((190, 428), (214, 430), (226, 440)), ((200, 446), (176, 446), (150, 440))
         ),
-        HOODIE_LIGHT,
+        look.top_light,
     )
     c.layer(folds, mask=_mask(hoodie))
 
@@ -242,13 +332,13 @@ def body(c: Canvas) -> None:
         ((212, 404), (222, 420), (256, 424)),
     )
     collar = collar_l + mirror(collar_l[::-1])[1:]
-    c.poly(collar, HOODIE_DARK, OUTLINE, 3.0)
+    c.poly(collar, look.top_dark, OUTLINE, 3.0)
 
     # Drawstrings with pink tips, and a little star on the chest.
     for x0, x1 in ((238, 232), (274, 282)):
         c.line(path((x0, 446), ((x0 - 2, 466), (x1, 476), (x1, 494))), WHITE, 3.4)
-        c.ellipse(x1, 498, 4.2, 6.0, ACCENT, OUTLINE, 1.6)
-    star(c, 330, 478, 14, STAR, OUTLINE)
+        c.ellipse(x1, 498, 4.2, 6.0, look.accent, OUTLINE, 1.6)
+    star(c, 330, 478, 14, look.star, OUTLINE)
 
 
 def star(c: Canvas, cx: float, cy: float, r: float, fill: RGBA, outline: RGBA | None) -> None:
@@ -260,7 +350,7 @@ def star(c: Canvas, cx: float, cy: float, r: float, fill: RGBA, outline: RGBA | 
     c.poly(pts, fill, outline, 2.0)
 
 
-def face(c: Canvas) -> None:
+def face(c: Canvas, look: Look) -> None:
     outline = face_outline()
     c.poly(outline, SKIN, OUTLINE, 3.4)
     # Shadow the bangs cast on the forehead and the cheeks' soft blush.
@@ -279,11 +369,11 @@ def face(c: Canvas) -> None:
     # Nose: a tiny shaded tick.
     c.line(path((258, 312), ((261, 318), (259, 322), (254, 323))), SKIN_SHADE, 3.0)
     # Eyebrows, soft and a little raised: friendly.
-    c.line(path((180, 244), ((192, 236), (212, 234), (228, 240))), HAIR_DARK, 4.2)
-    c.line(mirror(path((180, 244), ((192, 236), (212, 234), (228, 240)))), HAIR_DARK, 4.2)
+    c.line(path((180, 244), ((192, 236), (212, 234), (228, 240))), look.hair_dark, 4.2)
+    c.line(mirror(path((180, 244), ((192, 236), (212, 234), (228, 240)))), look.hair_dark, 4.2)
 
 
-def front_hair(c: Canvas) -> None:
+def front_hair(c: Canvas, look: Look) -> None:
     # The crown and fringe as one shape whose lower edge is a row of curved locks.
     crown = path(
         (138, 262),
@@ -305,18 +395,19 @@ def front_hair(c: Canvas) -> None:
         ((156, 224), (150, 246), (138, 262)),
     )
     hair = crown + fringe[1:]
-    c.poly(hair, HAIR, OUTLINE, 3.4)
+    c.poly(hair, look.hair, OUTLINE, 3.4)
     # Shading along the fringe and a glossy "angel ring".
     detail = Canvas()
     detail.poly(
-        path((130, 230), ((190, 186), (320, 186), (382, 230)), (382, 280), (130, 280)), HAIR_DARK
+        path((130, 230), ((190, 186), (320, 186), (382, 230)), (382, 280), (130, 280)),
+        look.hair_dark,
     )
     ring = path(
         (170, 140), ((210, 112), (300, 112), (342, 140)), ((300, 126), (210, 126), (170, 140))
     )
     c.layer(detail.soft(1.0), mask=_mask(hair))
     shine = Canvas()
-    shine.poly(ring, HAIR_LIGHT)
+    shine.poly(ring, look.hair_light)
     for x in (214, 256, 298):  # strands break the ring
         shine.erase([(x - 3, 100), (x + 3, 100), (x + 1, 150), (x - 5, 150)])
     gloss = shine.soft(1.2)
@@ -327,7 +418,7 @@ def front_hair(c: Canvas) -> None:
         (172, 170, 166, 204),
         (340, 170, 348, 206),
     ):
-        c.line(path((x0, y0), ((x0, y0 + 14), (x1, y1 - 14), (x1, y1))), HAIR_DARK, 2.0)
+        c.line(path((x0, y0), ((x0, y0 + 14), (x1, y1 - 14), (x1, y1))), look.hair_dark, 2.0)
 
     # Side locks framing the cheeks.
     side_l = path(
@@ -337,12 +428,45 @@ def front_hair(c: Canvas) -> None:
         ((174, 362), (178, 370), (184, 378)),
         ((174, 322), (166, 262), (168, 214)),
     )
-    c.poly(side_l, HAIR, OUTLINE, 3.0)
-    c.poly(mirror(side_l), HAIR, OUTLINE, 3.0)
+    c.poly(side_l, look.hair, OUTLINE, 3.0)
+    c.poly(mirror(side_l), look.hair, OUTLINE, 3.0)
 
-    # A cheeky strand sticking up from the crown.
-    ahoge = path((250, 74), ((244, 40), (270, 22), (296, 34)), ((276, 36), (264, 50), (262, 74)))
-    c.poly(ahoge, HAIR, OUTLINE, 3.0)
+    if look.hair_style == "bob":
+        # A cheeky strand sticking up from the crown.
+        ahoge = path(
+            (250, 74), ((244, 40), (270, 22), (296, 34)), ((276, 36), (264, 50), (262, 74))
+        )
+        c.poly(ahoge, look.hair, OUTLINE, 3.0)
+
+
+def braids(c: Canvas, look: Look) -> None:
+    """Two braids from behind the ears over the shoulders, each tied with a band."""
+    for side in (-1, 1):
+        x0 = 256 + side * 110
+        for i in range(7):  # plaited segments, alternating a little left and right
+            y = 352 + i * 19
+            x = x0 + side * (i * 2.0) + (3 if i % 2 else -3)
+            c.ellipse(x, y, 17 - i * 0.6, 13, look.hair, OUTLINE, 2.6)
+            c.line(
+                path((x - 10, y - 4), ((x - 4, y + 2), (x + 4, y + 4), (x + 10, y + 2))),
+                look.hair_dark,
+                2.0,
+            )
+        tip_x, tip_y = x0 + side * 14, 352 + 7 * 19
+        c.ellipse(tip_x, tip_y - 4, 9, 6, look.accent, OUTLINE, 2.0)  # the hair band
+        tuft = path(
+            (tip_x - 9, tip_y),
+            ((tip_x - 12, tip_y + 14), (tip_x - 4, tip_y + 22), (tip_x, tip_y + 24)),
+            ((tip_x + 4, tip_y + 22), (tip_x + 12, tip_y + 14), (tip_x + 9, tip_y)),
+        )
+        c.poly(tuft, look.hair, OUTLINE, 2.4)
+
+
+def bun(c: Canvas, look: Look) -> None:
+    """A round bun on top of the head, behind the crown."""
+    c.ellipse(256, 50, 40, 34, look.hair_back, OUTLINE, 3.2)
+    c.line(path((226, 40), ((238, 26), (270, 22), (284, 36))), look.hair_light, 3.0)
+    c.line(path((232, 60), ((246, 48), (270, 48), (282, 60))), look.hair_dark, 2.0)
 
 
 def offset(pts: Sequence[Point], d: float) -> list[Point]:
@@ -354,7 +478,7 @@ def offset(pts: Sequence[Point], d: float) -> list[Point]:
     return [(float(x), float(y)) for x, y in a + d * normal]
 
 
-def headphones(c: Canvas) -> None:
+def headphones(c: Canvas, look: Look) -> None:
     band = path((146, 236), ((126, 120), (190, 60), (256, 60)), ((322, 60), (386, 120), (366, 236)))
     c.line(band, OUTLINE, 16.0)
     c.line(band, PHONES, 11.0)
@@ -364,17 +488,22 @@ def headphones(c: Canvas) -> None:
         cx = 256 + side * 122
         c.ellipse(cx, 268, 30, 44, PHONES, OUTLINE, 3.4)
         c.ellipse(cx + side * 6, 268, 20, 34, PHONES_LIGHT)
-        c.ellipse(cx + side * 8, 268, 14, 27, ACCENT, OUTLINE, 2.2)
-        star(c, cx + side * 8, 268, 10, STAR, None)
+        c.ellipse(cx + side * 8, 268, 14, 27, look.accent, OUTLINE, 2.2)
+        star(c, cx + side * 8, 268, 10, look.star, None)
 
 
-def base_layer() -> Image.Image:
+def base_layer(look: Look | None = None) -> Image.Image:
+    look = look or VEE
     c = Canvas()
-    back_hair(c)
-    body(c)
-    face(c)
-    front_hair(c)
-    headphones(c)
+    if look.hair_style == "bun":
+        bun(c, look)
+    back_hair(c, look)
+    body(c, look)
+    if look.hair_style == "braids":
+        braids(c, look)
+    face(c, look)
+    front_hair(c, look)
+    headphones(c, look)
     return c.image()
 
 
@@ -397,13 +526,13 @@ def _eye_outline(cx: float, cy: float) -> list[Point]:
     )
 
 
-def open_eye(c: Canvas, cx: float, cy: float, side: int) -> None:
+def open_eye(c: Canvas, cx: float, cy: float, side: int, look: Look) -> None:
     shape = _eye_outline(cx, cy) if side < 0 else mirror(_eye_outline(2 * 256 - cx, cy))
     c.poly(shape, WHITE)
     iris = Canvas()
-    iris.ellipse(cx, cy + 3, 19, 25, IRIS_DARK)
-    iris.ellipse(cx, cy + 9, 16, 18, IRIS)
-    iris.ellipse(cx, cy + 16, 12, 9, IRIS_LIGHT)
+    iris.ellipse(cx, cy + 3, 19, 25, look.iris_dark)
+    iris.ellipse(cx, cy + 9, 16, 18, look.iris)
+    iris.ellipse(cx, cy + 16, 12, 9, look.iris_light)
     iris.ellipse(cx, cy + 3, 8, 11, PUPIL)
     iris.poly(
         path(
@@ -442,7 +571,7 @@ def open_eye(c: Canvas, cx: float, cy: float, side: int) -> None:
     )
 
 
-def closed_eye(c: Canvas, cx: float, cy: float, side: int) -> None:
+def closed_eye(c: Canvas, cx: float, cy: float, side: int, look: Look) -> None:
     # A soft downward arc with a lash flick at the outer corner: a relaxed blink.
     arc = path((cx - 26, cy + 4), ((cx - 14, cy + 18), (cx + 14, cy + 18), (cx + 26, cy + 4)))
     c.line(arc, OUTLINE, 4.6)
@@ -457,10 +586,10 @@ def closed_eye(c: Canvas, cx: float, cy: float, side: int) -> None:
     )
 
 
-def half_eye(c: Canvas, cx: float, cy: float, side: int) -> None:
+def half_eye(c: Canvas, cx: float, cy: float, side: int, look: Look) -> None:
     lid_y = cy + 6
     eye = Canvas()
-    open_eye(eye, cx, cy, side)
+    open_eye(eye, cx, cy, side, look)
     keep = Canvas()
     keep.poly([(cx - 40, lid_y), (cx + 40, lid_y), (cx + 40, cy + 50), (cx - 40, cy + 50)], WHITE)
     c.layer(eye, mask=keep)
@@ -470,11 +599,12 @@ def half_eye(c: Canvas, cx: float, cy: float, side: int) -> None:
     c.line(lid, OUTLINE, 5.0)
 
 
-def eyes_layer(kind: str) -> Image.Image:
+def eyes_layer(kind: str, look: Look | None = None) -> Image.Image:
+    look = look or VEE
     c = Canvas()
     draw = {"open": open_eye, "closed": closed_eye, "half": half_eye}[kind]
-    draw(c, *EYE_L, -1)
-    draw(c, *EYE_R, 1)
+    draw(c, *EYE_L, -1, look)
+    draw(c, *EYE_R, 1, look)
     return c.image()
 
 
@@ -614,9 +744,9 @@ def mouth_layer(shape: str) -> Image.Image:
 # --- output --------------------------------------------------------------------------------
 
 MANIFEST_TEMPLATE = """\
-# Default vstage avatar "Vee", drawn by tools/draw_default_avatar.py.
-# Regenerate with: python tools/draw_default_avatar.py config/avatars/default
-name: Vee
+# {title}, drawn by tools/draw_default_avatar.py.
+# Regenerate with: python tools/draw_default_avatar.py {regenerate}
+name: {name}
 size: [{w}, {h}]
 base: base.png
 eyes:
@@ -637,18 +767,20 @@ def _bbox(im: Image.Image) -> tuple[int, int, int, int]:
     return box
 
 
-def draw(out_dir: Path) -> list[Path]:
-    """Draw every PNG of the default sprite set and its manifest into ``out_dir``.
+def draw(out_dir: Path, look: Look | None = None) -> list[Path]:
+    """Draw every PNG of a sprite set of ``look`` (default: Vee) and its manifest into
+    ``out_dir``.
 
     Returns:
         The files written.
     """
+    look = look or VEE
     from avatar_engine.visemes import SHAPES
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    images: dict[str, Image.Image] = {"base.png": base_layer()}
+    images: dict[str, Image.Image] = {"base.png": base_layer(look)}
     for kind in ("open", "closed", "half"):
-        images[f"eyes_{kind}.png"] = eyes_layer(kind)
+        images[f"eyes_{kind}.png"] = eyes_layer(kind, look)
     boxes = []
     for shape in SHAPES:
         im = mouth_layer(shape)
@@ -664,7 +796,15 @@ def draw(out_dir: Path) -> list[Path]:
         path_ = out_dir / name
         im.save(path_, optimize=True)
         written.append(path_)
+    key = next((k for k, v in LOOKS.items() if v == look), "")
     manifest = MANIFEST_TEMPLATE.format(
+        title='Default vstage avatar "Vee"'
+        if look == VEE
+        else f'vstage avatar "{look.name}" (a variant of Vee)',
+        regenerate="config/avatars/default"
+        if look == VEE
+        else f"--look {key} config/avatars/{key}",
+        name=look.name,
         w=SIZE,
         h=SIZE,
         bx=x0,
@@ -681,9 +821,15 @@ def draw(out_dir: Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path, help="folder to write the sprite set into")
+    parser.add_argument(
+        "--look",
+        choices=sorted(LOOKS),
+        default="vee",
+        help="which character: vee (the default), lena or camille",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for p in draw(args.out_dir):
+    for p in draw(args.out_dir, LOOKS[args.look]):
         logger.info("wrote %s", p)
     return 0
 
