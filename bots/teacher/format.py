@@ -42,12 +42,14 @@ _ALIASES: dict[str, Channel] = {
 _LONGEST = max(len(a) for a in _ALIASES)
 
 # "[gloss]" anywhere; the word may still be coming ("[glo"), or its "]" ("[gloss ").
-_BRACKET_FULL = re.compile(r"\[\s*(\w+)\s*\]")
-_BRACKET_PART = re.compile(r"\[\s*(\w*)\s*")
+# At a line start markup may come first ("- [correction]", "**[gloss]**").
+_BRACKET_FULL = re.compile(r"[\s*_#>\-]*\[\s*(\w+)\s*\]")
+_BRACKET_PART = re.compile(r"[\s*_#>\-]*\[\s*(\w*)\s*")
 # "Korrektur:", "**Gloss:**", "- Traduction :" at the start of a line or after a sentence.
 _LABEL_FULL = re.compile(r"[\s*_#>\-]*(\w+)[*_]*\s?:[*_]*")
 _LABEL_PART = re.compile(r"[\s*_#>\-]*(\w*)([*_]*\s?)")
 _MARKUP = set(" \t*_#>-")
+_LEAD = set(":*_")  # what may follow a tag before its text ("[gloss]:", "**Gloss:**")
 _SENTENCE_END = set(".!?…。！？")
 
 
@@ -108,7 +110,7 @@ class TeacherStream:
         if ch == "\n":
             self._newline(out)
             return
-        if self._skip_lead and (ch.isspace() or ch == ":"):
+        if self._skip_lead and (ch.isspace() or ch in _LEAD):
             return
         if ch == "[":
             self._pending, self._pending_kind = ch, "bracket"
@@ -123,6 +125,8 @@ class TeacherStream:
     def _classify(self, out: list[str]) -> None:
         """Decide what the held-back text is: a whole tag, maybe a tag, or plain text."""
         p = self._pending
+        if self._pending_kind == "label" and p.endswith("[") and not p[:-1].strip(" \t*_#>-"):
+            self._pending_kind = "bracket"  # "- [correction]": markup, then a bracket tag
         if self._pending_kind == "bracket":
             full, part = _BRACKET_FULL.fullmatch(p), _BRACKET_PART.fullmatch(p)
         else:
@@ -149,7 +153,7 @@ class TeacherStream:
         first, rest = text[0], text[1:]
         if first == "\n":
             self._newline(out)
-        elif not (self._skip_lead and (first.isspace() or first == ":")):
+        elif not (self._skip_lead and (first.isspace() or first in _LEAD)):
             self._emit(first, out)
         for ch in rest:
             self._feed(ch, out)
