@@ -88,10 +88,13 @@ def test_speech_in_the_voice_language_moves_the_mouth(
 
 def test_per_call_speed(voices: dict[str, PiperTTS]) -> None:
     tts = voices["de"]
-    normal = tts.synthesize("Wir sprechen langsam.").duration
-    slow = tts.synthesize("Wir sprechen langsam.", speed=0.6).duration
-    assert slow > 1.35 * normal
-    assert tts.synthesize("Wir sprechen langsam.").duration == pytest.approx(normal, rel=0.05)
+    text = "Wir sprechen heute ganz langsam und deutlich über das Wetter."
+    normal = tts.synthesize(text).duration
+    slow = tts.synthesize(text, speed=0.6).duration
+    # length_scale 1/0.6 stretches the phonemes; Piper's duration model is stochastic, so the
+    # bound is generous.
+    assert slow > 1.25 * normal
+    assert tts.synthesize(text).duration == pytest.approx(normal, rel=0.1)
 
 
 def test_missing_voice_names_the_path_and_how_to_get_one(tmp_path: Path) -> None:
