@@ -103,11 +103,15 @@ class Notice(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Utterance(Event):
-    """Someone spoke in a voice channel (already transcribed)."""
+    """Someone spoke in a voice channel (already transcribed). ``language`` is the language
+    of ``message``; ``detected_language`` / ``language_probability`` are what the speech
+    recogniser heard (None when it cannot tell, e.g. an English-only model)."""
 
     message: str
     language: str = "en"
     duration_s: float = 0.0
+    detected_language: str | None = None
+    language_probability: float | None = None
 
 
 ModCommandName = Literal["skip", "pause", "resume", "clear"]

