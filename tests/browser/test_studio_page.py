@@ -39,9 +39,9 @@ def test_viewer_message_is_heard_on_the_live_stream(demo, browser, artifacts):
     subtitle = page.inner_text("[data-persona=mika] .subtitle").strip()
     assert subtitle
     page.screenshot(path=str(artifacts / "studio-live.png"))
-    page.wait_for_selector("#chat-log li.persona", timeout=30_000)
-    reply = page.inner_text("#chat-log li.persona span")
-    assert subtitle in reply or reply.strip().startswith(subtitle[:10])
+    page.wait_for_function(
+        "(said) => [...document.querySelectorAll('#chat-log li.persona span')]"
+        ".some(s => s.textContent.includes(said))", arg=subtitle, timeout=30_000)
     # The whole reply is said (its last subtitle gone) before the next test asks: the persona
     # holds the stage until then.
     page.wait_for_function(
@@ -88,6 +88,7 @@ def test_viewer_message_plays_clips_with_subtitles(demo, browser, artifacts):
     reply = page.inner_text("#chat-log li.persona span")
     assert " ".join(p["text"] for p in player["played"]) == reply.strip()
     assert not errors, errors
+    page.close()  # an open page is a live viewer: the demo keeps streaming to it
 
 
 def test_rejected_message_shows_the_reason(demo, browser):
@@ -99,6 +100,7 @@ def test_rejected_message_shows_the_reason(demo, browser):
     page.wait_for_function("() => document.querySelector('#form-error').textContent.length > 0",
                            timeout=10_000)
     assert "empty" in page.inner_text("#form-error")
+    page.close()
 
 
 def test_wrong_token_is_refused(demo, browser):
@@ -106,6 +108,7 @@ def test_wrong_token_is_refused(demo, browser):
     resp = page.goto(f"{demo}/studio?token=wrong")
     assert resp.status == 401
     assert "token" in page.content()
+    page.close()
 
 
 ODD_INPUTS = [
@@ -153,7 +156,7 @@ def test_trace_cli_and_metrics_show_what_happened(demo):
     res = subprocess.run(
         [sys.executable, "-m", "bots.cli", "--config", str(demo.config), "trace",
          "--port", str(demo.port), "--json", "-n", "50"],
-        capture_output=True, text=True, timeout=30, env=env,
+        capture_output=True, text=True, timeout=90, env=env,  # slow start under load
     )
     assert res.returncode == 0, res.stderr
     traces = json.loads(res.stdout)
