@@ -25,7 +25,9 @@ keys ``<metric>_<lang>``:
 ``diagnostics`` tells apart where the vstage path loses words: ``segment_wer`` is the model
 called directly on the exact audio the segmenter handed to whisper (so ``wer - segment_wer``
 comes from the transcription call, ``segment_wer - raw_wer`` from the audio: opus, resampling,
-VAD cuts). ``--quick``: 4 sentences and 1 question per language; full: 12 and 3.
+VAD cuts); ``timestamps_wer`` is the raw call with faster-whisper's default timestamp tokens
+(the hearing path decodes without them).
+``--quick``: 4 sentences and 1 question per language; full: 12 and 3.
 
     .venv/bin/python bench/languages.py [--quick]
 """
@@ -286,11 +288,15 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
 
 
 def transcribe_direct(model: Any, audio: np.ndarray | str, *, language: str,
-                      beam_size: int) -> tuple[str, float]:
-    """faster-whisper called as its README does (no vstage code): text and seconds."""
+                      beam_size: int, timestamps: bool = False) -> tuple[str, float]:
+    """faster-whisper called directly (no vstage code): text and seconds. By default with the
+    decoding options the hearing path uses (no timestamps, no VAD filter, no conditioning on
+    previous text), so a difference in WER is the path's, not the options'; ``timestamps``:
+    faster-whisper's own default (timestamp tokens on)."""
     t0 = time.perf_counter()
     segments, _ = model.transcribe(audio, language=language, beam_size=beam_size,
-                                   condition_on_previous_text=False)
+                                   condition_on_previous_text=False, vad_filter=False,
+                                   without_timestamps=not timestamps)
     text = " ".join(s.text.strip() for s in segments).strip()
     return text, time.perf_counter() - t0
 
@@ -430,9 +436,13 @@ async def measure_language(lang: str, persona: Any, *, vad: Any, stt: Any, base:
             seg_text = " ".join([
                 (await asyncio.to_thread(transcribe_direct, model, seg, language=lang,
                                          beam_size=beam))[0] for seg in heard.segments])
+            stamped, _ = await asyncio.to_thread(transcribe_direct, model, str(wav),
+                                                 language=lang, beam_size=beam,
+                                                 timestamps=True)
             trip, _ = await asyncio.to_thread(transcribe_direct, base, str(wav),
                                               language=lang, beam_size=5)
             rows.append({"text": text, "vstage": heard.text, "raw": raw, "segments": seg_text,
+                         "raw_timestamps": stamped,
                          "roundtrip": trip, "utterances": len(heard.segments),
                          "detected": heard.detected, "sent_s": round(sent.size /
                                                                      speech.sample_rate, 3),
@@ -448,6 +458,8 @@ async def measure_language(lang: str, persona: Any, *, vad: Any, stt: Any, base:
         "wer": round(corpus_wer([(r["text"], r["vstage"]) for r in rows]), 3),
         "raw_wer": round(corpus_wer([(r["text"], r["raw"]) for r in rows]), 3),
         "segment_wer": round(corpus_wer([(r["text"], r["segments"]) for r in rows]), 3),
+        "timestamps_wer": round(corpus_wer([(r["text"], r["raw_timestamps"]) for r in rows]),
+                                3),
         "tts_roundtrip_wer": round(corpus_wer([(r["text"], r["roundtrip"]) for r in rows]), 3),
         "stt_rtf": round(sum(r["whisper_s"] for r in rows) / max(1e-9, heard_speech), 3),
         "raw_stt_rtf": round(raw_s / max(1e-9, sent_speech), 3),
@@ -572,7 +584,8 @@ async def main(quick: bool) -> dict[str, Any]:
                                        tmp=Path(tmp))
         for key in ("wer", "raw_wer", "stt_rtf", "tts_rtf", "tts_roundtrip_wer"):
             result[f"{key}_{lang}"] = m[key]
-        details[lang] = {"segment_wer": m["segment_wer"], "raw_stt_rtf": m["raw_stt_rtf"],
+        details[lang] = {"segment_wer": m["segment_wer"],
+                         "timestamps_wer": m["timestamps_wer"], "raw_stt_rtf": m["raw_stt_rtf"],
                          "sentences": m["rows"]}
     for lang in LANGUAGES:
         f = await first_clip_times(lang, personas, vad=vad, stt=stt, hearing=hearing,
