@@ -10,8 +10,12 @@ in exactly one :class:`~bots.events.Outcome`, told to its adapter (spoken, refus
 reason, interrupted or failed), so paid events are fulfilled or refunded, never lost.
 
 What the show shows goes out as typed events on a :class:`~overlays.bus.StageBus` (chat shown,
-each sentence performed, reply finished or cancelled, show degraded); publishing never waits
-for a stage, so no stage can hold back a reply or another stage.
+each sentence performed, reply finished or cancelled, the transcript of both sides, show
+degraded); publishing never waits for a stage, so no stage can hold back a reply or another
+stage.
+
+``!slower`` (and, to a teacher persona, "say that again slower") replays the persona's last
+reply to that viewer at a slower rate, re-voiced from the same text without the LLM.
 """
 
 from __future__ import annotations
