@@ -22,9 +22,13 @@ TOKEN = "startup-test-token-0123456789"
 
 
 def two_persona_config(tmp: Path) -> Path:
-    """The repo's config plus a second local persona, ``aria``, sorted before the default."""
+    """The repo's config with Mika and a second local persona, ``aria``, sorted before the
+    default (the shipped teachers are left out: two personas, one of them the default)."""
     config = tmp / "config"
     shutil.copytree(REPO / "config", config)
+    for other in (config / "personas").glob("*.yaml"):
+        if other.stem != "mika":
+            other.unlink()
     app = config / "vstage.yaml"
     app.write_text(app.read_text().replace("state_dir: var", f"state_dir: {tmp / 'var'}"))
     mika = (config / "personas" / "mika.yaml").read_text()
