@@ -279,3 +279,19 @@ async def test_level_sets_the_rate_of_every_sentence(tmp_path, scripted):
         rates[level] = [s for _, s in voice.said]
     assert len(rates["A1"]) == 2 and rates["A1"] == [pytest.approx(0.75)] * 2
     assert rates["C2"] == [None, None]  # normal pace: the voice's own setting
+
+
+async def test_a_gloss_after_a_full_answer_is_still_read(tmp_path, scripted):
+    """The reply budget stops the answer at max_sentences; the gloss the model writes after
+    it still reaches the transcript (and the extra sentences are never voiced)."""
+    from bots.orchestrator.pipeline import perform
+
+    server, url = scripted
+    server.replies.append("Eins. Zwei. Drei. Vier. Fünf. Sechs.\n[gloss] One. Two. Three.")
+    voice = PacedVoice()
+    p = teacher("lena", tmp_path, url, voice, language="de", level="B2")
+    reply = await perform(p, viewer="ann", text="Zähl bis drei, und was heißt das?")
+    assert [t for t, _ in voice.said] == ["Eins.", "Zwei.", "Drei.", "Vier."]  # max_sentences
+    assert reply.gloss == "One. Two. Three."
+    assert reply.speed == pytest.approx(0.93)
+    assert [s for _, s in voice.said] == [pytest.approx(0.93)] * 4
