@@ -22,10 +22,12 @@ keys ``<metric>_<lang>``:
 - ``tts_roundtrip_wer``: the embedded voice's speech transcribed back by the multilingual
   Whisper base forced to the language, beam 5 (how intelligible the voice is).
 
-``diagnostics`` tells apart where the vstage path loses words: ``segment_wer`` is the model
-called directly on the exact audio the segmenter handed to whisper (so ``wer - segment_wer``
-comes from the transcription call, ``segment_wer - raw_wer`` from the audio: opus, resampling,
-VAD cuts); ``timestamps_wer`` is the raw call with faster-whisper's default timestamp tokens
+``diagnostics`` tells apart where the vstage path loses words, step by step: ``opus_wer`` is
+the model called directly on the whole clip after opus and the receiver's 48 -> 16 kHz
+conversion (``opus_wer - raw_wer``: codec and resampler), ``segment_wer`` on the exact audio
+the segmenter handed to whisper (``segment_wer - opus_wer``: the VAD's cut, pre-roll and
+tail), and ``wer - segment_wer`` comes from the transcription call itself;
+``timestamps_wer`` is the raw call with faster-whisper's default timestamp tokens
 (the hearing path decodes without them).
 ``--quick``: 4 sentences and 1 question per language; full: 12 and 3.
 
@@ -342,6 +344,17 @@ def send_like_a_client(receiver: Any, user: int, packets: Sequence[bytes]) -> fl
     return speech_end
 
 
+def decoded_like_the_receiver(packets: Sequence[bytes]) -> np.ndarray:
+    """The whole clip as the hearing path converts it, without the VAD's cut: opus decode,
+    stereo -> mono, 48 -> 16 kHz with the segmenter's streaming resampler."""
+    from discord import opus
+
+    from bots.hearing.audio import Downsampler48to16, pcm48_stereo_to_mono
+
+    decoder, down = opus.Decoder(), Downsampler48to16()
+    return np.concatenate([down(pcm48_stereo_to_mono(decoder.decode(p))) for p in packets])
+
+
 async def hear_sentence(session: Any, log: list[Any], packets: Sequence[bytes], *,
                         user: int, settle_s: float = 1.0, limit_s: float = 30.0) -> Heard:
     """Say one sentence into a Discord session and gather every utterance it became: done
@@ -436,12 +449,16 @@ async def measure_language(lang: str, persona: Any, *, vad: Any, stt: Any, base:
             seg_text = " ".join([
                 (await asyncio.to_thread(transcribe_direct, model, seg, language=lang,
                                          beam_size=beam))[0] for seg in heard.segments])
+            opus_text, _ = await asyncio.to_thread(
+                transcribe_direct, model, decoded_like_the_receiver(packets), language=lang,
+                beam_size=beam)
             stamped, _ = await asyncio.to_thread(transcribe_direct, model, str(wav),
                                                  language=lang, beam_size=beam,
                                                  timestamps=True)
             trip, _ = await asyncio.to_thread(transcribe_direct, base, str(wav),
                                               language=lang, beam_size=5)
             rows.append({"text": text, "vstage": heard.text, "raw": raw, "segments": seg_text,
+                         "opus": opus_text,
                          "raw_timestamps": stamped,
                          "roundtrip": trip, "utterances": len(heard.segments),
                          "detected": heard.detected, "sent_s": round(sent.size /
@@ -458,6 +475,7 @@ async def measure_language(lang: str, persona: Any, *, vad: Any, stt: Any, base:
         "wer": round(corpus_wer([(r["text"], r["vstage"]) for r in rows]), 3),
         "raw_wer": round(corpus_wer([(r["text"], r["raw"]) for r in rows]), 3),
         "segment_wer": round(corpus_wer([(r["text"], r["segments"]) for r in rows]), 3),
+        "opus_wer": round(corpus_wer([(r["text"], r["opus"]) for r in rows]), 3),
         "timestamps_wer": round(corpus_wer([(r["text"], r["raw_timestamps"]) for r in rows]),
                                 3),
         "tts_roundtrip_wer": round(corpus_wer([(r["text"], r["roundtrip"]) for r in rows]), 3),
@@ -584,7 +602,7 @@ async def main(quick: bool) -> dict[str, Any]:
                                        tmp=Path(tmp))
         for key in ("wer", "raw_wer", "stt_rtf", "tts_rtf", "tts_roundtrip_wer"):
             result[f"{key}_{lang}"] = m[key]
-        details[lang] = {"segment_wer": m["segment_wer"],
+        details[lang] = {"opus_wer": m["opus_wer"], "segment_wer": m["segment_wer"],
                          "timestamps_wer": m["timestamps_wer"], "raw_stt_rtf": m["raw_stt_rtf"],
                          "sentences": m["rows"]}
     for lang in LANGUAGES:
