@@ -36,6 +36,7 @@ from overlays.stage import (
     ReplyFinished,
     ShowDegraded,
     StageEvent,
+    Transcript,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ class StudioServer:
 
     name = "studio"
     wants: frozenset[type[StageEvent]] = frozenset(
-        {ChatShown, Performed, ClipReady, ReplyFinished, ReplyCancelled, ShowDegraded})
+        {ChatShown, Performed, ClipReady, ReplyFinished, ReplyCancelled, ShowDegraded,
+         Transcript})
 
     def __init__(
         self,
@@ -217,6 +219,14 @@ class StudioServer:
         elif isinstance(event, ShowDegraded):
             self._degraded = event.on
             self._broadcast({"type": "degraded", "on": event.on})
+        elif isinstance(event, Transcript):
+            # The chat log shows a teacher's correction and gloss under the answer.
+            self._broadcast({"type": "transcript", "persona": event.persona,
+                             "reply_id": event.reply_id, "user": event.user,
+                             "said": event.said, "answer": event.answer,
+                             "correction": event.correction, "gloss": event.gloss,
+                             "language": event.language, "platform": event.platform,
+                             "replay": event.replay})
 
     def _clip_message(self, persona: str, clip: Clip) -> dict[str, Any]:
         return {
@@ -240,7 +250,8 @@ class StudioServer:
         return f"/clips/{rel.as_posix()}"
 
     def _broadcast(self, msg: dict[str, Any]) -> None:
-        if msg["type"] in ("chat", "clip", "reply_done", "reply_cancelled", "notice"):
+        if msg["type"] in ("chat", "clip", "reply_done", "reply_cancelled", "notice",
+                           "transcript"):
             self._recent.append(msg)
         data = json.dumps(msg)
         for ws in list(self._sockets):

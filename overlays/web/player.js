@@ -311,20 +311,65 @@
       this.list = list;
       this.keep = keep;
       this.lines = new Map(); // reply id -> its <li>
+      this.pending = new Map(); // reply id -> notes waiting for the answer's line
     }
 
     say(replyId, who, text) {
       let li = this.lines.get(replyId);
       if (li && li.isConnected) {
-        li.lastChild.textContent += " " + text;
+        li.querySelector("span").textContent += " " + text;
         return li;
       }
       li = appendLine(this.list, "persona", who, text, this.keep);
       li.dataset.reply = replyId;
       this.lines.set(replyId, li);
       for (const [id, el] of this.lines) if (!el.isConnected) this.lines.delete(id);
+      const notes = this.pending.get(replyId);
+      if (notes) {
+        this.pending.delete(replyId);
+        this._insertNotes(li, notes);
+      }
       return li;
     }
+
+    // A teacher's notes on an answer ("✎ correction" of what the viewer said, "≈ gloss" of
+    // the answer in the viewer's language), muted lines under the answer's line. A note that
+    // arrives before the answer's first sentence is heard waits for it.
+    notes(replyId, notes) {
+      if (!notes.length) return;
+      const li = this.lines.get(replyId);
+      if (li && li.isConnected) this._insertNotes(li, notes);
+      else this.pending.set(replyId, notes);
+    }
+
+    _insertNotes(li, notes) {
+      let after = li;
+      while (after.nextElementSibling && after.nextElementSibling.classList.contains("note")
+             && after.nextElementSibling.dataset.reply === li.dataset.reply) {
+        after = after.nextElementSibling;
+      }
+      for (const { kind, mark, text } of notes) {
+        const note = document.createElement("li");
+        note.className = "note " + kind;
+        note.dataset.reply = li.dataset.reply;
+        const sign = document.createElement("b");
+        sign.textContent = mark;
+        const body = document.createElement("span");
+        body.textContent = text; // viewer and model text: always text, never markup
+        note.append(sign, body);
+        after.after(note);
+        after = note;
+      }
+      while (this.list.children.length > this.keep) this.list.removeChild(this.list.firstChild);
+    }
+  }
+
+  // The notes of a "transcript" message, in the order they show under the answer.
+  function transcriptNotes(msg) {
+    const notes = [];
+    if (msg.correction) notes.push({ kind: "correction", mark: "✎", text: msg.correction });
+    if (msg.gloss) notes.push({ kind: "gloss", mark: "≈", text: msg.gloss });
+    return notes;
   }
 
   // When each sentence is heard, from the server's "performed" messages (the live stream plays
@@ -387,5 +432,5 @@
   }
 
   window.vstage = { AvatarPlayer, mountPlayer, appendLine, SpokenLines, SpeechClock, connect,
-                    api, token, onlyPersona, setClipMode };
+                    api, token, onlyPersona, setClipMode, transcriptNotes };
 })();

@@ -2,7 +2,8 @@
 "use strict";
 
 (async function () {
-  const { AvatarStage, appendLine, SpokenLines, connect, api, token } = window.vstage;
+  const { AvatarStage, appendLine, SpokenLines, connect, api, token, transcriptNotes } =
+    window.vstage;
   const players = {}; // persona id -> its clip player (the fallback), for tests
   const avatars = {}; // persona id -> AvatarStage (live stream, clip fallback, subtitles)
   const stages = document.getElementById("stages");
@@ -86,6 +87,13 @@
       } else if (msg.type === "reply_done") {
         // Its sentences were shown as they were heard; a reply with nothing said shows now.
         if (!voiced.has(msg.reply_id)) say(msg.persona, msg.reply_id, msg.text);
+      } else if (msg.type === "transcript") {
+        // A teacher's correction and gloss, under the answer (shown now if it never was).
+        if (!voiced.has(msg.reply_id) && !spoken.lines.has(msg.reply_id)) {
+          say(msg.persona, msg.reply_id, msg.answer);
+        }
+        spoken.notes(msg.reply_id, transcriptNotes(msg));
+        log.scrollTop = log.scrollHeight;
       } else if (msg.type === "reply_cancelled") avatarFor(msg.persona).cancel(msg.reply_id);
       else if (msg.type === "notice") addLine("notice " + msg.level, "vstage", msg.text);
       else if (msg.type === "degraded") {

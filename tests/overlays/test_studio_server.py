@@ -19,6 +19,7 @@ from overlays.stage import (
     ReplyFinished,
     ShowDegraded,
     Stage,
+    Transcript,
 )
 from overlays.studio.server import ChatResult, StudioServer
 
@@ -169,7 +170,7 @@ def test_is_a_stage_wanting_what_the_pages_show(tmp_path):
                           personas={"mika": "Mika"})
     assert isinstance(server, Stage) and server.name == "studio"
     assert server.wants == {ChatShown, Performed, ClipReady, ReplyFinished, ReplyCancelled,
-                            ShowDegraded}
+                            ShowDegraded, Transcript}
 
 
 async def test_stage_events_reach_connected_pages(studio, tmp_path):
@@ -200,6 +201,28 @@ async def test_stage_events_reach_connected_pages(studio, tmp_path):
     assert got[2]["text"] == "Hello chat!" and got[2]["duration"] == 1.2
     assert got[5]["on"] is True
     assert state["degraded"] is True and state["live"] is False  # a page opened now knows
+
+
+async def test_transcript_reaches_pages_and_pages_opened_later(studio):
+    transcript = Transcript(persona="mika", reply_id="r7", user="ann",
+                            said="Ich bin gegangen gestern.",
+                            answer="Schön! Wohin bist du gestern gegangen?",
+                            correction="Ich bin gestern gegangen.",
+                            gloss="Nice! Where did you go yesterday?", language="de",
+                            platform="studio", replay=False)
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(url(studio, f"/ws?token={TOKEN}")) as ws:
+            await studio.handle(transcript)
+            got = await ws.receive_json(timeout=5)
+        async with s.get(url(studio, f"/api/state?token={TOKEN}")) as r:
+            state = await r.json()
+    want = {"type": "transcript", "persona": "mika", "reply_id": "r7", "user": "ann",
+            "said": "Ich bin gegangen gestern.", "answer": "Schön! Wohin bist du gestern gegangen?",
+            "correction": "Ich bin gestern gegangen.",
+            "gloss": "Nice! Where did you go yesterday?", "language": "de",
+            "platform": "studio", "replay": False}
+    assert got == want
+    assert state["recent"][-1] == want  # the chat overlay opened now shows it too
 
 
 OFFER = {"persona": "mika", "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n", "type": "offer"}
