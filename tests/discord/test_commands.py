@@ -129,3 +129,28 @@ def performance(tts, reply_id: str, index: int, text: str, *, persona: str = "mi
     n = frame_count(speech.duration, 25)
     return Performance(persona=persona, reply_id=reply_id, index=index, speech=speech,
                        frames=np.zeros((n, 2, 2, 4), np.uint8), fps=25, start_frame=0)
+
+
+async def test_teacher_correction_and_gloss_follow_the_reply_as_subtext():
+    adapter, sink = _adapter(persona="lena")
+    channel = Channel()
+    await adapter.on_mention(author=Member(id=42, display_name="Ana"),
+                             content=f"<@{BOT}> ich bin gegangen gestern @everyone",
+                             message_id=9002, channel=channel, bot_id=BOT)
+    (event,) = sink.events
+    await adapter.deliver(Outcome(event, "spoken", reply_text="Schön! Wohin denn?",
+                                  correction="Ich bin gestern gegangen @everyone",
+                                  gloss="Nice! Where to?"))
+    assert channel.sent == ["Schön! Wohin denn?\n-# ✎ Ich bin gestern gegangen @\u200beveryone"
+                            "\n-# ≈ Nice! Where to?"]
+    # In a voice session's transcript too, and only the notes that are set.
+    from bots.adapters.discord.adapter import VoiceSession
+
+    voice_text = Channel()
+    adapter.sessions[1] = VoiceSession(guild_id=1, text_channel=voice_text, persona="mika",
+                                       language="en", transcripts=True,
+                                       voice_client=VoiceClient())
+    utter = Utterance(viewer=Viewer(id="discord:3", name="Ana"), message="hi",
+                      persona="mika", platform="discord")
+    await adapter.deliver(Outcome(utter, "spoken", reply_text="Hallo!", gloss="Hello!"))
+    assert voice_text.sent == ["**Mika**: Hallo!\n-# ≈ Hello!"]

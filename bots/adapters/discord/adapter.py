@@ -160,13 +160,14 @@ class DiscordAdapter:
                 if session is not None and outcome.status == "spoken" and session.transcripts \
                         and outcome.reply_text:
                     await self._post(session.text_channel,
-                                     f"**{self._persona_name(session)}**: {outcome.reply_text}")
+                                     f"**{self._persona_name(session)}**: {outcome.reply_text}"
+                                     + _teacher_notes(outcome))
             elif isinstance(event, ChatMessage):
                 channel = self._text_channels.pop(event.msg_id, None)
                 if channel is None:
                     return
                 if outcome.status == "spoken" and outcome.reply_text:
-                    await self._post(channel, outcome.reply_text)
+                    await self._post(channel, outcome.reply_text + _teacher_notes(outcome))
                 elif outcome.status in ("refused", "failed"):
                     await self._post(channel, f"(not answered: {outcome.reason})")
         except Exception:  # a failing post never stops the show
@@ -414,6 +415,16 @@ class DiscordAdapter:
             await channel.send(text[:2000])
         except Exception:
             logger.exception("discord: posting to %s failed", getattr(channel, "id", channel))
+
+
+def _teacher_notes(outcome: Outcome) -> str:
+    """A teacher's correction and gloss as Discord subtext lines (small and grey, under the
+    answer in the same message), or "" when there are none. They quote the viewer's words, so
+    a mention in them is broken up: a correction never pings anyone."""
+    lines = [f"\n-# {mark} {text.strip()}".replace("@", "@\u200b")
+             for mark, text in (("✎", outcome.correction), ("≈", outcome.gloss))
+             if text and text.strip()]
+    return "".join(lines)
 
 
 def _discord_pcm(audio: np.ndarray, sample_rate: int, seconds: float) -> bytes:
