@@ -33,7 +33,9 @@ Admission (in this order; a rejection returns ``Admission(accepted=False, reason
     An eviction happens only once the newcomer has passed every check.
     Paid events (bits, redemptions) skip 3, 4 and 6 (``paid_bypasses_limits``); moderators
     and the broadcaster skip 3 and 4 (``mods_bypass_limits``); live voice skips 3
-    (``voice_bypasses_cooldown``), since a conversation is a run of short turns.
+    (``voice_bypasses_cooldown``), since a conversation is a run of short turns; a viewer
+    command (``!slower``, see :func:`bots.adapters.commands.parse_viewer_command`) skips 3
+    and 6, since it follows an answer at once and many viewers may type the same one.
 
 Overflow policy (``max_length``, ``paid_overflow``)
     When the queue holds ``capacity`` items or more, a newcomer needs room. ``capacity`` is
@@ -99,6 +101,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bots.adapters.commands import parse_viewer_command
 from bots.events import Event, ModCommand, Outcome, Utterance
 from bots.orchestrator.queue_text import jaccard, normalize_text, trigrams
 from bots.orchestrator.settings import QueueSettings
@@ -243,8 +246,11 @@ class PersonaQueue:
         user = _user_key(event)
         free_pass = paid and s.paid_bypasses_limits
         mod_pass = s.mods_bypass_limits and event.viewer.is_mod
+        # A viewer command (``!slower`` right after the answer it asks about) is meant to
+        # follow an answer at once, and many viewers may type the same one.
+        command = bool(event.text) and parse_viewer_command(event.text) is not None
         if not free_pass and not mod_pass:
-            if s.user_cooldown_s > 0 and not (
+            if s.user_cooldown_s > 0 and not command and not (
                 s.voice_bypasses_cooldown and isinstance(event, Utterance)
             ):
                 last = self._answered_at.get(user)
@@ -288,7 +294,7 @@ class PersonaQueue:
         # Text checks come after capacity, so a full queue refuses a flood without text work.
         norm = ""
         shingles: frozenset[str] | None = None
-        if not free_pass and s.duplicate_window_s > 0:
+        if not free_pass and not command and s.duplicate_window_s > 0:
             text = event.text
             if text:
                 norm = normalize_text(text)

@@ -844,3 +844,25 @@ def test_ascii_fast_path_matches_the_unicode_rules(text):
     words = collapsed.split()
     expected = " ".join(w for i, w in enumerate(words) if i == 0 or w != words[i - 1])
     assert normalize_text(text) == expected
+
+
+def test_viewer_command_skips_the_cooldown_and_the_duplicate_window():
+    """``!slower`` typed right after the answer it asks about, by two viewers: both queue;
+    an ordinary line in the same place is still refused."""
+    clock = FakeClock()
+    qs = QueueSettings(user_cooldown_s=30.0, duplicate_window_s=60.0, similarity_threshold=None)
+    q = PersonaQueue(settings=qs, clock=clock)
+    ann = Viewer(id="ann", name="ann")
+    first = ChatMessage(viewer=ann, message="Was machst du heute?")
+    assert q.offer(first).accepted
+    item = q.pop()
+    assert item is not None
+    q.mark_answered(item.event)
+    clock.advance(1.0)
+    again = q.offer(ChatMessage(viewer=ann, message="und morgen?"))
+    assert not again.accepted and again.code == "user_cooldown"  # plain chat still waits
+    assert q.offer(ChatMessage(viewer=ann, message="!slower")).accepted
+    bob = Viewer(id="bob", name="bob")
+    assert q.offer(ChatMessage(viewer=bob, message="!SLOWER")).accepted  # same line, two people
+    dup = q.offer(ChatMessage(viewer=bob, message="Was machst du heute?"))
+    assert not dup.accepted and dup.code == "duplicate"
