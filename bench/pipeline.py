@@ -50,8 +50,8 @@ async def sequential(persona, prompt: str) -> tuple[float, int]:
     """The naive path: whole reply, then whole TTS, then every sentence rendered."""
     t0 = time.monotonic()
     cfg = persona.config.llm
-    cutter, budget = SentenceCutter(), ReplyBudget(max_pieces=cfg.max_sentences,
-                                                    max_chars=cfg.max_chars)
+    cutter = SentenceCutter(language=persona.config.language)
+    budget = ReplyBudget(max_pieces=cfg.max_sentences, max_chars=cfg.max_chars)
     text = ""
     async for delta in stream_with_retry(persona.llm, build_messages(
             persona.config, (), "viewer", prompt)):

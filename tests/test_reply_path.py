@@ -190,6 +190,21 @@ async def test_first_clip_does_not_wait_for_the_whole_reply(persona):
     assert arrivals[0][0] < llm.sentence_started[2]
 
 
+async def test_reply_is_cut_with_the_rules_of_the_persona_language(persona):
+    """A German persona's "Am 3. Mai" is one sentence (English rules cut after "3.")."""
+    llm = ScriptedLLM(["Ja, gern!", "Am 3. Mai fahre ich z. B. mit dem Zug nach Berlin.",
+                       "Und du?"])
+    real_llm, real_config = persona.llm, persona.config
+    persona.llm = llm
+    persona.config = real_config.model_copy(update={"language": "de"})
+    try:
+        reply = await perform(persona, viewer="ann", text="Fährst du bald weg?")
+    finally:
+        persona.llm, persona.config = real_llm, real_config
+    assert [p.speech.text for p in reply.performances] == [
+        "Ja, gern!", "Am 3. Mai fahre ich z. B. mit dem Zug nach Berlin.", "Und du?"]
+
+
 async def test_dead_llm_gets_an_in_character_fallback(persona, whisper, tmp_path):
     persona.llm, real = ScriptedLLM([], fail=True), persona.llm
     try:

@@ -130,7 +130,7 @@ async def perform(
 
     async def think() -> None:
         cfg = persona.config.llm
-        cutter = SentenceCutter()
+        cutter = SentenceCutter(language=persona.config.language)
         budget = ReplyBudget(max_pieces=cfg.max_sentences, max_chars=cfg.max_chars)
         note = persona.conversations.stage_note if cfg.stage_note else None
         history = persona.conversations.history(key)
