@@ -3,6 +3,11 @@
 Generation runs in a worker thread; tokens cross to the event loop through an asyncio queue,
 and closing the stream tells the thread to stop after the current token. Models load without
 touching the process's stdout/stderr file descriptors (see :func:`_keep_stdio`).
+
+Personas that use the same GGUF file (with the same context size and threads) share one
+loaded model (:class:`_SharedModel`): three personas on the embedded SmolLM2 hold its weights
+and context once. Each call still passes its persona's temperature and token limit, and
+generations on a shared model take turns (llama.cpp's context is not re-entrant).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, cast
 
@@ -37,8 +43,29 @@ class _End(enum.Enum):
 
 
 _DONE: Final = _End.DONE  # the thread has put its last item
-_LOAD_LOCK = threading.Lock()  # models load one at a time (and _keep_stdio runs once)
+# Models load one at a time (and _keep_stdio runs once); it also guards _SHARED.
+_LOAD_LOCK = threading.Lock()
 _stdio_kept = False
+
+_ModelKey = tuple[str, int, int]  # (resolved GGUF path, context tokens, threads)
+
+
+@dataclass(eq=False)
+class _SharedModel:
+    """One loaded GGUF model and the personas' LLMs using it.
+
+    Attributes:
+        llama: the loaded model.
+        lock: held by the generation in progress; llama.cpp's context serves one at a time.
+        users: LocalLLMs holding it; the last one to close drops it.
+    """
+
+    llama: Llama
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
+_SHARED: dict[_ModelKey, _SharedModel] = {}  # guarded by _LOAD_LOCK
 
 
 @contextlib.contextmanager
@@ -94,7 +121,9 @@ def _message(turn: ChatTurn) -> ChatCompletionRequestMessage:
 
 
 class LocalLLM:
-    """A GGUF model run by llama.cpp in this process."""
+    """A GGUF model run by llama.cpp in this process, shared with every other LocalLLM of the
+    same file, context size and threads (see the module docstring); its own temperature and
+    token limit apply to each of its calls."""
 
     READ_AHEAD = 8  # tokens the model may run ahead of its reader
 
@@ -104,14 +133,38 @@ class LocalLLM:
             embedded_model() if settings.model == "embedded" else Path(settings.model).expanduser()
         )
         self.name = f"local:{self._path.name}"
-        self._llama: Llama | None = None
-        self._lock = threading.Lock()  # one generation at a time per model
+        # Half the cores by default: the rest voice, render and encode the sentences already
+        # written while the model keeps writing (measured: on 2 cores, 1 thread finishes the
+        # reply sooner than 2, because 2 fight the encoders for the CPU).
+        self._threads = settings.threads or max(1, (os.cpu_count() or 2) // 2)
+        self._key: _ModelKey = (str(self._path.resolve()), settings.context_tokens,
+                                self._threads)
+        self._shared: _SharedModel | None = None
+
+    @property
+    def model(self) -> Llama | None:
+        """The loaded llama.cpp model (shared with LocalLLMs of the same file), or None."""
+        return self._shared.llama if self._shared is not None else None
 
     async def load(self) -> None:
-        if self._llama is None:
-            self._llama = await asyncio.to_thread(self._load_blocking)
+        if self._shared is None:
+            await asyncio.to_thread(self._acquire_blocking)
+
+    def _acquire_blocking(self) -> None:
+        """Blocking: take the shared model of this file, loading it if nobody has yet."""
+        with _LOAD_LOCK:
+            if self._shared is not None:  # two load() calls raced; the first one won
+                return
+            shared = _SHARED.get(self._key)
+            if shared is None:
+                shared = _SHARED[self._key] = _SharedModel(self._load_blocking())
+            else:
+                logger.info("%s: sharing the model already loaded", self.name)
+            shared.users += 1
+            self._shared = shared
 
     def _load_blocking(self) -> Llama:
+        """Blocking: load the GGUF file. Call with ``_LOAD_LOCK`` held."""
         try:
             from llama_cpp import Llama
         except ImportError as e:
@@ -122,19 +175,14 @@ class LocalLLM:
             ) from e
         if not self._path.is_file():
             raise ProviderError(f"LLM model file not found: {self._path}")
-        # Half the cores by default: the rest voice, render and encode the sentences already
-        # written while the model keeps writing (measured: on 2 cores, 1 thread finishes the
-        # reply sooner than 2, because 2 fight the encoders for the CPU).
-        threads = self._settings.threads or max(1, (os.cpu_count() or 2) // 2)
-        with _LOAD_LOCK:
-            _keep_stdio()
-            return Llama(
-                model_path=str(self._path),
-                n_ctx=self._settings.context_tokens,
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
+        _keep_stdio()
+        return Llama(
+            model_path=str(self._path),
+            n_ctx=self._settings.context_tokens,
+            n_threads=self._threads,
+            n_threads_batch=self._threads,
+            verbose=False,
+        )
 
     async def stream(self, messages: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
         await self.load()
@@ -145,7 +193,7 @@ class LocalLLM:
         # pipeline that stops reading (to give the CPU to its first clip) pauses it.
         credits = threading.Semaphore(self.READ_AHEAD)
         payload = [_message(m) for m in messages]
-        llama = self._llama
+        shared = self._shared
 
         def put(item: str | ProviderError | _End) -> None:
             try:
@@ -155,14 +203,17 @@ class LocalLLM:
 
         def run() -> None:
             try:
-                if llama is None:
+                if shared is None:
                     raise RuntimeError("the model is closed")
-                with self._lock:
+                with shared.lock:  # another persona's generation on this model finishes first
+                    if stop.is_set():
+                        return
                     # stream=True always returns the chunk iterator; llama-cpp-python types
                     # the result as a union with the whole response (no overload on stream).
+                    # This persona's own settings go with each call on the shared model.
                     chunks = cast(
                         "Iterator[CreateChatCompletionStreamResponse]",
-                        llama.create_chat_completion(
+                        shared.llama.create_chat_completion(
                             messages=payload,
                             stream=True,
                             max_tokens=self._settings.max_tokens,
@@ -200,4 +251,15 @@ class LocalLLM:
             stop.set()
 
     async def aclose(self) -> None:
-        self._llama = None
+        """Let go of the shared model; the last LocalLLM using it drops it."""
+        if self._shared is not None:
+            await asyncio.to_thread(self._release_blocking)
+
+    def _release_blocking(self) -> None:
+        with _LOAD_LOCK:
+            shared, self._shared = self._shared, None
+            if shared is None:
+                return
+            shared.users -= 1
+            if shared.users <= 0 and _SHARED.get(self._key) is shared:
+                del _SHARED[self._key]

@@ -184,3 +184,32 @@ async def test_a_silent_model_times_out_and_is_retried():
                          first_token_timeout_s=0.05)
     out = "".join([d async for d in stream_with_retry(llm, MESSAGES, policy=policy)])
     assert out == "Back again." and llm.calls == 2
+
+
+@pytest.mark.models
+async def test_personas_on_the_same_gguf_share_one_model_and_both_answer():
+    """Two personas on the embedded model: one llama.cpp model, each call with its own
+    settings, both streams answered at once (turns taken on the model, no crash)."""
+    from bots.brain.base import create_llm
+
+    terse = create_llm(LLMSettings(max_tokens=8, temperature=0.0))
+    chatty = create_llm(LLMSettings(max_tokens=40, temperature=0.9))
+    assert isinstance(terse, LocalLLM) and isinstance(chatty, LocalLLM)
+    await asyncio.gather(terse.load(), chatty.load())
+    assert terse.model is not None and terse.model is chatty.model
+
+    async def answer(llm: LocalLLM) -> list[str]:
+        return [d async for d in llm.stream(MESSAGES)]
+
+    short, long = await asyncio.gather(answer(terse), answer(chatty))
+    assert 1 <= len(short) <= 8 < len(long)  # each call's own token limit
+    assert "".join(short).strip() and len("".join(long).split()) >= 2
+    # One persona closing leaves the model to the other; a new LLM still shares it.
+    model = chatty.model
+    await terse.aclose()
+    assert terse.model is None and chatty.model is model
+    assert [d async for d in chatty.stream(MESSAGES)]
+    later = LocalLLM(settings=LLMSettings(max_tokens=8))
+    await later.load()
+    assert later.model is model
+    await asyncio.gather(chatty.aclose(), later.aclose())
