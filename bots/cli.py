@@ -115,6 +115,11 @@ async def _ask_moderated(args, config, audit) -> int:
                           screen=screen if moderator is not None else None,
                           context_key=f"{event.platform}:{viewer.id}")
     print(reply.text)
+    # A teacher's notes: shown in chat under the answer, never spoken.
+    if reply.correction:
+        print(f"✎ {reply.correction}")
+    if reply.gloss:
+        print(f"≈ {reply.gloss}")
     t = reply.trace
     print(
         f"\n[{persona.config.name}] models loaded in {loaded:.1f}s; first clip after "

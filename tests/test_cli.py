@@ -118,3 +118,33 @@ def test_cli_check_on_a_wav2lip_persona(config_copy):
     res = _vstage(config_copy, "check")
     assert res.returncode == 0, res.stderr
     assert "config OK" in res.stdout and f"avatar=wav2lip:{checkpoint}" in res.stdout
+
+
+class _TeacherLLM:
+    """A fake of our LLM base writing a teacher's reply in the documented line format."""
+
+    name = "scripted-teacher"
+
+    async def load(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    async def stream(self, messages):
+        for line in ("[correction] Ich bin gestern ins Kino gegangen.\n",
+                     "Toll! Welchen Film hast du gesehen?\n",
+                     "[gloss] Great! Which film did you see?\n"):
+            yield line
+
+
+@pytest.mark.models
+def test_cli_ask_prints_a_teachers_correction_and_gloss(config_copy, monkeypatch, capsys):
+    from bots import cli
+    from bots.personas import runtime
+
+    monkeypatch.setattr(runtime, "create_llm", lambda settings: _TeacherLLM())
+    assert cli.main(["--config", str(config_copy), "ask", "Ich bin gegangen gestern ins Kino",
+                     "--persona", "lena", "--user", "ann"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == ["Toll! Welchen Film hast du gesehen?",
+                       "✎ Ich bin gestern ins Kino gegangen.",
+                       "≈ Great! Which film did you see?"]
