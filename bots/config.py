@@ -447,7 +447,8 @@ def language_warnings(config: Config) -> list[str]:
     """What works but not in the persona's language, one line each naming the persona file,
     the line and the field, with the fix (``vstage check``): a voice that cannot speak the
     language (the embedded English Piper voice on a German persona reads German with English
-    sounds), a language hearing does not know, the multilingual hearing model missing."""
+    sounds), a language hearing does not know, the multilingual hearing model missing, a
+    teacher whose ``teacher.target_language`` is not the persona's ``language``."""
     from avatar_engine.voice.base import voice_languages, voice_speaks
     from avatar_engine.voice.piper import VOICES_URL
 
@@ -464,6 +465,17 @@ def language_warnings(config: Config) -> list[str]:
         spoken = {persona.language}
         if persona.teacher is not None:
             spoken.add(persona.teacher.target_language)
+            target = persona.teacher.target_language
+            if base_language(target) != base_language(persona.language):
+                # `language` drives the prompt, hearing, sentence cutting, moderation and the
+                # voice; a teacher of another language would be told to speak both.
+                report("teacher.target_language",
+                       f"persona {persona.id!r} teaches {language_name(target)} ({target}) "
+                       f"but its language is {language_name(persona.language)} "
+                       f"({persona.language}): it would be told to answer in both, and "
+                       f"hearing, sentence cutting and moderation follow `language`",
+                       f"set `language: {target}` (or teacher.target_language: "
+                       f"{persona.language})")
         for code in sorted(spoken):
             name = f"{language_name(code)} ({code})"
             try:

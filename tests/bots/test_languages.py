@@ -143,3 +143,17 @@ def test_english_prompt_is_unchanged():
     system = system_prompt(mika)
     assert "Answer in English, in at most 3 short spoken sentences. Speak as yourself" in system
     assert "mixes languages" not in system
+
+
+def test_check_warns_when_a_teacher_teaches_another_language(config_copy, capsys):
+    body = LENA + "voice:\n  provider: espeak\nteacher:\n  target_language: fr\n"
+    assert main(["--config", str(_config_with(config_copy, body)), "check"]) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "teacher.target_language" in x)
+    assert line.startswith("vstage: warning: ") and "lena.yaml, line 8: " in line
+    assert "teaches French (fr) but its language is German (de)" in line
+    assert "set `language: fr`" in line
+    # The same language (a region of it too) is no warning.
+    body = LENA + "voice:\n  provider: espeak\nteacher:\n  target_language: de-AT\n"
+    assert main(["--config", str(_config_with(config_copy, body)), "check"]) == 0
+    assert "teacher.target_language" not in capsys.readouterr().err
