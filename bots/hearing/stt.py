@@ -21,6 +21,7 @@ from vstage_core.extras import install_hint
 logger = logging.getLogger(__name__)
 
 ENGLISH = "en"
+_WRAP_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,54 @@ def select_model(settings: HearingSettings, language: str) -> ModelChoice:
     return ModelChoice(model, model, multilingual=not _english_only(model))
 
 
+class _SharedEncoder:
+    """Lets one encoder pass serve both language detection and transcription of an utterance.
+
+    The encoder is most of whisper's cost on CPU (about 90% for a few seconds of speech), and
+    faster-whisper's own ``detect_language`` encodes the audio a second time, which more than
+    doubles the time to a transcript. Here detection encodes exactly the window the
+    transcription will ask for (faster-whisper's ``generate_segments``: the mel frames but the
+    last, padded to 30 s) and leaves the result for the next ``encode`` call of the same
+    thread, which takes it only if its input is that same window (compared in full); anything
+    else, e.g. a later faster-whisper cutting windows differently, just encodes again.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._encode = model.encode
+        self._local = threading.local()
+        self.encodes = 0  # encoder passes run (for tests and metrics)
+        self.shared = 0  # passes saved
+        model.encode = self._encode_once  # this instance only; shared by every worker
+
+    def detect(self, audio: np.ndarray) -> tuple[str, float]:
+        """Whisper's language guess for ``audio`` and its probability."""
+        from faster_whisper.audio import pad_or_trim
+
+        extractor = self._model.feature_extractor
+        features = extractor(audio)
+        content_frames = features.shape[-1] - 1
+        window = pad_or_trim(features[:, : min(extractor.nb_max_frames, content_frames)])
+        self.encodes += 1
+        encoded = self._encode(window)
+        token, probability = self._model.model.detect_language(encoded)[0][0]
+        self._local.pending = (window, encoded)
+        return token[2:-2], float(probability)  # "<|de|>" -> "de"
+
+    def forget(self) -> None:
+        self._local.pending = None
+
+    def _encode_once(self, features: np.ndarray) -> Any:
+        pending = getattr(self._local, "pending", None)
+        self._local.pending = None
+        if pending is not None and pending[0].shape == features.shape and \
+                np.array_equal(pending[0], features):
+            self.shared += 1
+            return pending[1]
+        self.encodes += 1
+        return self._encode(features)
+
+
 class WhisperSTT:
     """faster-whisper models, each loaded once on first use (or up front for ``languages``).
     :meth:`transcribe` is blocking: call it from a worker thread. Concurrent calls are allowed
@@ -159,6 +208,16 @@ class WhisperSTT:
                             time.perf_counter() - t0)
         return choice, model
 
+    def _encoder(self, model: Any) -> _SharedEncoder:
+        """The model's shared encoder, kept on the model itself so that two STTs sharing a
+        loaded model never wrap its ``encode`` twice."""
+        with _WRAP_LOCK:
+            encoder = getattr(model, "_vstage_shared_encoder", None)
+            if encoder is None:
+                encoder = _SharedEncoder(model)
+                model._vstage_shared_encoder = encoder
+            return encoder
+
     def transcribe(self, audio16k: np.ndarray, *, language: str = ENGLISH) -> Transcript:
         """Transcribe 16 kHz mono float32 audio, expecting ``language`` (ISO 639-1, the
         persona's). The expectation is a hint: whisper's own detection is reported beside the
@@ -174,14 +233,17 @@ class WhisperSTT:
                                "to a multilingual model to hear %r", choice.name, lang)
             lang = ENGLISH
         t0 = time.perf_counter()
+        detected: str | None = None
+        probability: float | None = None
+        encoder: _SharedEncoder | None = None
         try:
-            detected: str | None = None
-            probability: float | None = None
-            if multilingual and self.settings.detect_language:
-                # A separate encoder pass: faster-whisper forgets the language it detects as
-                # soon as it is given one, and transcribing in the detected language instead
-                # turns synthetic or accented speech into Thai or Finnish.
-                detected, probability, _ = model.detect_language(audio)
+            encoder = self._encoder(model) if multilingual else None
+            if encoder is not None and self.settings.detect_language:
+                # Detected apart from the transcription: faster-whisper skips detection when
+                # given a language, and transcribing in the detected language instead turns
+                # synthetic or accented speech into Thai or Finnish. The encoder pass is
+                # shared, so this costs the small language head only.
+                detected, probability = encoder.detect(audio)
                 follow = self.settings.follow_detected_language_above
                 if follow is not None and detected != lang and probability >= follow:
                     lang = detected
@@ -191,8 +253,10 @@ class WhisperSTT:
             text = " ".join(s.text.strip() for s in segments).strip()
         except Exception as e:
             raise ProviderError(f"whisper failed: {e}", retryable=False) from e
+        finally:
+            if encoder is not None:
+                encoder.forget()
         return Transcript(text=text, language=lang, seconds=time.perf_counter() - t0,
                           detected_language=detected,
-                          language_probability=None if probability is None
-                          else float(probability),
+                          language_probability=probability,
                           model=choice.name)
