@@ -125,6 +125,34 @@
   refreshQueue();
   setInterval(refreshQueue, 1000);
 
+  // Each platform adapter's health: "twitch: up", "discord: down — why; the fix".
+  const adapterList = document.getElementById("adapters");
+  function adapterLine(a) {
+    let line = `${a.platform}: ${a.state}`;
+    if (a.state === "retrying" && a.retry_in_s != null) {
+      line += ` (again in ${Math.round(a.retry_in_s)} s)`;
+    }
+    const why = [a.reason, a.fix].filter(Boolean).join("; ");
+    if (why && a.state !== "up" && a.state !== "connecting") line += " — " + why;
+    return line;
+  }
+  async function refreshHealth() {
+    const res = await api("/api/health");
+    if (!res.ok) return;
+    const adapters = res.body.adapters || [];
+    adapterList.hidden = adapters.length === 0;
+    adapterList.replaceChildren(...adapters.map((a) => {
+      const li = document.createElement("li");
+      li.className = "adapter " + String(a.state).replace(/[^a-z]/g, "");
+      li.dataset.platform = a.platform;
+      li.textContent = adapterLine(a); // reasons quote platforms' errors: text, not markup
+      li.title = li.textContent;
+      return li;
+    }));
+  }
+  refreshHealth();
+  setInterval(refreshHealth, 5000);
+
   document.getElementById("chat-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const text = document.getElementById("text");

@@ -326,3 +326,28 @@ async def test_pages_say_when_they_need_clip_files(studio):
             await ws.send_json({"type": "clips", "personas": ["mika"]})
             await settles(True)
         await settles(False)  # the page went away
+
+
+async def test_health_lists_the_adapters_to_token_holders_only(studio):
+    from bots.adapters.supervise import AdapterHealth, AdapterState
+
+    down = AdapterHealth(platform="discord", state=AdapterState.DOWN, since=1.0, attempts=1,
+                         failures=1, code="auth", reason="the bot token was refused",
+                         fix="set discord.token")
+    up = AdapterHealth(platform="twitch", state=AdapterState.UP, since=2.0, attempts=1)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url(studio, f"/api/health?token={TOKEN}")) as r:
+            assert r.status == 200 and await r.json() == {"adapters": []}  # none yet
+        studio.set_health(lambda: [up.to_json(), down.to_json()])
+        async with s.get(url(studio, "/api/health")) as r:
+            assert r.status == 401
+        async with s.get(url(studio, "/api/health?token=wrong-token-0123456789")) as r:
+            assert r.status == 401
+        async with s.get(url(studio, "/api/health"),
+                         headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            body = await r.json()
+    assert [a["platform"] for a in body["adapters"]] == ["twitch", "discord"]
+    assert body["adapters"][0]["state"] == "up"
+    assert {k: body["adapters"][1][k] for k in ("state", "code", "reason", "fix")} == {
+        "state": "down", "code": "auth", "reason": "the bot token was refused",
+        "fix": "set discord.token"}
