@@ -249,3 +249,16 @@ async def test_detection_shares_the_encoder_pass(stt: WhisperSTT, tmp_path: Path
     assert (encoder.encodes - before[0], encoder.shared - before[1]) == (1, 0)
     assert undetected.detected_language is None
     assert undetected.text == detected.text
+
+
+async def test_a_new_language_loads_its_model_when_first_heard(tmp_path: Path) -> None:
+    """``/language de`` on a listener that started in English: the multilingual model loads
+    on the first German utterance (in the worker thread), English keeps tiny.en."""
+    stt = await asyncio.to_thread(WhisperSTT, settings=HearingSettings(), languages=("en",))
+    assert len(stt._models) == 1
+    audio, rate = espeak(SPEECH["de"][0], "de", tmp_path)
+    heard = await asyncio.to_thread(stt.transcribe, resample(audio, rate, 16_000),
+                                    language="de")
+    assert heard.model.startswith("faster-whisper-base") and heard.language == "de"
+    assert len(stt._models) == 2
+    assert stt.choice_for("en").name == "tiny.en (embedded)"
