@@ -209,7 +209,10 @@ class StudioApp:
 
                 # Discord is both a platform (voice and mentions in) and a stage (voice out:
                 # each performance's own speech, in the answering persona's voice).
-                discord = DiscordAdapter(settings=cfg.app.discord, personas=list(personas))
+                discord = DiscordAdapter(
+                    settings=cfg.app.discord, personas=list(personas),
+                    languages={pid: p.config.language for pid, p in personas.items()},
+                    default_persona=cfg.app.default_persona)
                 adapters.append(discord)
                 stages.append(discord)
             for stage in stages:

@@ -154,3 +154,37 @@ async def test_teacher_correction_and_gloss_follow_the_reply_as_subtext():
                       persona="mika", platform="discord")
     await adapter.deliver(Outcome(utter, "spoken", reply_text="Hallo!", gloss="Hello!"))
     assert voice_text.sent == ["**Mika**: Hallo!\n-# ≈ Hello!"]
+
+
+class _Ear:
+    """A stand-in hearing pipeline that only records what it is told to listen for."""
+
+    def __init__(self, *, language: str, persona: str | None, **_: object) -> None:
+        self.language, self.persona = language, persona
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_a_session_listens_in_the_answering_personas_language():
+    adapter = DiscordAdapter(settings=DiscordSettings(), personas=["mika", "lena"],
+                             languages={"mika": "en", "lena": "de"}, default_persona="lena",
+                             listener_factory=_Ear)
+    session = await adapter.open_session(guild_id=1, text_channel=Channel())
+    assert session.language == "de" and session.listener.language == "de"  # the default: Lena
+    adapter.set_persona(1, "mika")
+    assert session.language == "en" and session.listener.language == "en"
+    adapter.set_language(1, "fr")  # /language still wins over the persona's own
+    assert session.listener.language == "fr"
+
+
+async def test_a_configured_language_overrides_the_personas():
+    adapter = DiscordAdapter(settings=DiscordSettings(language="es"), personas=["mika", "lena"],
+                             languages={"mika": "en", "lena": "de"}, default_persona="lena",
+                             listener_factory=_Ear)
+    session = await adapter.open_session(guild_id=1, text_channel=Channel())
+    adapter.set_persona(1, "mika")
+    assert session.listener.language == "es"

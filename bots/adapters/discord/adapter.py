@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -82,6 +82,9 @@ class DiscordAdapter:
     Args:
         settings: token, guilds, persona, language, hearing.
         personas: ids of the loaded personas (for ``/persona``).
+        languages: each persona's language: with ``settings.language`` unset, a session
+            listens in the answering persona's language (and follows ``/persona``).
+        default_persona: who answers when ``settings.persona`` is unset.
         listener_factory: builds the hearing pipeline per voice session (tests share models).
         clock: monotonic clock.
     """
@@ -91,10 +94,13 @@ class DiscordAdapter:
     wants: frozenset[type[StageEvent]] = frozenset({Performed, ReplyFinished, ReplyCancelled})
 
     def __init__(self, *, settings: DiscordSettings, personas: Collection[str] = (),
+                 languages: Mapping[str, str] | None = None, default_persona: str = "",
                  listener_factory: Callable[..., Listener] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.personas = set(personas)
+        self._languages = dict(languages or {})  # persona id -> the language it speaks
+        self._default_persona = default_persona  # who answers when no persona is chosen
         self._listener_factory = listener_factory or Listener
         self._clock = clock
         self._sink: EventSink | None = None
@@ -270,7 +276,8 @@ class DiscordAdapter:
     async def open_session(self, *, guild_id: int, text_channel: Any) -> VoiceSession:
         """Create the hearing side of a voice session (no Discord connection needed)."""
         session = VoiceSession(guild_id=guild_id, text_channel=text_channel,
-                               persona=self.settings.persona, language=self.settings.language,
+                               persona=self.settings.persona,
+                               language=self._listening_language(self.settings.persona),
                                transcripts=self.settings.transcripts)
         listener = self._listener_factory(
             settings=self.settings.hearing, on_heard=lambda h: self._on_heard(session, h),
@@ -318,9 +325,17 @@ class DiscordAdapter:
             self.settings = self.settings.model_copy(update={"persona": pid})
             return f"{pid} will answer here."
         session.persona = pid
+        session.language = self._listening_language(pid, current=session.language)
         if session.listener is not None:
             session.listener.persona = pid
+            session.listener.language = session.language
         return f"{pid} is now listening."
+
+    def _listening_language(self, persona: str | None, *, current: str | None = None) -> str:
+        """What to hear in: the configured (or /language) language, else the persona's own."""
+        if self.settings.language:
+            return current or self.settings.language
+        return self._languages.get(persona or self._default_persona, current or "en")
 
     def set_language(self, guild_id: int, code: str) -> str:
         """``/language CODE``: the language the persona listens in (ISO 639-1, e.g. ``fr``)."""

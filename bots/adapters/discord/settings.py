@@ -17,7 +17,9 @@ class DiscordSettings(FrozenModel):
                                  description="sync slash commands to these guilds at once "
                                              "(global sync can take an hour)")
     persona: str | None = Field(None, description="persona that talks; None: the default one")
-    language: str = Field("en", description="language the persona listens in (ISO 639-1)")
+    language: str | None = Field(
+        None, description="language the persona listens in (ISO 639-1); unset: the answering "
+        "persona's own language (a German teacher hears German)")
     transcripts: bool = Field(True, description="post both sides of voice talk in text")
     barge_in: bool = Field(True, description="a speaker talking over the persona stops it")
     hearing: HearingSettings = HearingSettings()
