@@ -44,8 +44,11 @@
 
     _watch() {
       const tick = () => {
+        // A video that has painted a frame of its current source keeps showing it while it
+        // seeks (a loop restarting dips readyState to 1 without blanking); only a source
+        // with no frame yet (just loaded, emptied) is blank on screen.
         const shown = [this.idle, ...this.slots].some(
-          (v) => v.style.visibility === "visible" && v.readyState >= 2);
+          (v) => v.style.visibility === "visible" && (v.readyState >= 2 || v._painted));
         if (shown) this.everShown = true;
         else if (this.everShown && !this.suspended) {
           this.blankFrames += 1;
@@ -64,6 +67,9 @@
       v.playsInline = true;
       v.preload = "auto";
       v.style.visibility = "hidden";
+      v._painted = false;
+      v.addEventListener("loadeddata", () => { v._painted = true; });
+      v.addEventListener("emptied", () => { v._painted = false; });
       this.root.appendChild(v);
       return v;
     }
