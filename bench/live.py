@@ -681,9 +681,16 @@ def _measure_reply(live, clips, app: App, persona: str, prompt: str, idle: IdleM
 
 def _idle_mouth(live, persona: str, seconds: float) -> IdleMouth:
     """The mouth region's luma band over ``seconds`` of idle (longer than one breath)."""
-    since = live.evaluate("() => __live.now()")
-    time.sleep(seconds)
-    rows = live.evaluate(f"(since) => __live.series('{persona}', since)", since)
+    # The persona greets the show when it starts: learn only from a stretch with no voice
+    # in it (a mouth moving with the greeting is not the idle avatar).
+    deadline = time.monotonic() + 60.0
+    rows: list[dict] = []
+    while time.monotonic() < deadline:
+        since = live.evaluate("() => __live.now()")
+        time.sleep(seconds)
+        rows = live.evaluate(f"(since) => __live.series('{persona}', since)", since)
+        if rows and all((r.get("rms") or 0.0) < 0.005 for r in rows):
+            break
     return IdleMouth.from_lumas([r["luma"] for r in rows], [r["diff"] for r in rows[1:]])
 
 
