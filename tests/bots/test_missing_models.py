@@ -43,6 +43,8 @@ async def test_missing_llama_cpp_names_the_build_fix(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
+    # A model another test left loaded would be shared instead of loaded: start from none.
+    monkeypatch.setattr(local, "_SHARED", {})
     llm = local.LocalLLM(settings=LLMSettings())
     with pytest.raises(MissingDependency, match=r"GGML_NATIVE=OFF.*provider to 'openai'"):
         await llm.load()
