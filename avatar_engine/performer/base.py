@@ -16,6 +16,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from avatar_engine.performer.render import render_idle
+from avatar_engine.renderers.base import Renderer
 from avatar_engine.types import Performance, Speech, frame_count
 
 
@@ -124,3 +126,41 @@ def _resolve_after(before: asyncio.Future[None] | None, mine: asyncio.Future[Non
         done()
     else:
         before.add_done_callback(done)
+
+
+class ClockedPerformer:
+    """What every performer shares: the persona's renderer (frame size, rate, idle frames
+    rendered here) and its :class:`OrderedClock`. Subclasses say how a sentence's frames are
+    rendered from a start frame (:meth:`_render`); :meth:`perform` keeps the order."""
+
+    def __init__(self, *, persona: str, renderer: Renderer, start_frame: int = 0) -> None:
+        self.persona = persona
+        self.renderer = renderer
+        self._clock = OrderedClock(start=start_frame)
+
+    @property
+    def fps(self) -> int:
+        return self.renderer.fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.renderer.size
+
+    @property
+    def frame_clock(self) -> int:
+        return self._clock.value
+
+    async def _render(self, speech: Speech, start: int) -> np.ndarray:
+        raise NotImplementedError
+
+    async def perform(self, speech: Speech, *, reply_id: str, index: int) -> Performance:
+        start, frames = await self._clock.run_in_order(
+            speech, self.fps, lambda s: self._render(speech, s))
+        return Performance(persona=self.persona, reply_id=reply_id, index=index, speech=speech,
+                           frames=frames, fps=self.fps, start_frame=start)
+
+    def idle_frames(self, n: int) -> np.ndarray:
+        return render_idle(self.renderer, n, self._clock.take(n))
+
+    async def aclose(self) -> None:
+        return None

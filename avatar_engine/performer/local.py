@@ -8,16 +8,16 @@ import logging
 
 import numpy as np
 
-from avatar_engine.performer.base import OrderedClock
-from avatar_engine.performer.render import render_idle, render_speech
+from avatar_engine.performer.base import ClockedPerformer
+from avatar_engine.performer.render import render_speech
 from avatar_engine.renderers.base import Renderer
-from avatar_engine.types import Performance, Speech
+from avatar_engine.types import Speech
 from avatar_engine.workers.pool import RenderPool
 
 logger = logging.getLogger(__name__)
 
 
-class LocalPerformer:
+class LocalPerformer(ClockedPerformer):
     """A :class:`~avatar_engine.performer.base.Performer` rendering with ``renderer`` here.
 
     Args:
@@ -33,36 +33,11 @@ class LocalPerformer:
         self, *, persona: str, renderer: Renderer, pool: RenderPool | None = None,
         start_frame: int = 0,
     ) -> None:
-        self.persona = persona
-        self.renderer = renderer
+        super().__init__(persona=persona, renderer=renderer, start_frame=start_frame)
         self.pool = pool
-        self._clock = OrderedClock(start=start_frame)
 
-    @property
-    def fps(self) -> int:
-        return self.renderer.fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.renderer.size
-
-    @property
-    def frame_clock(self) -> int:
-        return self._clock.value
-
-    async def perform(self, speech: Speech, *, reply_id: str, index: int) -> Performance:
-        async def render(start: int) -> np.ndarray:
-            if self.pool is not None:
-                return await self.pool.run(
-                    self.persona, render_speech, self.renderer, speech, start)
-            return await asyncio.to_thread(render_speech, self.renderer, speech, start)
-
-        start, frames = await self._clock.run_in_order(speech, self.fps, render)
-        return Performance(persona=self.persona, reply_id=reply_id, index=index, speech=speech,
-                           frames=frames, fps=self.fps, start_frame=start)
-
-    def idle_frames(self, n: int) -> np.ndarray:
-        return render_idle(self.renderer, n, self._clock.take(n))
-
-    async def aclose(self) -> None:
-        return None
+    async def _render(self, speech: Speech, start: int) -> np.ndarray:
+        if self.pool is not None:
+            return await self.pool.run(
+                self.persona, render_speech, self.renderer, speech, start)
+        return await asyncio.to_thread(render_speech, self.renderer, speech, start)

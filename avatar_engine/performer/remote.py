@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from avatar_engine.performer.base import OrderedClock
+from avatar_engine.performer.base import ClockedPerformer
 from avatar_engine.performer.codec import unpack_frames
-from avatar_engine.performer.render import render_idle
 from avatar_engine.renderers.base import Renderer
-from avatar_engine.types import Performance, Speech
+from avatar_engine.types import Speech
 from avatar_engine.workers.jobs import (
     AnyAvatarSettings,
     RenderedFrames,
@@ -36,7 +35,7 @@ _UNPACK_IN_THREAD_BYTES = 1 << 20
 """Packed answers above this size are unpacked off the event loop."""
 
 
-class RemotePerformer:
+class RemotePerformer(ClockedPerformer):
     """A :class:`~avatar_engine.performer.base.Performer` whose speech frames are rendered by
     ``render_frames`` jobs on RabbitMQ workers.
 
@@ -58,48 +57,23 @@ class RemotePerformer:
         job: Callable[[Any, Speech, int], RenderedFrames] = render_frames,
     ) -> None:
         job_name(job)  # fails now, not at the first sentence, if it is not a registered job
-        self.persona = persona
+        super().__init__(persona=persona, renderer=renderer, start_frame=start_frame)
         self.job = job
-        self.renderer = renderer
         self.pool = pool
         self._avatar: dict[str, Any] = avatar_payload(avatar)
-        self._clock = OrderedClock(start=start_frame)
         # Seconds workers spent rendering and packing, all jobs together (for benchmarks).
         self.render_s = 0.0
         self.pack_s = 0.0
 
-    @property
-    def fps(self) -> int:
-        return self.renderer.fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.renderer.size
-
-    @property
-    def frame_clock(self) -> int:
-        return self._clock.value
-
-    async def perform(self, speech: Speech, *, reply_id: str, index: int) -> Performance:
-        async def render(start: int) -> np.ndarray:
-            rendered: RenderedFrames = await self.pool.run(
-                self.persona, self.job, self._avatar, speech, start)
-            self.render_s += rendered.render_s
-            self.pack_s += rendered.pack_s
-            if rendered.fps != self.fps:
-                raise ProviderError(
-                    f"{self.persona}: the worker renders at {rendered.fps} fps, this process "
-                    f"at {self.fps}; are both on the same avatar settings?", retryable=False)
-            if rendered.frames.raw_bytes > _UNPACK_IN_THREAD_BYTES:
-                return await asyncio.to_thread(unpack_frames, rendered.frames)
-            return unpack_frames(rendered.frames)
-
-        start, frames = await self._clock.run_in_order(speech, self.fps, render)
-        return Performance(persona=self.persona, reply_id=reply_id, index=index, speech=speech,
-                           frames=frames, fps=self.fps, start_frame=start)
-
-    def idle_frames(self, n: int) -> np.ndarray:
-        return render_idle(self.renderer, n, self._clock.take(n))
-
-    async def aclose(self) -> None:
-        return None
+    async def _render(self, speech: Speech, start: int) -> np.ndarray:
+        rendered: RenderedFrames = await self.pool.run(
+            self.persona, self.job, self._avatar, speech, start)
+        self.render_s += rendered.render_s
+        self.pack_s += rendered.pack_s
+        if rendered.fps != self.fps:
+            raise ProviderError(
+                f"{self.persona}: the worker renders at {rendered.fps} fps, this process "
+                f"at {self.fps}; are both on the same avatar settings?", retryable=False)
+        if rendered.frames.raw_bytes > _UNPACK_IN_THREAD_BYTES:
+            return await asyncio.to_thread(unpack_frames, rendered.frames)
+        return unpack_frames(rendered.frames)
