@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import sys
 import time
@@ -336,6 +337,9 @@ def _check(args) -> int:
     return 2 if missing else 0
 
 
+_COMMAND_MODULES = ("bots.talk.cli", "bots.memory.cli", "bots.personas.cli")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vstage", description="AI virtual streamers.")
     parser.add_argument("--config", help="config folder (default: the repo's config/)")
@@ -381,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     work.add_argument("--queue", default=DEFAULT_QUEUE, help="job queue (default %(default)s)")
     work.add_argument("--prefetch", type=int, default=1, help="jobs held at once (default 1)")
 
+    # Command groups of their own modules: each `register(sub)` adds its parsers and sets
+    # `run` (args -> exit code) as their default.
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+
     trace = sub.add_parser("trace", help="show the last traces of the running studio")
     trace.add_argument("-n", type=int, default=20, help="how many (default 20)")
     trace.add_argument("--port", type=int, help="studio port (default from config)")
@@ -392,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, json_lines=args.log_json)
     try:
+        if getattr(args, "run", None) is not None:
+            return int(args.run(args))
         if args.command == "demo":
             return asyncio.run(_demo(args))
         if args.command == "ask":

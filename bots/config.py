@@ -29,6 +29,7 @@ from bots.brain.settings import LLMSettings
 from bots.languages import ISO_639_2_ALIASES, WHISPER_LANGUAGES, base_language, language_name
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.settings import QueueSettings, ShowSettings
+from bots.talk.settings import TalkSettings
 from bots.teacher.settings import TeacherSettings
 from overlays.live.settings import LiveSettings
 from overlays.obs.settings import ObsSettings
@@ -126,6 +127,7 @@ class AppSettings(BaseSettings):
     twitch: TwitchSettings = TwitchSettings()
     obs: ObsSettings = ObsSettings()
     live: LiveSettings = LiveSettings()
+    talk: TalkSettings = TalkSettings()
     discord: DiscordSettings | None = Field(
         None, description="set (even to {}) to join Discord; token from DISCORD_TOKEN"
     )

@@ -43,6 +43,7 @@ from bots.events import (
 )
 from bots.moderation.audit import AuditLog
 from bots.moderation.moderator import Moderator
+from bots.orchestrator.fairshare import FairShare
 from bots.orchestrator.pipeline import Reply, perform
 from bots.orchestrator.queue import PersonaQueue, QueuedItem
 from bots.orchestrator.tracing import Tracer
@@ -161,6 +162,9 @@ class Orchestrator:
         greet: say each persona's ``greeting`` when the show starts.
         tracer: traces and metrics; a fresh one by default.
         clock: monotonic clock of the queues.
+        fair: turns on the shared LLM, taken by each persona's show (client
+            ``show:<persona>``) and by the private conversations (``/talk``) alike; None: the
+            show does not take turns.
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class Orchestrator:
         greet: bool = True,
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fair: FairShare | None = None,
     ) -> None:
         if default_persona not in personas:
             raise ValueError(f"default persona {default_persona!r} is not loaded")
@@ -192,6 +197,7 @@ class Orchestrator:
         self._pipeline = pipeline
         self.lookahead = max(0, lookahead)
         self._greet = greet
+        self.fair = fair
         self._personas = {
             pid: _Persona(
                 runtime=rt,
@@ -487,6 +493,9 @@ class Orchestrator:
         if replay is not None:
             # "Say that again slower": the same words re-voiced slower; no LLM call.
             kwargs = {"say": replay.text, "speed": slower(replay.speed)}
+        if self.fair is not None and "say" not in kwargs:
+            fair, client = self.fair, f"show:{pid}"
+            kwargs["gate"] = lambda: fair.turn(client)
         r.task = asyncio.create_task(
             self._pipeline(
                 slot.runtime, viewer=viewer, text=text, on_performance=on_performance,

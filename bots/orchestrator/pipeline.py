@@ -18,9 +18,11 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Final
 
+from avatar_engine.performer import Performer
 from avatar_engine.types import Performance, Speech
 from bots.brain.base import RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
@@ -92,6 +94,8 @@ async def perform(
     context_key: str | None = None,
     say: str | None = None,
     speed: float | None = None,
+    performer: Performer | None = None,
+    gate: Callable[[], AbstractAsyncContextManager[object]] | None = None,
 ) -> Reply:
     """Answer ``text`` from ``viewer`` as ``persona``, handing each sentence's
     :class:`~avatar_engine.types.Performance` to ``on_performance`` as soon as it is rendered,
@@ -109,6 +113,12 @@ async def perform(
             is not screened and not remembered.
         speed: the speaking rate, a factor on the voice's own pace; by default a teacher's
             level's (:func:`~bots.teacher.pace.level_speed`), 1.0 for other personas.
+        performer: who renders the sentences; by default the persona's own (the public
+            show's frame clock). A private conversation passes its own, so its frames never
+            take a place on the show's clock.
+        gate: entered around the LLM call (not around a ``say``): a turn on a shared model
+            (:meth:`~bots.orchestrator.fairshare.FairShare.turn`), so many conversations take
+            turns on it fairly.
 
     A teacher persona (``persona.config.teacher``) is prompted with its teaching
     instructions, and its model's correction and gloss lines are parsed out of the stream
@@ -170,8 +180,7 @@ async def perform(
             trace.mark("llm_done")
             await pieces.put(_END)
             return
-        try:
-            policy = retry or RetryPolicy(first_token_timeout_s=cfg.timeout_s)
+        async def generate() -> None:
             stream = stream_with_retry(persona.llm, messages, policy=policy)
             try:
                 async for delta in stream:
@@ -191,6 +200,13 @@ async def perform(
                         break
             finally:
                 await stream.aclose()
+
+        policy = retry or RetryPolicy(first_token_timeout_s=cfg.timeout_s)
+        try:
+            # A turn on the shared model (fair between conversations), held while it writes.
+            async with gate() if gate is not None else nullcontext():
+                trace.mark("llm_turn")
+                await generate()
             if notes is not None:
                 tail = notes.flush()  # what was held back as a possible tag
                 if not budget.exhausted:
@@ -230,7 +246,7 @@ async def perform(
 
     async def render() -> None:
         while (speech := await speeches.get()) is not _END:
-            performance = await persona.performer.perform(
+            performance = await (performer or persona.performer).perform(
                 speech, reply_id=reply.reply_id, index=next(counter))
             trace.mark("first_clip")  # the name benchmarks read: the first sentence is ready
             first_performed.set()

@@ -126,6 +126,8 @@ class StudioServer:
         self._clip_pages: dict[int, frozenset[str]] = {}
         self._runner: web.AppRunner | None = None
         self._sends: set[asyncio.Task] = set()
+        # Path prefixes whose handlers check access themselves (invite links, session keys).
+        self._self_guarded: list[str] = []
         self.app = self._build_app()
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,6 +191,24 @@ class StudioServer:
         """Serve the platform adapters' health (connecting, up, retrying, down with the
         reason and the fix) at ``/api/health``."""
         self._health = health
+
+    def add_routes(self, register: Callable[[web.Application], None], *,
+                   self_guarded: tuple[str, ...] = ()) -> None:
+        """Let a feature add its pages and endpoints (call before :meth:`start`).
+
+        Args:
+            register: adds routes to the app.
+            self_guarded: path prefixes whose handlers check access themselves (with
+                :meth:`authorized` or a key of their own); every other route needs the token.
+        """
+        if self._runner is not None:
+            raise RuntimeError("add routes before the server starts")
+        register(self.app)
+        self._self_guarded.extend(self_guarded)
+
+    def authorized(self, request: web.Request) -> bool:
+        """Whether ``request`` carries the studio token (``?token=`` or a bearer header)."""
+        return self._authorized(request)
 
     def clips_wanted(self) -> bool:
         """Whether a connected page plays some persona from clip files right now (no WebRTC,
@@ -272,7 +292,9 @@ class StudioServer:
     def _build_app(self) -> web.Application:
         @web.middleware
         async def guard(request: web.Request, handler):
-            public = request.path in ("/", "/favicon.ico") or request.path.startswith("/static/")
+            public = (request.path in ("/", "/favicon.ico")
+                      or request.path.startswith("/static/")
+                      or any(request.path.startswith(p) for p in self._self_guarded))
             if not public and not self._authorized(request):
                 return web.json_response(
                     {"error": "missing or wrong token: use the URL vstage printed at start-up"},

@@ -1,0 +1,1 @@
+"""Long-term memory of each persona about its viewers (facts, summaries, history)."""

@@ -1,0 +1,1 @@
+"""Private spoken conversations with a persona from the browser (the ``/talk`` page)."""
