@@ -152,6 +152,7 @@ class StudioApp:
                 personas={pid: personas[pid].config.name
                           for pid in display_order(list(personas), cfg.app.default_persona)},
                 metrics=tracer.exposition,
+                languages={pid: p.config.language for pid, p in personas.items()},
             )
             server.set_traces(tracer.recent)
             server.set_queues(lambda: {

@@ -84,6 +84,8 @@ class StudioServer:
         on_chat: called with (user, text, persona id or None, role) for lines typed in the
             studio; role is one of :data:`STUDIO_ROLES`.
         metrics: optional callable returning (body, content type) for ``/metrics``.
+        languages: persona id -> the language it speaks (BCP 47 / ISO 639-1), shown in the
+            persona pickers.
         live: answers WebRTC offers for the personas' live streams; None while live streaming
             is off (the pages then use the clip player). See :meth:`set_live`.
     """
@@ -105,12 +107,14 @@ class StudioServer:
         metrics: Callable[[], tuple[bytes, str]] | None = None,
         history: int = 50,
         live: LiveAnswer | None = None,
+        languages: dict[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self._token = token
         self._clips_dir = clips_dir
         self._personas = personas
+        self._languages = dict(languages or {})
         self._on_chat = on_chat
         self._metrics = metrics
         self._traces: Callable[[int], list[dict[str, Any]]] | None = None
@@ -339,7 +343,8 @@ class StudioServer:
     async def _state(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "personas": [{"id": k, "name": v} for k, v in self._personas.items()],
+                "personas": [{"id": k, "name": v, "language": self._languages.get(k)}
+                             for k, v in self._personas.items()],
                 "idle": self._idle,
                 "live": self._live is not None,
                 "degraded": self._degraded,
