@@ -18,14 +18,17 @@ __all__ = ["EXTRAS", "install_hint", "is_installed", "missing_modules", "require
 EXTRAS: Mapping[str, tuple[str, ...]] = {
     # Twitch chat, events and redemptions (EventSub WebSocket, Helix).
     "twitch": ("twitchio",),
-    # Discord voice: discord.py with PyNaCl and davey (DAVE), voice receive, and the hearing
-    # layer (Silero VAD + faster-whisper), which only voice channels use.
+    # Hearing (Silero VAD + faster-whisper): voice channels and the /talk page.
+    "hearing": ("silero_vad", "faster_whisper"),
+    # Discord voice: discord.py with PyNaCl and davey (DAVE), voice receive, and hearing.
     "discord": ("discord", "nacl", "davey", "discord.ext.voice_recv", "silero_vad",
                 "faster_whisper"),
     # Driving OBS Studio over obs-websocket 5.
     "obs": ("obsws_python",),
     # Render jobs over RabbitMQ (`show.broker_url`, `vstage worker`).
     "rabbit": ("aio_pika",),
+    # Long-term memory on PostgreSQL.
+    "postgres": ("asyncpg",),
     # The Wav2Lip renderer needs nothing beyond the core (torch, numpy) today; the extra is
     # kept so install lines that name it stay valid if it ever does.
     "wav2lip": (),
