@@ -27,8 +27,10 @@ from bots.adapters.discord.settings import DiscordSettings
 from bots.adapters.twitch.settings import PersonaTwitchSettings, TwitchSettings
 from bots.brain.settings import LLMSettings
 from bots.languages import ISO_639_2_ALIASES, WHISPER_LANGUAGES, base_language, language_name
+from bots.memory.settings import MemorySettings, PersonaMemorySettings
 from bots.moderation.settings import ModerationSettings
 from bots.orchestrator.settings import QueueSettings, ShowSettings
+from bots.personas.lore import Lorebook
 from bots.talk.settings import TalkSettings
 from bots.teacher.settings import TeacherSettings
 from overlays.live.settings import LiveSettings
@@ -75,6 +77,17 @@ class PersonaConfig(FrozenModel):
     twitch: PersonaTwitchSettings = PersonaTwitchSettings()
     teacher: TeacherSettings | None = Field(
         None, description="make the persona a language teacher (see docs/teacher.md)")
+    memory: PersonaMemorySettings = PersonaMemorySettings()
+    # From a Character Card (docs/cards.md); all optional.
+    scenario: str | None = Field(None, description="the situation the persona is in")
+    example_dialogue: str | None = Field(
+        None, description="example exchanges showing how the persona talks (a card's mes_example)")
+    post_history_instructions: str | None = Field(
+        None, description="instructions placed after the conversation (a card's)")
+    tags: tuple[str, ...] = ()
+    lorebook: Lorebook | None = None
+    card: dict[str, Any] | None = Field(
+        None, description="the imported card's other fields, kept for export")
     fallback_line: str = Field(
         "Sorry chat, my brain just buffered. Ask me again?",
         description="said in character when the LLM fails",
@@ -128,6 +141,7 @@ class AppSettings(BaseSettings):
     obs: ObsSettings = ObsSettings()
     live: LiveSettings = LiveSettings()
     talk: TalkSettings = TalkSettings()
+    memory: MemorySettings = MemorySettings()
     discord: DiscordSettings | None = Field(
         None, description="set (even to {}) to join Discord; token from DISCORD_TOKEN"
     )
@@ -530,6 +544,8 @@ def extras_needed(app: AppSettings) -> dict[str, str]:
         needed["obs"] = "obs.enabled"
     if app.show.broker_url is not None:
         needed["rabbit"] = "show.broker_url"
+    if app.memory.url is not None and "postgres" in app.memory.url.get_secret_value():
+        needed["postgres"] = "memory.url"
     return needed
 
 

@@ -1,5 +1,2 @@
-"""Personas at run time: a persona's config brought to life with its brain, voice and avatar."""
-
-from bots.personas.runtime import PersonaRuntime
-
-__all__ = ["PersonaRuntime"]
+"""Personas at run time: a persona's config brought to life with its brain, voice and avatar
+(:class:`bots.personas.runtime.PersonaRuntime`), its short-term context, prompts and lore."""

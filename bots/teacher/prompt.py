@@ -113,11 +113,13 @@ def build_teacher_messages(
     text: str,
     *,
     stage_note: str | None = None,
+    memories: Sequence[str] = (),
 ) -> list[ChatTurn]:
     """The chat for one reply of a teacher: the persona's own messages
     (:func:`~bots.personas.prompt.build_messages`) with the teaching instructions added to
     the system turn; a gloss is asked for when the learner's line asks for one."""
-    msgs = build_messages(persona, history, viewer, text, stage_note=stage_note)
+    msgs = build_messages(persona, history, viewer, text, stage_note=stage_note,
+                          memories=memories)
     extra = teacher_instructions(teacher, gloss=wants_gloss(text))
     if msgs and msgs[0].role == "system":
         msgs[0] = ChatTurn("system", f"{msgs[0].content}\n{extra}")
