@@ -16,6 +16,11 @@ stage.
 
 ``!slower`` (and, to a teacher persona, "say that again slower") replays the persona's last
 reply to that viewer at a slower rate, re-voiced from the same text without the LLM.
+
+With long-term memory (a :class:`~bots.memory.service.MemoryService`), each reply to a viewer
+recalls what the persona remembers about them and notes the turn afterwards, off the reply's
+path; what is noted passes the persona's input rules again. Viewers' memory commands
+(``!memory``, ``!forgetme``, ``!link``) are answered by :meth:`Orchestrator.memory_command`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any, Literal
 
 from avatar_engine.types import Performance
 from bots.adapters.base import Adapter
+from bots.adapters.commands import MemoryRequest
 from bots.events import (
     ChatMessage,
     Decision,
@@ -40,7 +46,10 @@ from bots.events import (
     Outcome,
     Redemption,
     Utterance,
+    Viewer,
 )
+from bots.memory.errors import MemoryStoreError
+from bots.memory.service import InputFilter, Kept, MemoryService, ViewerMemory, ViewerRef
 from bots.moderation.audit import AuditLog
 from bots.moderation.moderator import Moderator
 from bots.orchestrator.fairshare import FairShare
@@ -165,6 +174,8 @@ class Orchestrator:
         fair: turns on the shared LLM, taken by each persona's show (client
             ``show:<persona>``) and by the private conversations (``/talk``) alike; None: the
             show does not take turns.
+        memory: long-term memory of the viewers (its owner enters and leaves it); None: the
+            personas remember only the last turns, in RAM.
     """
 
     def __init__(
@@ -183,6 +194,7 @@ class Orchestrator:
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
         fair: FairShare | None = None,
+        memory: MemoryService | None = None,
     ) -> None:
         if default_persona not in personas:
             raise ValueError(f"default persona {default_persona!r} is not loaded")
@@ -198,18 +210,15 @@ class Orchestrator:
         self.lookahead = max(0, lookahead)
         self._greet = greet
         self.fair = fair
-        self._personas = {
-            pid: _Persona(
-                runtime=rt,
-                queue=PersonaQueue(settings=rt.config.queue, clock=clock),
-                moderator=Moderator(
-                    settings=rt.config.moderation, audit=audit, persona=pid,
-                    instructions=(system_prompt(rt.config), rt.config.personality),
-                ),
-            )
-            for pid, rt in personas.items()
-        }
+        self.memory = memory
+        self._filters: dict[str, InputFilter] = {}  # per persona: what may be remembered
+        self._memory_asked: dict[tuple[str, str], float] = {}  # viewer -> last command
+        self._audit = audit
+        self._clock = clock
+        self._personas = {pid: self._slot(rt) for pid, rt in personas.items()}
+        self._consumers: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._started = False
         self._reports: set[asyncio.Task] = set()
         self.healthy = True  # False after a failed reply or a fallback line, until one works
         for adapter in adapters:
@@ -220,18 +229,92 @@ class Orchestrator:
     async def __aenter__(self) -> Orchestrator:
         if self._own_bus:
             await self.bus.__aenter__()
+        self._started = True
         for pid in self._personas:
-            task = asyncio.create_task(self._serve(pid), name=f"persona:{pid}:consumer")
-            self._tasks.add(task)
+            self._start_consumer(pid)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._started = False
         await cancel_and_wait(list(self._tasks))
         self._tasks.clear()
         if self._reports:
             await asyncio.gather(*self._reports, return_exceptions=True)
         if self._own_bus:
             await self.bus.__aexit__(*exc)
+
+    def _slot(self, rt: PersonaRuntime) -> _Persona:
+        pid = rt.id
+        return _Persona(
+            runtime=rt,
+            queue=PersonaQueue(settings=rt.config.queue, clock=self._clock),
+            moderator=Moderator(
+                settings=rt.config.moderation, audit=self._audit, persona=pid,
+                instructions=(system_prompt(rt.config), rt.config.personality),
+            ),
+        )
+
+    def _start_consumer(self, pid: str) -> None:
+        task = asyncio.create_task(self._serve(pid), name=f"persona:{pid}:consumer")
+        self._consumers[pid] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def personas(self) -> dict[str, PersonaRuntime]:
+        """The personas on the show now, by id."""
+        return {pid: slot.runtime for pid, slot in self._personas.items()}
+
+    def add_persona(self, runtime: PersonaRuntime, *, greet: bool = False) -> None:
+        """Put a newly loaded persona on the show, without a restart (the dashboard).
+
+        Raises:
+            ValueError: a persona with this id is already on the show.
+        """
+        if runtime.id in self._personas:
+            raise ValueError(f"persona {runtime.id!r} is already on the show")
+        self._personas[runtime.id] = self._slot(runtime)
+        if self._started:
+            if greet and runtime.config.greeting:
+                self._start(self._personas[runtime.id], None, say=runtime.config.greeting)
+            self._start_consumer(runtime.id)
+
+    async def remove_persona(self, pid: str, *, reason: str = "persona removed") -> PersonaRuntime:
+        """Take a persona off the show: what waits is refused, a reply in flight is cut.
+        Returns its runtime (the caller closes it, or puts an edited one back with
+        :meth:`add_persona`).
+
+        Raises:
+            KeyError: no such persona; ValueError: it is the default persona.
+        """
+        if pid == self.default_persona:
+            raise ValueError(f"{pid!r} is the default persona; choose another default first")
+        slot = self._personas[pid]
+        for o in slot.queue.clear(include_paid=True, reason=reason):
+            self._finish(o.event, o)
+        for r in list(slot.inflight):
+            self._cancel(r, "refuse", reason)
+        consumer = self._consumers.pop(pid, None)
+        runners = [r.task for r in slot.inflight if r.task is not None]
+        del self._personas[pid]
+        await cancel_and_wait([t for t in (consumer, *runners) if t is not None])
+        self.floor.release(pid)
+        return slot.runtime
+
+    def promote(self, pid: str, trace_id: str) -> bool:
+        """Answer the queued event ``trace_id`` next (a moderator's pick)."""
+        slot = self._personas[pid]
+        moved = slot.queue.promote(trace_id)
+        if moved:
+            slot.wake.set()
+        return moved
+
+    def remove(self, pid: str, trace_id: str, *, reason: str = "removed by a moderator") -> bool:
+        """Take one event back (queued: refused; being answered: cut)."""
+        return self.withdraw(pid, lambda e: e.trace_id == trace_id, reason=reason) > 0
+
+    def is_paused(self, pid: str) -> bool:
+        return self._personas[pid].queue.paused
 
     def count_stage_error(self, stage: str) -> None:
         """The bus's error hook: a stage's ``handle`` raised (counted as ``errors{stage}``)."""
@@ -496,6 +579,10 @@ class Orchestrator:
         if self.fair is not None and "say" not in kwargs:
             fair, client = self.fair, f"show:{pid}"
             kwargs["gate"] = lambda: fair.turn(client)
+        if event is not None and "say" not in kwargs:
+            memory = self._viewer_memory(slot, event)
+            if memory is not None:
+                kwargs["memory"] = memory
         r.task = asyncio.create_task(
             self._pipeline(
                 slot.runtime, viewer=viewer, text=text, on_performance=on_performance,
@@ -575,6 +662,89 @@ class Orchestrator:
                 slot.queue.mark_answered(event)
                 self._measure_service(slot, r)
 
+    # ------------------------------------------------------------------ memory
+
+    def _viewer_memory(self, slot: _Persona, event: Event) -> ViewerMemory | None:
+        """This viewer's long-term memory for the reply (None: memory is off, or the event
+        is no conversation: a follow, a sub without words)."""
+        if self.memory is None or not isinstance(event, ChatMessage | Utterance | Redemption):
+            return None
+        if not event.message.strip():
+            return None
+        pid = slot.runtime.id
+        check = self._filters.get(pid)
+        if check is None or check.moderator is not slot.moderator:
+            check = self._filters[pid] = InputFilter(slot.moderator)
+        gate = None
+        if self.fair is not None:
+            fair, client = self.fair, f"memory:{pid}"
+            gate = lambda: fair.turn(client)  # noqa: E731
+        return self.memory.viewer(
+            slot.runtime.config, ViewerRef.of(event.platform, event.viewer),
+            allowed=check.for_viewer(event.viewer, platform=event.platform, persona=pid),
+            llm=slot.runtime.llm, gate=gate)
+
+    async def memory_command(self, request: MemoryRequest) -> str:
+        """Answer a viewer's memory command (``!memory``, ``!forgetme``, ``!link``; Discord's
+        ``/memory``, ``/forget``, ``/link``) with the text to post back; "" when nothing is
+        to be posted (the same viewer asked again within a few seconds). Never raises for a
+        database failure: the viewer is told to try later."""
+        who = ViewerRef.of(request.platform, request.viewer)
+        now = time.monotonic()
+        last = self._memory_asked.get(who.key)
+        if last is not None and now - last < _MEMORY_COOLDOWN_S:
+            return ""
+        if len(self._memory_asked) > 10_000:
+            self._memory_asked.clear()
+        self._memory_asked[who.key] = now
+        slot = self._personas.get(request.persona or self.default_persona)
+        if slot is None:
+            slot = self._personas[self.default_persona]
+        cfg = slot.runtime.config
+        forget = "/forget" if request.platform == "discord" else "!forgetme"
+        if self.memory is None:
+            return "Nothing is remembered about viewers on this stream."
+        if not who.remembered:
+            return "Nothing can be remembered for an anonymous viewer."
+        try:
+            if request.command == "forget":
+                erased = await self.memory.forget(who)
+                key = _context_key(request.platform, request.viewer)
+                for s in self._personas.values():
+                    s.runtime.forget(key)
+                    s.said.pop(key, None)
+                logger.info("memory: a %s viewer asked to be forgotten (%d rows erased)",
+                            request.platform, erased)
+                return ("Done: I have forgotten everything about you." if erased else
+                        "Done: I had nothing kept about you.")
+            if request.command == "link":
+                return await self._link(request, who)
+            kept = await self.memory.kept(who, public=request.public)
+        except MemoryStoreError as e:
+            logger.warning("memory: %s for a %s viewer failed: %s", request.command,
+                           request.platform, e)
+            return "My memory is not available right now; please try again later."
+        if not cfg.memory.enabled and not kept.total:
+            return f"{cfg.name} does not remember viewers: memory is off."
+        if not kept.total:
+            return "I don't keep anything about you."
+        return _describe_kept(kept, forget=forget, off=not cfg.memory.enabled, name=cfg.name)
+
+    async def _link(self, request: MemoryRequest, who: ViewerRef) -> str:
+        assert self.memory is not None
+        if request.argument:
+            if await self.memory.redeem(request.argument, who):
+                return "Linked: both of your accounts are one person to me now."
+            return "That code is unknown, used or expired; ask for a new one with /link."
+        if request.public:
+            # A code shown in a public chat could be typed by anyone watching, who would
+            # then share this viewer's memories: codes are only handed out privately.
+            return ("Use /link on Discord (only you see the answer) and type the code here "
+                    "as !link CODE.")
+        code = await self.memory.link_code(who)
+        return (f"Your link code is {code} (valid 10 minutes, once). From your other account "
+                f"type !link {code} in Twitch chat, or /link {code} on Discord.")
+
     def _transcribe(
         self, slot: _Persona, event: Event, tid: str, reply: Reply, *, replay: bool
     ) -> None:
@@ -645,9 +815,43 @@ def _resolve_after(played: asyncio.Future, after: asyncio.Future | None) -> None
         after.add_done_callback(resolve)
 
 
-def _context_key(event: Event) -> str:
-    """Whose conversation an event belongs to: ``platform:viewer-id``."""
+def _context_key(event: Event | str, viewer: Viewer | None = None) -> str:
+    """Whose conversation an event belongs to: ``platform:viewer-id`` (of an event, or of a
+    platform and a viewer)."""
+    if isinstance(event, str):
+        assert viewer is not None
+        return f"{event}:{viewer.id}"
     return f"{event.platform}:{event.viewer.id}"
+
+
+_MEMORY_COOLDOWN_S = 3.0  # a viewer's memory commands are answered at most this often
+_KEPT_CHARS = 300  # facts shown in one !memory answer
+
+
+def _describe_kept(kept: Kept, *, forget: str, off: bool, name: str) -> str:
+    """The answer to ``!memory``: the facts (as many as fit), what else is kept, the way out."""
+    shown: list[str] = []
+    size = 0
+    for fact in kept.facts:
+        if size + len(fact) > _KEPT_CHARS and shown:
+            break
+        shown.append(f"'{fact}'")
+        size += len(fact) + 4
+    parts = []
+    if shown:
+        parts.append("I remember: " + "; ".join(shown))
+        if len(shown) < len(kept.facts):
+            parts[-1] += f" (+{len(kept.facts) - len(shown)} more)"
+        parts[-1] += "."
+    if kept.elsewhere:
+        parts.append(f"{kept.elsewhere} more from your other linked account(s): ask there to "
+                     "see them.")
+    if kept.summaries:
+        parts.append("I also keep a short summary of what we talked about.")
+    if off:
+        parts.append(f"{name} itself does not remember viewers (memory is off).")
+    parts.append(f"{forget} erases it all.")
+    return " ".join(parts)
 
 
 def _prompt_text(event: Event) -> str:

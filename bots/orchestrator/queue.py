@@ -93,6 +93,7 @@ Not thread-safe: use it from one event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import time
@@ -499,6 +500,28 @@ class PersonaQueue:
         self._expire(self._clock())
         out, self._expired = self._expired, []
         return out
+
+    def promote(self, trace_id: str) -> bool:
+        """Move the queued event with ``trace_id`` to the front (a moderator's pick).
+
+        Returns:
+            False when no such event waits.
+        """
+        item = next((i for i in self._live.values() if i.event.trace_id == trace_id), None)
+        if item is None:
+            return False
+        front = max((i.key for i in self._live.values()), default=item.key)
+        del self._live[item.seq]  # its heap entries become garbage
+        self._seq += 1
+        moved = dataclasses.replace(item, seq=self._seq, key=front + 1.0)
+        self._live[moved.seq] = moved
+        heapq.heappush(self._best, (-moved.key, moved.seq, moved))
+        if not moved.event.paid:
+            heapq.heappush(self._worst, (moved.key, -moved.seq, moved))
+        if moved.deadline is not None:
+            heapq.heappush(self._deadlines, (moved.deadline, moved.seq, moved))
+        self._maybe_compact()
+        return True
 
     # -- inspection ----------------------------------------------------------------------
 
