@@ -32,3 +32,13 @@ class TalkSettings(FrozenModel):
     echo_guard: bool = Field(
         True, description="ignore the microphone while the persona's own voice is loud (its "
                           "echo through speakers must not interrupt it)")
+    echo_threshold_dbfs: float = Field(
+        -45.0, ge=-90.0, le=0.0,
+        description="how loud (RMS of 10 ms, dB below full scale) the persona's output must "
+                    "be for the echo guard to ignore the microphone")
+    echo_hang_s: float = Field(
+        0.2, ge=0.0, le=2.0,
+        description="the echo guard keeps ignoring the microphone this long after the "
+                    "persona's voice was last loud (the echo's way back through the browser)")
+    viewer_name: str = Field("Guest", min_length=1, max_length=40,
+                             description="what the persona calls the visitor")
