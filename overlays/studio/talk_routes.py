@@ -126,13 +126,15 @@ class TalkLimits:
     """Request limits per session (a page makes a handful; a loop making hundreds is cut).
 
     Attributes:
-        offers_per_min: WebRTC offers (connects and reconnects).
+        offers_per_min: WebRTC offers (connects and reconnects), sustained.
+        offer_burst: ... and in a row (a page that reconnects a few times quickly).
         sockets: websockets open at once (a reload opens a new one before the old closes).
         messages_per_s: page-to-server websocket messages, sustained.
         message_burst: ... and in a burst (holding and releasing the talk key quickly).
     """
 
     offers_per_min: int = 12
+    offer_burst: int = 4
     sockets: int = 3
     messages_per_s: float = 5.0
     message_burst: int = 20
@@ -283,8 +285,8 @@ class TalkRoutes:
                     if not self._use[gone].tasks and not self._use[gone].sockets:
                         del self._use[gone]
             use = self._use[sid] = _SessionUse(offers=_Bucket(
-                rate=self.limits.offers_per_min / 60.0, burst=max(1, self.limits.offers_per_min
-                                                                    // 4), clock=self._clock))
+                rate=self.limits.offers_per_min / 60.0, burst=self.limits.offer_burst,
+                clock=self._clock))
         return use
 
     # ------------------------------------------------------------------ handlers
@@ -449,7 +451,10 @@ class TalkRoutes:
                 if messages.take():
                     await _notice(ws, "warn", "too many messages: slow down")
                     continue
-                problem = self._command(session, use, msg.data)
+                try:
+                    problem = self._command(session, use, msg.data)
+                except (ValueError, TypeError, VStageError) as e:
+                    problem = str(e)[:200]  # the session refused it (e.g. it has ended)
                 if problem:
                     await _notice(ws, "error", problem)
         finally:
@@ -519,6 +524,8 @@ class TalkRoutes:
             await session.say_text(text)
         except asyncio.CancelledError:
             raise
+        except VStageError as e:  # the conversation ended meanwhile: the page is told so
+            logger.info("talk %s: a typed line was not taken: %s", session.id, e)
         except Exception:
             logger.exception("talk %s: a typed line failed", session.id)
 
