@@ -73,8 +73,14 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: URL) -> AsyncEngine:
+def create_engine(url: URL, *, reader: bool = False) -> AsyncEngine:
     """An async engine for ``url`` (from :func:`resolve_url`), configured for this store.
+
+    ``reader``: an engine for the hot read path (``person``, ``recall``): autocommit, no
+    BEGIN, COMMIT or ROLLBACK around a query and no reset when a connection goes back to the
+    pool. Each of those is a round trip (a thread hop with aiosqlite, a packet with asyncpg)
+    that costs more than the indexed query itself; one SELECT is consistent on its own. On
+    SQLite its connections are also ``query_only``.
 
     SQLite: the file is created owner-only (0600, memories are personal data), every connection
     runs in WAL mode with ``synchronous=NORMAL`` (a killed process never loses a committed
@@ -89,15 +95,26 @@ def create_engine(url: URL) -> AsyncEngine:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        engine = create_async_engine(url, pool_size=8, max_overflow=8, pool_timeout=60)
-        _configure_sqlite(engine)
+        if reader:
+            engine = create_async_engine(url, pool_size=8, max_overflow=8, pool_timeout=60,
+                                         **_READER)
+        else:
+            engine = create_async_engine(url, pool_size=8, max_overflow=8, pool_timeout=60)
+        _configure_sqlite(engine, reader=reader)
         return engine
     require("asyncpg", extra="postgres")
+    if reader:
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=60,
+                                   pool_pre_ping=True, **_READER)
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=60,
                                pool_pre_ping=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+_READER: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rollback": True,
+                           "pool_reset_on_return": None}
+
+
+def _configure_sqlite(engine: AsyncEngine, *, reader: bool) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -111,8 +128,13 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA secure_delete = ON")
+            if reader:
+                cursor.execute("PRAGMA query_only = ON")
         finally:
             cursor.close()
+
+    if reader:
+        return
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -189,19 +189,27 @@ def _item(row: Any) -> MemoryItem:
 _ITEM_COLUMNS = (memories.c.id, memories.c.persona, memories.c.person, memories.c.kind,
                  memories.c.text, memories.c.source, memories.c.platform, memories.c.created_at)
 
-_RECALL_SQLITE = text("""
-SELECT m.id, m.persona, m.person, m.kind, m.text, m.source, m.platform, m.created_at,
-       -bm25(memories_fts) AS relevance
-FROM memories_fts JOIN memories AS m ON m.id = memories_fts.rowid
-WHERE memories_fts MATCH :query AND m.person = :person AND m.persona = :persona
-""").columns(created_at=UTCDateTime)
-
-_RECALL_POSTGRES = text("""
-SELECT m.id, m.persona, m.person, m.kind, m.text, m.source, m.platform, m.created_at,
-       ts_rank(m.tsv, q.query) AS relevance
-FROM memories AS m, to_tsquery('simple'::regconfig, :query) AS q(query)
-WHERE m.person = :person AND m.persona = :persona AND m.tsv @@ q.query
-""").columns(created_at=UTCDateTime)
+# Recall is one statement (each round trip costs more than the indexed work): the person's
+# full-text matches (relevance set) and their newest facts (relevance NULL), to fill up.
+_MEMORY_COLUMNS = "m.id, m.persona, m.person, m.kind, m.text, m.source, m.platform, m.created_at"
+_NEWEST = f"""
+SELECT {_MEMORY_COLUMNS}, NULL AS relevance FROM memories AS m
+WHERE m.person = :person AND m.persona = :persona AND m.kind = 'fact'
+ORDER BY m.created_at DESC, m.id DESC LIMIT :newest"""
+_RECALL_NEWEST = text(_NEWEST).columns(created_at=UTCDateTime)
+_RECALL_SQLITE = text(f"""
+SELECT * FROM (
+    SELECT {_MEMORY_COLUMNS}, -bm25(memories_fts) AS relevance
+    FROM memories_fts JOIN memories AS m ON m.id = memories_fts.rowid
+    WHERE memories_fts MATCH :query AND m.person = :person AND m.persona = :persona)
+UNION ALL
+SELECT * FROM ({_NEWEST})""").columns(created_at=UTCDateTime)
+_RECALL_POSTGRES = text(f"""
+(SELECT {_MEMORY_COLUMNS}, ts_rank(m.tsv, q.query) AS relevance
+ FROM memories AS m, to_tsquery('simple'::regconfig, :query) AS q(query)
+ WHERE m.person = :person AND m.persona = :persona AND m.tsv @@ q.query)
+UNION ALL
+({_NEWEST.replace("NULL AS", "NULL::real AS")})""").columns(created_at=UTCDateTime)
 
 
 class MemoryStore:
@@ -217,14 +225,20 @@ class MemoryStore:
     (any more: it was forgotten) raises ``unknown_person``.
     """
 
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = _utcnow,
-                 half_life_days: float = 30.0, relevance_weight: float = 0.75) -> None:
-        """Use :meth:`open`; this only wraps an engine whose schema is already current."""
+    def __init__(self, engine: AsyncEngine, *, reader: AsyncEngine | None = None,
+                 clock: Callable[[], datetime] = _utcnow, half_life_days: float = 30.0,
+                 relevance_weight: float = 0.75) -> None:
+        """Use :meth:`open`; this only wraps engines whose schema is already current.
+
+        ``engine`` takes every write; ``reader`` (an autocommit engine on the same database,
+        see :func:`bots.memory.db.create_engine`) serves the reads; None: ``engine`` does.
+        """
         if half_life_days <= 0:
             raise _bad("half_life_days must be positive")
         if not 0.0 <= relevance_weight <= 1.0:
             raise _bad("relevance_weight must be between 0 and 1")
         self._engine = engine
+        self._reader = reader or engine
         self._sqlite = db.is_sqlite(engine)
         self._clock = clock
         self._half_life_days = half_life_days
@@ -251,7 +265,8 @@ class MemoryStore:
         Raises:
             MemoryStoreError: ``bad_url``, ``unavailable`` (cannot connect), ``schema_too_new``.
         """
-        engine = db.create_engine(db.resolve_url(url, state_dir=state_dir))
+        resolved = db.resolve_url(url, state_dir=state_dir)
+        engine = db.create_engine(resolved)
         try:
             async with engine.connect() as conn:
                 await conn.execution_options(**{db.WRITE: True})
@@ -267,8 +282,8 @@ class MemoryStore:
                                    code="unavailable", retryable=True) from e
         if before != after:
             logger.info("memory database migrated from schema v%d to v%d", before, after)
-        return cls(engine, clock=clock, half_life_days=half_life_days,
-                   relevance_weight=relevance_weight)
+        return cls(engine, reader=db.create_engine(resolved, reader=True), clock=clock,
+                   half_life_days=half_life_days, relevance_weight=relevance_weight)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -285,6 +300,7 @@ class MemoryStore:
         if self._closed:
             return
         self._closed = True
+        await self._reader.dispose()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -298,6 +314,18 @@ class MemoryStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads. Each statement sees the latest commit (no transaction
+        around them): a read made of several statements must not need them to agree."""
+        self._check_open()
+        try:
+            async with self._reader.connect() as conn:
+                yield conn
+        except DBAPIError as e:
+            raise _translate(e) from e
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read transaction: several statements that see the same state (exports)."""
         self._check_open()
         try:
             async with self._engine.connect() as conn, conn.begin():
@@ -610,30 +638,22 @@ class MemoryStore:
             return []
         words = query_words(query)
         now = self._clock()
+        params: dict[str, object] = {"person": person, "persona": persona, "newest": 2 * limit}
+        if not words:
+            statement = _RECALL_NEWEST
+        elif self._sqlite:
+            statement, params["query"] = _RECALL_SQLITE, " OR ".join(f'"{w}"' for w in words)
+        else:
+            statement, params["query"] = _RECALL_POSTGRES, " | ".join(f"'{w}'" for w in words)
         async with self._read() as conn:
-            matches: list[tuple[float, MemoryItem]] = []
-            if words:
-                if self._sqlite:
-                    statement, fts_query = _RECALL_SQLITE, " OR ".join(f'"{w}"' for w in words)
-                else:
-                    statement, fts_query = _RECALL_POSTGRES, " | ".join(f"'{w}'" for w in words)
-                rows = (await conn.execute(statement, {
-                    "query": fts_query, "person": person, "persona": persona})).all()
-                best = max((float(r.relevance) for r in rows), default=0.0)
-                for r in rows:
-                    item = _item(r)
-                    matches.append((self._score(float(r.relevance), best, item, now), item))
-                matches.sort(key=lambda m: (-m[0], -m[1].id))
-            chosen = [item for _, item in matches[:limit]]
-            if len(chosen) < limit:
-                newest = (await conn.execute(
-                    select(*_ITEM_COLUMNS).where(
-                        memories.c.person == person, memories.c.persona == persona,
-                        memories.c.kind == "fact")
-                    .order_by(memories.c.created_at.desc(), memories.c.id.desc())
-                    .limit(limit + len(chosen)))).all()
-                have = {item.id for item in chosen}
-                chosen += [_item(r) for r in newest if int(r.id) not in have]
+            rows = (await conn.execute(statement, params)).all()
+        matched = [r for r in rows if r.relevance is not None]
+        best = max((float(r.relevance) for r in matched), default=0.0)
+        scored = sorted(((self._score(float(r.relevance), best, _item(r), now), _item(r))
+                         for r in matched), key=lambda m: (-m[0], -m[1].id))
+        chosen = [item for _, item in scored[:limit]]
+        have = {item.id for item in chosen}
+        chosen += [_item(r) for r in rows if r.relevance is None and int(r.id) not in have]
         picked: list[MemoryItem] = []
         budget = chars
         for item in chosen:
@@ -713,7 +733,7 @@ class MemoryStore:
         """Everything kept about a person as JSON-ready data (timestamps as ISO 8601 UTC):
         ``person``, ``exported_at``, ``viewers``, ``memories`` and ``turns`` (all personas)."""
         person = _check_str(person, "person", 40)
-        async with self._read() as conn:
+        async with self._snapshot() as conn:
             viewer_rows = (await conn.execute(
                 select(viewers.c.platform, viewers.c.viewer_id, viewers.c.name,
                        viewers.c.created_at)
