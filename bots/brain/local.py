@@ -13,6 +13,7 @@ generations on a shared model take turns (llama.cpp's context is not re-entrant)
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import enum
 import importlib.util
@@ -66,6 +67,25 @@ class _SharedModel:
 
 
 _SHARED: dict[_ModelKey, _SharedModel] = {}  # guarded by _LOAD_LOCK
+
+
+def _close(shared: _SharedModel) -> None:
+    """Free a model now rather than in its finaliser, which fails once the interpreter is
+    shutting down (llama.cpp's bindings are gone by then)."""
+    try:
+        shared.llama.close()
+    except Exception:  # freeing is best effort
+        logger.debug("closing a llama.cpp model failed", exc_info=True)
+
+
+@atexit.register
+def _close_all() -> None:
+    """At exit, free the models still loaded (a caller that never closed its LLM)."""
+    with _LOAD_LOCK:
+        models = list(_SHARED.values())
+        _SHARED.clear()
+    for shared in models:
+        _close(shared)
 
 
 @contextlib.contextmanager
@@ -263,3 +283,4 @@ class LocalLLM:
             shared.users -= 1
             if shared.users <= 0 and _SHARED.get(self._key) is shared:
                 del _SHARED[self._key]
+                _close(shared)
