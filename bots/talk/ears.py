@@ -86,7 +86,8 @@ class EarListener(Protocol):
         ...
 
     def speech_dropped(self) -> None:
-        """What started as speech ended too short to be any (a click, a cough)."""
+        """Speech ended without making a turn: too short to be any (a click, a cough), or
+        the ignored rest of a monologue longer than ``max_turn_s``."""
         ...
 
     def speech_heard(self, heard: HeardSpeech) -> None:
@@ -197,9 +198,8 @@ class Ear:
             # What was speech ended too short to keep (the segmenter dropped it).
             if self._continuing:
                 self._end_turn()
-            elif self._skipping:
-                self._skipping = False
             else:
+                self._skipping = False
                 self._call(self._listener.speech_dropped)
         if self._segmenter.in_speech:
             self._quiet_since = None
@@ -209,12 +209,15 @@ class Ear:
             # A cut piece with no continuation after it: the turn is over.
             if self._continuing:
                 self._end_turn()
-            self._skipping = False
+            if self._skipping:
+                self._skipping = False
+                self._call(self._listener.speech_dropped)
 
     def _take(self, seg: Segment) -> None:
         if self._skipping:
-            if not seg.cut:
-                self._skipping = False  # the monologue ended with this piece
+            if not seg.cut:  # the monologue ended with this piece
+                self._skipping = False
+                self._call(self._listener.speech_dropped)
             return
         self._turn_s += seg.duration_s
         truncated = seg.cut and self._turn_s >= self._hearing.max_turn_s - 0.05

@@ -125,6 +125,7 @@ class _Turn:
     pushed: int = 0
     play_end: float = 0.0  # when the pushed sentences end, played back to back from push
     started: set[int] = field(default_factory=set)  # sentences the stream started
+    said: set[int] = field(default_factory=set)  # sentences the page was told of
     on_air: int | None = None  # the sentence of this reply playing now
 
 
@@ -523,6 +524,10 @@ class TalkSession:
             self._settle()
         self._echo.track(performance)
         self.stream.push(performance)
+        if self.stream.subscribers == 0:
+            # Nobody watches the stream (a page without video): it plays to no one, so the
+            # transcript follows the pushes instead.
+            self._said(turn, performance.index, performance.text)
         turn.pushed += 1
         turn.play_end = max(turn.play_end, now) + performance.duration
         self._sentence.set()
@@ -555,10 +560,15 @@ class TalkSession:
                 turn.on_air = change.sentence
                 if turn.record.first_played_at is None:
                     turn.record.first_played_at = change.at
-                self._emit(Said(turn.n, change.sentence, change.text or ""))
+                self._said(turn, change.sentence, change.text or "")
             else:
                 turn.on_air = None
         self._sentence.set()
+
+    def _said(self, turn: _Turn, index: int, text: str) -> None:
+        if index not in turn.said:
+            turn.said.add(index)
+            self._emit(Said(turn.n, index, text))
 
     def _screen(self, text: str, turn: _Turn) -> str | None:
         """Output moderation of one sentence (as the show's)."""
