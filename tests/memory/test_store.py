@@ -538,3 +538,28 @@ async def test_unreachable_postgres_is_unavailable(tmp_path: Path) -> None:
         await MemoryStore.open(url, state_dir=tmp_path)
     assert e.value.code == "unavailable" and e.value.retryable
     assert "hunter2" not in str(e.value)
+
+
+async def test_hostile_queries_and_texts_are_plain_data(store: MemoryStore) -> None:
+    """Full-text syntax, SQL and odd characters in a query or a memory are words, not
+    operators: nothing errors and nothing leaks from another person."""
+    ann = await store.person("twitch", "1")
+    bob = await store.person("twitch", "2")
+    odd = ['Says "NEAR(cat dog)" AND * ^ : - OR NOT a lot', "Robert'); DROP TABLE memories;--",
+           "Lives in 東京", "Loves 🐈 and ü-umlauts", "Uses back\\slashes and 'quotes'"]
+    assert await remember(store, "mika", ann, *odd) == len(odd)
+    await remember(store, "mika", bob, "Bob's secret: NEAR AND OR NOT")
+    for query in ['NEAR(cat dog)', 'AND OR NOT', '"', "'", "*", "^cat", "cat:dog", "a & b | !c",
+                  "Robert'); DROP TABLE memories;--", "東京", "🐈", "ü", "\\", "x" * 500,
+                  " ".join(f"w{i}" for i in range(100)), "-", "((", "<->", "NULL"]:
+        got = await store.recall("mika", ann, query, limit=10, chars=4000)
+        assert got and all(m.person == ann for m in got), query
+    got = await store.recall("mika", ann, "where in 東京?", limit=1, chars=400)
+    assert [m.text for m in got] == ["Lives in 東京"]
+    assert await count(store, "SELECT count(*) FROM memories") == len(odd) + 1
+
+
+async def test_the_sqlite_file_is_private(tmp_path: Path) -> None:
+    async with await MemoryStore.open(None, state_dir=tmp_path / "new" / "var") as store:
+        await store.person("twitch", "1")
+    assert ((tmp_path / "new" / "var" / "memory.db").stat().st_mode & 0o777) == 0o600
