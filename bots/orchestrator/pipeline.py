@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from avatar_engine.performer import Performer
 from avatar_engine.types import Performance, Speech
-from bots.brain.base import RetryPolicy, stream_with_retry
+from bots.brain.base import ChatTurn, RetryPolicy, stream_with_retry
 from bots.brain.sentences import ReplyBudget, SentenceCutter, speakable, strip_label
 from bots.personas.prompt import build_messages
 from bots.personas.runtime import PersonaRuntime
@@ -32,6 +32,9 @@ from bots.teacher.format import TeacherStream
 from bots.teacher.pace import level_speed, synthesize_at
 from bots.teacher.prompt import build_teacher_messages
 from vstage_core.errors import ProviderError
+
+if TYPE_CHECKING:
+    from bots.memory.service import ViewerMemory
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,7 @@ async def perform(
     speed: float | None = None,
     performer: Performer | None = None,
     gate: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+    memory: ViewerMemory | None = None,
 ) -> Reply:
     """Answer ``text`` from ``viewer`` as ``persona``, handing each sentence's
     :class:`~avatar_engine.types.Performance` to ``on_performance`` as soon as it is rendered,
@@ -119,6 +123,10 @@ async def perform(
         gate: entered around the LLM call (not around a ``say``): a turn on a shared model
             (:meth:`~bots.orchestrator.fairshare.FairShare.turn`), so many conversations take
             turns on it fairly.
+        memory: this viewer's long-term memory (None: none). Before the LLM is asked, what
+            it recalls for ``text`` goes into the prompt (and, when the persona has none of
+            their turns in RAM, their last turns from the store); recall waits a few ms at
+            most. After a spoken turn the turn is handed to it to be noted, off this path.
 
     A teacher persona (``persona.config.teacher``) is prompted with its teaching
     instructions, and its model's correction and gloss lines are parsed out of the stream
@@ -138,17 +146,28 @@ async def perform(
     key = context_key or f"local:{viewer}"
     screened_out = False  # a sentence was refused: this turn never enters any context
 
+    async def prompt() -> list[ChatTurn]:
+        """The messages for the LLM: instructions, this viewer's turns and what is
+        remembered about them."""
+        note = persona.conversations.stage_note if persona.config.llm.stage_note else None
+        history = persona.conversations.history(key)
+        memories: tuple[str, ...] = ()
+        if memory is not None:
+            recalled = await memory.recall(text, with_history=not history)
+            trace.mark("memory_recalled")
+            if not history and persona.conversations.restore(key, recalled.history):
+                history = persona.conversations.history(key)  # back after a restart
+            memories = recalled.notes
+        if teacher is not None:
+            return build_teacher_messages(persona.config, teacher, history, viewer, text,
+                                          stage_note=note, memories=memories)
+        return build_messages(persona.config, history, viewer, text, stage_note=note,
+                              memories=memories)
+
     async def think() -> None:
         cfg = persona.config.llm
         cutter = SentenceCutter(language=persona.config.language)
         budget = ReplyBudget(max_pieces=cfg.max_sentences, max_chars=cfg.max_chars)
-        note = persona.conversations.stage_note if cfg.stage_note else None
-        history = persona.conversations.history(key)
-        if teacher is not None:
-            messages = build_teacher_messages(persona.config, teacher, history, viewer, text,
-                                              stage_note=note)
-        else:
-            messages = build_messages(persona.config, history, viewer, text, stage_note=note)
         # A teacher's answer is told apart from its notes as it streams; other personas'
         # text all goes to the cutter.
         notes = TeacherStream() if teacher is not None else None
@@ -180,6 +199,8 @@ async def perform(
             trace.mark("llm_done")
             await pieces.put(_END)
             return
+        messages = await prompt()
+
         async def generate() -> None:
             stream = stream_with_retry(persona.llm, messages, policy=policy)
             try:
@@ -262,6 +283,8 @@ async def perform(
     trace.mark("done")
     if say is None and not reply.fell_back and not screened_out:
         persona.remember(key, text, reply.text, viewer=viewer)
+        if memory is not None:
+            memory.after_turn(text, reply.text)  # noted in the background
     return reply
 
 

@@ -1,6 +1,9 @@
 """Short-term conversation context of one persona: each viewer's own recent exchanges, and a
 note of what the persona itself last said on stage.
 
+Each viewer's turns also live in long-term memory (:mod:`bots.memory`) when the persona has
+it: after a restart, a viewer's first reply loads their last turns back (:meth:`restore`).
+
 A persona talks to many viewers at once. Putting the whole show's recent turns into every
 prompt makes a small model parrot one viewer's answer to everyone and lets one jailbreak line
 colour every later reply, so each viewer gets only their own turns. The stage note keeps the
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["Conversations", "Exchange", "shares_words"]
@@ -87,6 +91,16 @@ class Conversations:
         self._by_viewer[key] = turns  # most recent last
         while len(self._by_viewer) > self.max_viewers:
             self._by_viewer.popitem(last=False)
+
+    def restore(self, key: str, exchanges: Sequence[Exchange]) -> bool:
+        """Load viewer ``key``'s earlier exchanges (from long-term memory, after a restart)
+        when none of theirs are kept here; the stage note is left alone. True if loaded."""
+        if not self.turns or not exchanges or self._by_viewer.get(key):
+            return False
+        self._by_viewer[key] = deque(exchanges[-self.turns:], maxlen=self.turns)
+        while len(self._by_viewer) > self.max_viewers:
+            self._by_viewer.popitem(last=False)
+        return True
 
     def forget(self, key: str) -> None:
         """Drop everything kept about viewer ``key``."""

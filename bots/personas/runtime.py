@@ -88,6 +88,10 @@ class PersonaRuntime:
         """Keep an answered turn in viewer ``key``'s own context."""
         self.conversations.remember(key, said, replied, viewer=viewer)
 
+    def forget(self, key: str) -> None:
+        """Drop everything kept in RAM about viewer ``key`` (they asked to be forgotten)."""
+        self.conversations.forget(key)
+
     async def aclose(self) -> None:
         await self.performer.aclose()
         await self.llm.aclose()

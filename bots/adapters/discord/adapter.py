@@ -9,7 +9,11 @@ It is an :class:`~bots.adapters.base.Adapter` (events out, outcomes in) and a
 pipeline's audio, in the answering persona's voice) is played into the channel; nothing is
 synthesised a second time.
 The logic behind each slash command is a plain method (``join``, ``leave``, ``set_persona``,
-``set_language``, ``set_transcripts``) so it can be tested without Discord's gateway.
+``set_language``, ``set_transcripts``, ``memory_command``) so it can be tested without
+Discord's gateway.
+
+A viewer's memory commands (``/memory``, ``/forget``, ``/link [code]``) are answered only to
+them (ephemeral): this is the private place where a link code is handed out.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ import numpy as np
 
 from avatar_engine.types import Performance
 from bots.adapters.base import EventSink
+from bots.adapters.commands import (
+    MemoryCommandName,
+    MemoryCommandSink,
+    MemoryRequest,
+    parse_memory_command,
+)
 from bots.adapters.discord.errors import platform_error
 from bots.adapters.discord.playback import ReplyAudio
 from bots.adapters.discord.receive import DaveStep, VoiceReceiver, make_sink
@@ -360,15 +370,43 @@ class DiscordAdapter:
             session.transcripts = on
         return "Transcripts on." if on else "Transcripts off."
 
+    @property
+    def answers_memory(self) -> bool:
+        """Whether the sink answers memory commands (then /memory, /forget, /link exist)."""
+        return isinstance(self._sink, MemoryCommandSink)
+
+    async def memory_command(self, *, user: Any, command: MemoryCommandName,
+                             argument: str = "", guild_id: int | None = None,
+                             public: bool = False) -> str:
+        """``/memory``, ``/forget``, ``/link [code]``: what the personas keep about ``user``,
+        erase it, or link their accounts. The answer goes to them alone (``public`` when it
+        is posted in a channel instead)."""
+        if not isinstance(self._sink, MemoryCommandSink):
+            return "Memory commands are not available here."
+        session = self.sessions.get(guild_id) if guild_id is not None else None
+        persona = session.persona if session else self.settings.persona
+        request = MemoryRequest(command=command, viewer=viewer_of(user), platform=PLATFORM,
+                                persona=persona, argument=argument.strip(), public=public)
+        answer = await self._sink.memory_command(request)
+        return answer or "You asked a moment ago; try again in a few seconds."
+
     async def on_mention(self, *, author: Any, content: str, message_id: int, channel: Any,
                          bot_id: int, guild_id: int | None = None) -> bool:
-        """A text message; if it mentions the bot it becomes a :class:`ChatMessage`."""
+        """A text message; if it mentions the bot it becomes a :class:`ChatMessage` (a
+        memory command is answered in the channel instead)."""
         if author.id == bot_id or getattr(author, "bot", False):
             return False
         if f"<@{bot_id}>" not in content and f"<@!{bot_id}>" not in content:
             return False
         text = re.sub(rf"<@!?{bot_id}>", "", content).strip()
         if not text or self._sink is None:
+            return False
+        if (parsed := parse_memory_command(text)) is not None and isinstance(
+                self._sink, MemoryCommandSink):
+            answer = await self.memory_command(user=author, command=parsed[0],
+                                               argument=parsed[1], guild_id=guild_id,
+                                               public=True)
+            await self._post(channel, answer)
             return False
         session = self.sessions.get(guild_id) if guild_id is not None else None
         persona = session.persona if session else self.settings.persona
@@ -489,7 +527,8 @@ def build_client(adapter: DiscordAdapter):
 
 
 def register_commands(tree: Any, adapter: DiscordAdapter) -> None:
-    """Add /join, /leave, /persona, /language and /transcript to ``tree``."""
+    """Add /join, /leave, /persona, /language and /transcript to ``tree``, and /memory,
+    /forget and /link when the adapter's sink answers memory commands."""
     import discord
     from discord import app_commands
 
@@ -530,3 +569,28 @@ def register_commands(tree: Any, adapter: DiscordAdapter) -> None:
     async def transcript(interaction: discord.Interaction, state: str) -> None:
         await answer(interaction, adapter.set_transcripts(interaction.guild_id or 0,
                                                           state == "on"))
+
+    if not adapter.answers_memory:
+        return
+
+    async def private(interaction: discord.Interaction, command: MemoryCommandName,
+                      argument: str = "") -> None:
+        """A memory command's answer, seen only by who asked (a link code must stay theirs)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await adapter.memory_command(user=interaction.user, command=command,
+                                            argument=argument, guild_id=interaction.guild_id)
+        await interaction.followup.send(text[:2000], ephemeral=True)
+
+    @tree.command(name="memory", description="What the personas remember about you")
+    async def memory(interaction: discord.Interaction) -> None:
+        await private(interaction, "memory")
+
+    @tree.command(name="forget", description="Erase everything the personas remember about you")
+    async def forget(interaction: discord.Interaction) -> None:
+        await private(interaction, "forget")
+
+    @tree.command(name="link", description="Link your Twitch and Discord accounts: get a "
+                  "code, or enter one")
+    @app_commands.describe(code="a code you got elsewhere (leave empty to get one)")
+    async def link(interaction: discord.Interaction, code: str = "") -> None:
+        await private(interaction, "link", code)

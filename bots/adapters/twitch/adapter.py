@@ -19,6 +19,11 @@ update its redemptions (``vstage twitch setup`` creates them); a reward made els
 reported once, with the fix, and not updated again. A redemption of a reward that skips the
 request queue arrives already fulfilled and is left alone.
 
+A viewer's memory commands (``!memory``, ``!forgetme``, ``!link CODE``) are answered in chat
+as a reply to their message and never reach a persona (see
+:class:`~bots.adapters.commands.MemoryRequest`: in this public chat only what was said here
+is shown, and no link code is handed out).
+
 Twitch's own moderation reaches the show: a deleted message, a cleared chat, a timed-out or
 banned viewer withdraw the matching events from the orchestrator (queued, being prepared or
 on stage); paid ones are refunded where Twitch allows.
@@ -32,11 +37,18 @@ import logging
 from typing import Any, Self
 
 from bots.adapters.base import EventSink
+from bots.adapters.commands import MemoryCommandSink, MemoryRequest, parse_memory_command
 from bots.adapters.twitch.auth import TOKEN_INVALID, Helix, TokenManager, TwitchError, check_login
 from bots.adapters.twitch.chat import LIMITS, RateLimiter, split_message
-from bots.adapters.twitch.events import PLATFORM, EventMapper, Withdrawal, notification_id
+from bots.adapters.twitch.events import (
+    PLATFORM,
+    EventMapper,
+    Withdrawal,
+    notification_id,
+    roles_from_badges,
+)
 from bots.adapters.twitch.eventsub import EventSub, EventSubPolicy, Revocation
-from bots.events import ChatMessage, Outcome, Redemption
+from bots.events import ChatMessage, Outcome, Redemption, Viewer
 from vstage_core.errors import PlatformError
 from vstage_core.tasks import cancel_and_wait
 
@@ -277,6 +289,9 @@ class TwitchAdapter:
                     self._seen.popitem(last=False)
             meta = getattr(payload, "_metadata", None) or {}
             sub_type = meta.get("subscription_type") or type(payload).subscription_type
+            if sub_type == "channel.chat.message" and self.memory_command(payload):
+                self.counts["notifications"] += 1
+                return
             event = self.mapper.map(sub_type, payload)
             self.counts["notifications"] += 1
             if event is None or self._sink is None:
@@ -296,6 +311,42 @@ class TwitchAdapter:
         except Exception:
             self.counts["malformed"] += 1
             logger.exception("twitch: skipped a notification that could not be handled")
+
+    def memory_command(self, msg: Any) -> bool:
+        """A viewer's memory command in chat: answered as a reply (off this call), never
+        passed to a persona. True if ``msg`` was one (answered or deliberately not)."""
+        parsed = parse_memory_command(msg.text or "")
+        sink = self._sink
+        if parsed is None or not isinstance(sink, MemoryCommandSink):
+            return False
+        source = msg.source_broadcaster
+        if source is not None and source.id != msg.broadcaster.id:
+            return True  # said in another channel's chat (shared chat): not ours to answer
+        chatter = msg.chatter
+        if chatter is None:
+            return True
+        command, argument = parsed
+        viewer = Viewer(id=str(chatter.id), name=chatter.display_name or chatter.name or "",
+                        roles=roles_from_badges(msg.badges))
+        request = MemoryRequest(command=command, viewer=viewer, platform=PLATFORM,
+                                persona=self.mapper.default_persona, argument=argument,
+                                public=True)
+        self.counts["memory_commands"] += 1
+        task = asyncio.get_running_loop().create_task(
+            self._answer_memory(sink, request, msg.id), name=f"twitch:memory:{msg.id}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return True
+
+    async def _answer_memory(self, sink: MemoryCommandSink, request: MemoryRequest,
+                             msg_id: str) -> None:
+        try:
+            answer = await sink.memory_command(request)
+            if answer:
+                await self.send_chat(answer, reply_to=msg_id)
+        except Exception:
+            self.counts["deliver_failed"] += 1
+            logger.exception("twitch: could not answer a memory command (%s)", request.command)
 
     def withdraw(self, w: Withdrawal) -> int:
         """Take back what Twitch's moderation removed, from every persona."""
