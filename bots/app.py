@@ -4,7 +4,9 @@ The orchestrator publishes on one :class:`~overlays.bus.StageBus`; the stages on
 studio server (pages and overlays), each persona's live stream (WebRTC to the pages, MPEG-TS to
 OBS), OBS's scenes and subtitles, Discord voice and the clip recorder, each in its own task.
 Platform adapters run under a :class:`~bots.adapters.supervise.Supervisor` whose health the
-studio serves at ``/api/health``.
+studio serves at ``/api/health``. Private conversations (``/talk``, a
+:class:`~bots.talk.hub.TalkHub`) run beside the show, off the bus, and take turns on the LLM
+with it through one :class:`~bots.orchestrator.fairshare.FairShare`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from avatar_engine.workers import LocalRenderPool, RenderPool
 from bots.adapters.studio import StudioAdapter
 from bots.adapters.supervise import RetryPolicy, Supervisor
 from bots.config import Config, extras_needed, studio_token
+from bots.hearing.settings import HearingSettings
 from bots.moderation.audit import AuditLog
+from bots.orchestrator.fairshare import FairShare
 from bots.orchestrator.orchestrator import Orchestrator
 from bots.orchestrator.tracing import Tracer
 from bots.personas.runtime import PersonaRuntime, prune_clips
@@ -34,10 +38,12 @@ from overlays.live import LiveStage, LiveStream
 from overlays.recorder import ClipRecorder
 from overlays.stage import Stage
 from overlays.studio.server import ChatHandler, ChatResult, StudioServer
-from vstage_core.errors import ConfigError
+from overlays.studio.talk_routes import TALK_PREFIXES, TalkRoutes
+from vstage_core.errors import ConfigError, MissingDependency
 from vstage_core.extras import require_extra
 
 if TYPE_CHECKING:
+    from bots.talk.hub import TalkHub
     from overlays.obs.keying import KeyColour
 
 logger = logging.getLogger(__name__)
@@ -122,6 +128,16 @@ class StudioApp:
         self.orchestrator: Orchestrator | None = None
         self.supervisor: Supervisor | None = None
         self.streams: dict[str, LiveStream] = {}
+        self.talk: TalkHub | None = None  # the private conversations, when /talk is on
+        # One turn at a time on the shared LLM, round robin between each persona's show and
+        # every private conversation.
+        self.fair = FairShare(slots=1)
+
+    def talk_url(self) -> str | None:
+        """The ``/talk`` page's URL with the token in it, once started with ``/talk`` on."""
+        if self.server is None or self.talk is None:
+            return None
+        return self.server.url("talk")
 
     async def run(self) -> None:
         cfg = self.config
@@ -224,8 +240,10 @@ class StudioApp:
             self.orchestrator = await stack.enter_async_context(Orchestrator(
                 personas=personas, bus=bus, default_persona=cfg.app.default_persona,
                 adapters=adapters, exclusive_stage=show.exclusive_stage, audit=audit,
-                tracer=tracer, lookahead=show.lookahead,
+                tracer=tracer, lookahead=show.lookahead, fair=self.fair,
             ))
+            if cfg.app.talk.enabled:
+                await self._talk(stack, cfg, personas, server, audit)
             await stack.enter_async_context(studio_chat)
             supervisor = await stack.enter_async_context(Supervisor(
                 [a for a in (twitch, discord) if a is not None],
@@ -259,6 +277,47 @@ class StudioApp:
         server.set_live(rtc.answer)
         self.streams = streams
         return streams
+
+
+    async def _talk(self, stack: contextlib.AsyncExitStack, cfg: Config,
+                    personas: dict[str, PersonaRuntime], server: StudioServer,
+                    audit: AuditLog | None) -> None:
+        """Serve ``/talk``: the conversations' hub, their WebRTC side and the routes. Without
+        the live stream or the ``hearing`` extra the studio starts anyway and ``/talk`` says
+        why it is off."""
+        talk = cfg.app.talk
+        hub: TalkHub | None = None
+        answer = None
+        why = ""
+        if not cfg.app.live.enabled:
+            why = "private conversations need the live stream: set live.enabled to true"
+        else:
+            try:
+                require_extra("hearing", feature="/talk (talk.enabled)")
+            except MissingDependency as e:
+                why = str(e)
+        if why:
+            logger.warning("/talk is off: %s", why)
+        else:
+            from bots.talk.hub import TalkHub
+            from overlays.live.talk_rtc import TalkRTC
+
+            # Discord's hearing settings when set (one place for the whisper models), else
+            # the defaults.
+            hearing = (cfg.app.discord.hearing if cfg.app.discord is not None
+                       else HearingSettings())
+            hub = await stack.enter_async_context(TalkHub(
+                personas=personas, settings=talk, hearing=hearing, live=cfg.app.live,
+                fair=self.fair, audit=audit))
+            # Left before the hub: connections close, then the sessions end.
+            rtc = await stack.enter_async_context(TalkRTC(settings=cfg.app.live))
+            answer = rtc.answer
+        routes = TalkRoutes(hub=hub, answer=answer, authorized=server.authorized,
+                            invites=talk.access == "invite", max_sessions=talk.max_sessions,
+                            idle_timeout_s=talk.idle_timeout_s, unavailable=why)
+        server.add_routes(routes.register, self_guarded=TALK_PREFIXES)
+        stack.push_async_callback(routes.aclose)  # after the server stopped
+        self.talk = hub
 
 
 def key_colours(renderers: dict[str, Renderer]) -> dict[str, KeyColour]:
