@@ -18,9 +18,13 @@ import { PackedCanvas } from "./alpha.js";
 
 const params = new URLSearchParams(location.search);
 const ACCESS = { token: params.get("token") || "", invite: params.get("invite") || "" };
+// A conversation in the address (?session=S&key=K, put there when it starts) is picked up
+// again after a reload; what the page knew of it is kept in sessionStorage (this tab only).
+const RESUME = { session: params.get("session") || "", key: params.get("key") || "" };
+const STORED = "vstage-talk:";
 const MIC_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 const ICE_GATHER_MS = 3000;
-const STALL_MS = 4000; // live video but no frame this long: reconnect it
+const STALL_MS = 5000; // live video but no frame and no packet this long: reconnect it
 const RTC_TRIES = 4; // reconnects of the media before the page says the video is lost
 const WS_TRIES = 6; // websocket reconnects (about 30 s) before the page says the link is lost
 const SILENT_MIC_MS = 6000; // digital silence this long from an open mic: "no sound" notice
@@ -327,6 +331,8 @@ class Microphone {
     this.everSound = false;
     this.flagged = null;
     this.timer = null;
+    this.openedAt = null; // performance.now() when the capture started (tests line up files)
+    this.muted = false; // muted on the page (the Mute button): the track sends silence
   }
 
   /** Ask for the mic. Resolves to true when it is on; otherwise `state` and `reason` say why. */
@@ -356,6 +362,7 @@ class Microphone {
       }
       return false;
     }
+    this.openedAt = performance.now();
     this.track = this.stream.getAudioTracks()[0];
     this.state = "on";
     this.track.addEventListener("mute", () => this._problem("mic-muted",
@@ -412,6 +419,14 @@ class Microphone {
                                   "switched off? You can also type.");
       }
     }, step);
+  }
+
+  /** Mute on the page: the track stays, sending silence, until unmuted. */
+  setMuted(on) {
+    if (!this.track) return;
+    this.muted = on;
+    this.track.enabled = !on;
+    this.silentMs = 0;
   }
 
   stop() {
@@ -516,6 +531,15 @@ class AvatarLink {
         this._log("session gone");
         return;
       }
+      if (res.status === 503) {
+        // No WebRTC on this server: no avatar and no voice, but typing works.
+        this._closePc();
+        this.state = "lost";
+        this.reason = res.body.error || "no video on this server";
+        this._log("unavailable: " + this.reason);
+        this.onLost(this.reason, false);
+        return;
+      }
       if (!res.ok) throw new Error(res.body.error || `offer refused (${res.status})`);
       await pc.setRemoteDescription(res.body);
       this.video.srcObject = stream;
@@ -608,13 +632,25 @@ class AvatarLink {
     }
   }
 
-  _watchdog() {
-    if (this.state === "live" && performance.now() - (this.lastFrameAt || 0) > STALL_MS) {
-      this._lost("no frames");
-    }
+  async _watchdog() {
+    if (this.state !== "live" || !this.pc) return;
+    if (performance.now() - (this.lastFrameAt || 0) <= STALL_MS) return;
+    // No picture for a while. A server short of CPU sends frames late, but its packets
+    // (the voice's included) keep coming: then reconnecting would only cut the microphone.
+    const pc = this.pc;
+    let bytes = 0;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === "inbound-rtp") bytes += r.bytesReceived || 0;
+    });
+    if (pc !== this.pc) return;
+    const moving = bytes > (this.bytesSeen || 0);
+    this.bytesSeen = bytes;
+    if (moving && performance.now() - (this.lastFrameAt || 0) < 6 * STALL_MS) return;
+    this._lost("no frames");
   }
 
   _closePc() {
+    this.bytesSeen = 0;
     this.video.srcObject = null;
     if (this.pc) {
       this.pc.ontrack = null;
@@ -785,6 +821,9 @@ class TalkPage {
 
   _hint(state) {
     const micOn = this.mic && (this.mic.state === "on");
+    if (micOn && this.mic.muted && (state === "listening" || state === "speaking")) {
+      return "your microphone is muted";
+    }
     if (state === "listening") {
       if (!micOn) return "type your message below";
       return this.mode === "ptt" ? "hold the button or Space while you speak"
@@ -805,6 +844,12 @@ class TalkPage {
   // ------------------------------------------------------------------ start
 
   async load() {
+    if (RESUME.session && RESUME.key) {
+      const known = this._stored(RESUME.session);
+      RESUME.session = ""; // once: "Start a new conversation" later goes to the picker
+      return this.begin({ ...known, session: params.get("session"), key: params.get("key") },
+                        { resumed: true });
+    }
     const res = await request(withAccess("/api/talk/personas"));
     if (!res.ok) {
       if (res.status === 0) return this.refuse("The server cannot be reached. Is it running?");
@@ -893,19 +938,51 @@ class TalkPage {
       : Math.max(0, Math.ceil((this.fullUntil - performance.now()) / 1000));
   }
 
-  async begin(session) {
+  _stored(sid) {
+    try {
+      return JSON.parse(sessionStorage.getItem(STORED + sid) || "{}");
+    } catch (err) {
+      return {};
+    }
+  }
+
+  /** The conversation in the address bar (a reload comes back to it), or out of it. */
+  _remember(session) {
+    const q = new URLSearchParams(location.search);
+    q.delete("session");
+    q.delete("key");
+    if (session) {
+      q.set("session", session.session);
+      q.set("key", session.key);
+      const { persona, name, language, idle_timeout_s: idle } = session;
+      try {
+        sessionStorage.setItem(STORED + session.session,
+                               JSON.stringify({ persona, name, language, idle_timeout_s: idle }));
+      } catch (err) {
+        // private mode without storage: a reload shows less about the persona
+      }
+    }
+    history.replaceState(null, "", `${location.pathname}?${q}`);
+  }
+
+  async begin(session, { resumed = false } = {}) {
     clearInterval(this.fullTimer);
     this.fullUntil = null;
+    if (!this.audioCtx) this.audioCtx = new AudioContext();
     const p = this.personas.find((x) => x.id === session.persona) || {};
-    this.session = { ...session, name: p.name || session.persona,
+    this.session = { ...session, name: session.name || p.name || session.persona || "Persona",
                      language: session.language || p.language };
+    this._remember(this.session);
+    if (resumed) this.transcript.notice("info", "Reconnected to your conversation.");
     this.endedReason = null;
-    this.transcript.clear();
+    if (!resumed) this.transcript.clear();
     this.transcript.personaName = this.session.name;
     this.messages = [];
-    $("persona-tag").textContent = `${this.session.name} · ${languageName(this.session.language)}`;
+    $("persona-tag").textContent = [this.session.name, languageName(this.session.language)]
+      .filter(Boolean).join(" · ");
     $("say-text").lang = this.session.language || "";
     $("over").hidden = true;
+    this._inputs(true);
     this.view("talk");
     this.setState("connecting");
     const base = `/api/talk/sessions/${encodeURIComponent(session.session)}`;
@@ -941,7 +1018,8 @@ class TalkPage {
       audioCtx: this.audioCtx,
       offerUrl: `${base}/offer?${key}`,
       onLive: () => { $("video-note").hidden = true; },
-      onLost: (reason) => this._videoNote(`The avatar's video was lost (${reason}).`, true),
+      onLost: (reason, retry = true) => this._videoNote(
+        retry ? `The avatar's video was lost (${reason}).` : `No avatar: ${reason}.`, retry),
       onSoundBlocked: () => this._videoNote("The browser blocked the sound.", false, true),
     });
     this.link.start(micOn ? this.mic.stream : null);
@@ -964,6 +1042,9 @@ class TalkPage {
   _controlsForMic(on) {
     for (const el of document.querySelectorAll("input[name=mode]")) el.disabled = !on;
     $("hold").disabled = !on;
+    $("mute").disabled = !on;
+    $("mute").setAttribute("aria-pressed", "false");
+    $("mute").textContent = "Mute mic";
     document.body.classList.toggle("no-mic", !on);
   }
 
@@ -1052,9 +1133,23 @@ class TalkPage {
     this.setState(this.state);
   }
 
+  /** The Mute button: the microphone sends silence (the server hears nothing) until unmuted. */
+  setMuted(on) {
+    if (!this.mic || this.mic.state !== "on" || !this.channel) return;
+    this.mic.setMuted(on);
+    $("mute").setAttribute("aria-pressed", String(on));
+    $("mute").textContent = on ? "Unmute mic" : "Mute mic";
+    if (on) {
+      if (this.talking) this.setTalking(false);
+      this.channel.send({ type: "client", state: "mic-muted" });
+    }
+    this.setState(this.state);
+  }
+
   setTalking(down) {
     if (down === this.talking || !this.channel) return;
     if (down && (this.mode !== "ptt" || !this.mic || this.mic.state !== "on")) return;
+    if (down && this.mic.muted) this.setMuted(false); // pressing to talk means "hear me"
     this.talking = down;
     $("hold").setAttribute("aria-pressed", String(down));
     $("hold").classList.toggle("down", down);
@@ -1071,6 +1166,11 @@ class TalkPage {
 
   // ------------------------------------------------------------------ the end
 
+  /** The conversation's controls: on while it runs, off once it has ended. */
+  _inputs(on) {
+    for (const id of ["say-text", "say-send", "end", "hold", "mute"]) $(id).disabled = !on;
+  }
+
   _teardown() {
     if (this.link) this.link.close();
     if (this.channel) this.channel.close();
@@ -1085,8 +1185,15 @@ class TalkPage {
     if (!this.session) return;
     this.endedReason = reason || "closed";
     const secs = this.session.idle_timeout_s;
+    try {
+      sessionStorage.removeItem(STORED + this.session.session);
+    } catch (err) {
+      // nothing stored
+    }
     this._teardown();
+    this._inputs(false);
     this.session = null;
+    this._remember(null);
     this.setState("ended");
     const text = ENDED_TEXT[this.endedReason];
     $("over-title").textContent = "The conversation has ended";
@@ -1130,6 +1237,7 @@ class TalkPage {
       this.load();
     });
     $("end").addEventListener("click", () => this.end());
+    $("mute").addEventListener("click", () => this.setMuted(!(this.mic && this.mic.muted)));
     $("over-again").addEventListener("click", () => {
       this._teardown();
       this.session = null;
@@ -1173,7 +1281,8 @@ class TalkPage {
     });
     window.addEventListener("blur", () => this.setTalking(false));
 
-    // Closing the tab ends the conversation at once rather than at the idle timeout.
+    // Closing the tab frees the conversation's place at once rather than at the idle
+    // timeout. (A reload sends this too; the page comes back to ?session=&key=.)
     window.addEventListener("pagehide", () => {
       if (this.session && this.endUrl) navigator.sendBeacon(this.endUrl);
     });
@@ -1203,7 +1312,8 @@ const page = new TalkPage();
 //   __talk.audio()         {level, loudMs, lastLoudAt, playing, paused, muted}: the voice as
 //                          received (loudMs: total time it was louder than LOUD_RMS)
 //   __talk.audioSeries(since)  [{t, rms}] sampled every 50 ms
-//   __talk.mic()           {state, reason, level}
+//   __talk.mic()           {state, reason, level, muted, openedAt}: openedAt is when the
+//                          capture began (a fake microphone's file plays from there)
 //   __talk.retryIn()       seconds left before a "full" page tries again (null: not full)
 //   __talk.link()          the media connection: {state, reason, events}
 window.__talk = {
@@ -1229,8 +1339,8 @@ window.__talk = {
   },
   audioSeries: (since = -1) => (page.link ? page.link.audio.series.filter((s) => s.t > since)
                                           : []),
-  mic: () => (page.mic ? { state: page.mic.state, reason: page.mic.reason, level: page.mic.level }
-                       : null),
+  mic: () => (page.mic ? { state: page.mic.state, reason: page.mic.reason, level: page.mic.level,
+                          muted: page.mic.muted, openedAt: page.mic.openedAt } : null),
   retryIn: () => page.retryIn(),
   link: () => (page.link ? { state: page.link.state, reason: page.link.reason,
                              events: page.link.events } : null),
