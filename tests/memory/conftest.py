@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bots.memory.store import MemoryStore
@@ -56,13 +57,20 @@ class Target:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+async def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     """A fresh, empty database on each backend."""
     state_dir = tmp_path / "var"
     if request.param == "sqlite":
         return Target("sqlite", None, state_dir)
     server: PgServer = request.getfixturevalue("pg_server")
-    return Target("postgres", server.create_database(f"memtest{next(_DATABASES)}"), state_dir)
+    name = f"memtest{next(_DATABASES)}"
+    conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user="postgres",
+                                 database="postgres")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return Target("postgres", server.url(name), state_dir)
 
 
 class Clock:
