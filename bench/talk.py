@@ -902,12 +902,8 @@ async def _talk_setup(stack: contextlib.AsyncExitStack, shared: Shared, plan: Ph
 
     def closing() -> dict[str, Any]:
         served = [fair.served.get(f"talk:{s.id}", 0) for s in sessions.values()]
-        # The sessions' own account: the VAD's end of speech -> the first sentence on air.
-        own = [r.first_played_at - r.speech_end for s in sessions.values() for r in s.records
-               if r.first_played_at is not None and r.speech_end is not None]
         return {
             "heard_at": heard_at,
-            "session_reply_start_p50_s": _r(percentile(own, 50)),
             "merges": sum(s.merges for s in sessions.values()),
             "interruptions": sum(s.interruptions for s in sessions.values()),
             "echo_frames": sum(s.echo_frames for s in sessions.values()),
@@ -1084,8 +1080,8 @@ def pin_cores(n: int = 2) -> list[int]:
     return cores
 
 
-async def load_shared(persona_id: str, questions: Sequence[str] = QUESTIONS
-                      ) -> tuple[Shared, contextlib.AsyncExitStack, float]:
+async def load_shared(persona_id: str, questions: Sequence[str] = QUESTIONS, *,
+                      warm_up: bool = True) -> tuple[Shared, contextlib.AsyncExitStack, float]:
     """The persona on the app's render pool, the hearing models, the recordings."""
     from avatar_engine.workers import LocalRenderPool
     from bots.app import load_personas
@@ -1109,8 +1105,9 @@ async def load_shared(persona_id: str, questions: Sequence[str] = QUESTIONS
                                   languages=(persona.config.language,))
     await asyncio.to_thread(stt.transcribe, np.zeros(16000, np.float32),
                             language=persona.config.language)
-    await perform(persona, viewer="bench", text="Hello!")  # first-call costs out of the way
-    persona.conversations.clear()
+    if warm_up:  # first-call costs out of the way
+        await perform(persona, viewer="bench", text="Hello!")
+        persona.conversations.clear()
     recordings = await asyncio.to_thread(record_questions, questions)
     noise = np.round(np.random.default_rng(5).normal(0.0, NOISE_RMS, RATE)).astype(np.int16)
     shared = Shared(persona=persona, vad=vad, stt=stt, hearing=hearing, live=cfg.app.live,
@@ -1122,7 +1119,8 @@ async def bench(sessions: Sequence[int], *, turns: int, period_s: float = 10.0,
                 jitter_s: float = 2.0, grace_s: float = 20.0,
                 modes: Sequence[Mode] = MODES, persona: str = "mika", seed: int = 7,
                 profile: bool = False, quick: bool = False,
-                questions: Sequence[str] = QUESTIONS) -> dict[str, Any]:
+                questions: Sequence[str] = QUESTIONS, warm_up: bool = True
+                ) -> dict[str, Any]:
     """Every phase: for each session count, each mode; returns the result document."""
     if not sessions or any(n < 1 for n in sessions):
         raise ValueError(f"session counts must be 1 or more, got {list(sessions)}")
@@ -1133,7 +1131,7 @@ async def bench(sessions: Sequence[int], *, turns: int, period_s: float = 10.0,
         raise ValueError("at least one question is needed")
     if unknown := [m for m in modes if m not in MODES]:
         raise ValueError(f"unknown modes {unknown}: expected some of {', '.join(MODES)}")
-    shared, stack, load_s = await load_shared(persona, questions)
+    shared, stack, load_s = await load_shared(persona, questions, warm_up=warm_up)
     runs: list[dict[str, Any]] = []
     profiled = None
     async with stack:
