@@ -37,6 +37,7 @@ from overlays.bus import StageBus
 from overlays.live import LiveStage, LiveStream
 from overlays.recorder import ClipRecorder
 from overlays.stage import Stage
+from overlays.studio.dashboard import install_dashboard
 from overlays.studio.server import ChatHandler, ChatResult, StudioServer
 from overlays.studio.talk_routes import TALK_PREFIXES, TalkRoutes
 from vstage_core.errors import ConfigError, MissingDependency
@@ -44,6 +45,7 @@ from vstage_core.extras import require_extra
 
 if TYPE_CHECKING:
     from bots.talk.hub import TalkHub
+    from overlays.live.webrtc import LiveRTC
     from overlays.obs.keying import KeyColour
 
 logger = logging.getLogger(__name__)
@@ -128,6 +130,7 @@ class StudioApp:
         self.orchestrator: Orchestrator | None = None
         self.supervisor: Supervisor | None = None
         self.streams: dict[str, LiveStream] = {}
+        self.rtc: LiveRTC | None = None  # the live streams' WebRTC side, when live is on
         self.talk: TalkHub | None = None  # the private conversations, when /talk is on
         # One turn at a time on the shared LLM, round robin between each persona's show and
         # every private conversation.
@@ -171,8 +174,8 @@ class StudioApp:
                 languages={pid: p.config.language for pid, p in personas.items()},
             )
             server.set_traces(tracer.recent)
-            server.set_queues(lambda: {
-                pid: self.orchestrator.queue_snapshot(pid) for pid in personas
+            server.set_queues(lambda: {  # the personas on the show now (the dashboard edits it)
+                pid: self.orchestrator.queue_snapshot(pid) for pid in self.orchestrator.personas
             } if self.orchestrator is not None else {})
             for p, files in zip(personas.values(), idle, strict=True):
                 server.set_idle(p.id, files)
@@ -250,6 +253,8 @@ class StudioApp:
                 policy=RetryPolicy(max_s=cfg.app.twitch.retry_max_s)))
             self.supervisor = supervisor
             server.set_health(supervisor.health_json)
+            # The control room: personas edited and applied live, queue and moderation.
+            install_dashboard(server, app=self, rtc=self.rtc)
             try:
                 await stack.enter_async_context(server)
             except OSError as e:  # taken while the models loaded
@@ -276,6 +281,7 @@ class StudioApp:
         rtc = await stack.enter_async_context(LiveRTC(streams, settings=live))
         server.set_live(rtc.answer)
         self.streams = streams
+        self.rtc = rtc
         return streams
 
 
