@@ -4,7 +4,7 @@ loader (``bots.config``) fills them from YAML and the environment and passes the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -136,6 +136,59 @@ class Wav2LipSettings(FrozenModel):
         if x < 0 or y < 0 or w < 16 or h < 16:
             raise ValueError("face_box is (x, y, width, height) with x, y >= 0 and sides >= 16")
         return box
+
+
+class PortraitSettings(FrozenModel):
+    """Avatar settings of a still picture brought to life (``avatar: {renderer: portrait,
+    ...}``): a Character Card's image, or any drawing, with a mouth drawn over it from the
+    visemes and, when the eyes are placed, blinking. See docs/cards.md.
+
+    Positions are in pixels of ``image`` as it is on disk (before ``max_side`` scales it), so
+    a streamer can read them off any image viewer.
+    """
+
+    renderer: Literal["portrait"] = "portrait"
+    image: Path = Field(..., description="the picture (PNG, JPEG or WebP; relative to the config "
+                        "folder)")
+    mouth: tuple[int, int, int] | None = Field(
+        None,
+        description="x, y of the middle of the mouth and its width when open, in pixels of "
+        "image; unset: a guess for an upright character picture (check it with the preview, "
+        "see docs/cards.md)",
+    )
+    eyes: tuple[tuple[int, int, int], ...] = Field(
+        (), max_length=4,
+        description="x, y of the middle of each eye and its width; given: the eyes blink",
+    )
+    max_side: int = Field(640, ge=64, le=2048,
+                          description="the picture is scaled so its longer side is at most this")
+    breathing_px: float = Field(1.5, ge=0, le=16,
+                                description="how far the picture rises when breathing in; 0: off")
+    blink_seed: int = Field(0, description="changes the blink rhythm")
+    fps: int = Field(25, ge=5, le=60)
+    device: str = Field("auto", description="auto (cuda > mps > cpu), cuda, mps or cpu")
+
+    @field_validator("mouth")
+    @classmethod
+    def _mouth_size(cls, mouth: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if mouth is not None and (mouth[0] < 0 or mouth[1] < 0 or mouth[2] < 4):
+            raise ValueError("mouth is [x, y, width] with x, y >= 0 and width >= 4 pixels")
+        return mouth
+
+    @field_validator("eyes")
+    @classmethod
+    def _eye_sizes(cls, eyes: tuple[tuple[int, int, int], ...]) -> tuple[tuple[int, int, int], ...]:
+        for eye in eyes:
+            if eye[0] < 0 or eye[1] < 0 or eye[2] < 4:
+                raise ValueError("each eye is [x, y, width] with x, y >= 0 and width >= 4 pixels")
+        return eyes
+
+
+AnyAvatarSettings = AvatarSettings | Wav2LipSettings | PortraitSettings
+"""Any avatar's settings (for ``isinstance`` and type hints)."""
+
+AvatarChoice = Annotated[AnyAvatarSettings, Field(discriminator="renderer")]
+"""The ``avatar:`` field of a persona: its ``renderer`` key picks the settings type."""
 
 
 class ClipSettings(FrozenModel):
