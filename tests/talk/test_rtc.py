@@ -312,7 +312,10 @@ async def test_the_studio_hears_a_spoken_question_and_answers_over_webrtc(tmp_pa
         assert app.ready.is_set() and app.talk is not None
         assert app.talk_url() == f"http://127.0.0.1:{app.port}/talk?token={TOKEN}"
         base = f"http://127.0.0.1:{app.server.port}"
-        wav = write_question(tmp_path / "question.wav", "What is your favourite colour?")
+        # Asked in the persona's own (loaded) voice: Piper's embedded one.
+        wav = await asyncio.to_thread(write_question, tmp_path / "question.wav",
+                                      "What is your favourite colour?",
+                                      tts=app.talk.personas["mika"].tts)
         async with aiohttp.ClientSession(base) as http:
             body = await (await http.post("/api/talk/sessions", params={"token": TOKEN},
                                           json={"persona": "mika"})).json()

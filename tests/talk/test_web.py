@@ -337,3 +337,47 @@ async def test_closing_the_routes_closes_open_sockets(web):
     await asyncio.wait_for(client.server.app.shutdown(), 5)
     assert (await ws.receive(timeout=5)).type in (WSMsgType.CLOSE, WSMsgType.CLOSED,
                                                   WSMsgType.CLOSING)
+
+
+async def test_vstage_talk_invite_prints_a_link_from_the_running_studio(
+        tmp_path, make_hub, config_copy, monkeypatch, capsys):
+    import bots.cli
+    from bots.cli import main
+    from tests.netutil import free_port
+
+    # main() would swap the root logger's handlers for one on this test's captured stderr.
+    monkeypatch.setattr(bots.cli, "setup_logging", lambda **_: None)
+    monkeypatch.setenv("VSTAGE_STUDIO__TOKEN", TOKEN)
+    port = free_port()
+    argv = ["--config", str(config_copy), "talk", "invite", "--port", str(port)]
+    # Nobody listening yet: one clear line.
+    assert await asyncio.to_thread(main, argv) == 2
+    assert "no studio answering" in capsys.readouterr().err
+
+    async def studio(invites: bool):
+        hub = await make_hub(personas=("mika", "lena"), access="invite" if invites else "token")
+        server = StudioServer(token=SecretStr(TOKEN), port=port, clips_dir=tmp_path,
+                              personas={"mika": "Mika"})
+        routes = TalkRoutes(hub=hub, answer=Answers(), authorized=server.authorized,
+                            invites=invites)
+        server.add_routes(routes.register, self_guarded=TALK_PREFIXES)
+        await server.start()
+        return hub, server
+
+    hub, server = await studio(True)
+    try:
+        assert await asyncio.to_thread(main, [*argv, "--persona", "lena", "--uses", "2"]) == 0
+        url = capsys.readouterr().out.strip()
+        assert url.startswith(f"http://127.0.0.1:{port}/talk?invite=")
+        code = url.split("invite=")[1]
+        assert hub.check_invite(code) and hub.redeem(code) == "lena"
+        assert await asyncio.to_thread(main, [*argv, "--persona", "nobody"]) == 2
+        assert "unknown persona 'nobody'" in capsys.readouterr().err
+    finally:
+        await server.stop()
+    hub, server = await studio(False)
+    try:
+        assert await asyncio.to_thread(main, argv) == 2
+        assert "talk.access" in capsys.readouterr().err
+    finally:
+        await server.stop()
