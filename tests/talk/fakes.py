@@ -215,12 +215,15 @@ class Messages:
     def __init__(self, session: Any) -> None:
         self.session = session
         self.items: list[dict[str, Any]] = []
+        self.times: list[float] = []  # time.monotonic() each item came
+        self._t0 = time.monotonic()
         self._changed = asyncio.Event()
         self._task = asyncio.create_task(self._collect(), name="test:messages")
 
     async def _collect(self) -> None:
         async for message in self.session.subscribe():
             self.items.append(message)
+            self.times.append(time.monotonic())
             self._changed.set()
         self._changed.set()
 
@@ -240,7 +243,9 @@ class Messages:
                     return m
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no such message within {within} s; got {self.items}")
+                got = [(round(t - self._t0, 2), m) for t, m in zip(self.times, self.items,
+                                                                   strict=True)]
+                raise AssertionError(f"no such message within {within} s; got {got}")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), left)
