@@ -149,6 +149,12 @@ def _check_viewer(platform: object, viewer_id: object) -> tuple[str, str]:
     return _check_platform(platform), _check_str(viewer_id, "viewer id", 128)
 
 
+def _check_pair(viewer: object) -> tuple[str, str]:
+    if not isinstance(viewer, tuple | list) or len(viewer) != 2:
+        raise _bad(f"a viewer is (platform, viewer id), not {viewer!r}")
+    return _check_viewer(viewer[0], viewer[1])
+
+
 def _clip(value: object, what: str, max_len: int) -> str:
     """Free text kept as context (names, sources): any string, whitespace-collapsed, clipped."""
     if not isinstance(value, str):
@@ -402,8 +408,8 @@ class MemoryStore:
         of ``b``'s person (memories, history, other linked viewers) moves to ``a``'s person;
         a fact both had is kept once, and of two summaries for a persona the newer one stays.
         """
-        pa_key = _check_viewer(*a)
-        pb_key = _check_viewer(*b)
+        pa_key = _check_pair(a)
+        pb_key = _check_pair(b)
         for attempt in range(3):
             try:
                 async with self._write() as conn:

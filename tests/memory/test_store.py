@@ -513,6 +513,7 @@ async def test_bad_input_gets_specific_errors(store: MemoryStore) -> None:
         store.remember("mika", ann, ["x" * 1001], source="", platform="twitch"),
         store.recall("mika", ann, None, limit=1, chars=9),  # type: ignore[arg-type]
         store.link(("twitch", "1"), ("", "2")),
+        store.link(("twitch",), ("discord", "2")),  # type: ignore[arg-type]
         store.find_viewer("  "),
     ]
     for call in cases:
