@@ -330,7 +330,8 @@ TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("answered", "answd", 5), ("refused", "refsd", 5), ("noticed", "notcd", 5),
     ("dropped_turns", "dropd", 5), ("reply_start_p50_s", "p50_s", 6),
     ("reply_start_p95_s", "p95_s", 6), ("served_min_max_ratio", "ratio", 6),
-    ("cpu_cores", "cores", 5), ("loop_lag_p95_ms", "lag95", 6),
+    ("cpu_cores", "cores", 5), ("idle_cpu_cores", "idle", 5),
+    ("capacity_2_free_cores_estimate", "cap2", 4), ("loop_lag_p95_ms", "lag95", 6),
 )
 
 
@@ -627,7 +628,8 @@ class Learner:
 
 class Microphones:
     """Every learner's microphone from one task, 20 ms frames in real time. When the loop
-    is late, the frames due are sent at once (as a jitter buffer hands over what arrived)."""
+    is late, the frames due are sent one tick after another, the loop's other tasks running
+    between ticks (as packets that waited in the socket are read one by one)."""
 
     def __init__(self, learners: Sequence[Learner],
                  send: Callable[[Learner, np.ndarray], None]) -> None:
@@ -637,6 +639,11 @@ class Microphones:
         self.sent = 0
         self.failures = 0
         self.late_frames = 0
+        self.send_cpu_s = 0.0  # CPU of the loop thread inside send (hear): VAD and all
+
+    @property
+    def cpu_ms_per_frame(self) -> float | None:
+        return 1000 * self.send_cpu_s / self.sent if self.sent else None
 
     async def run(self, t0: float, until: float) -> None:
         """Send frames from ``t0`` until ``until`` (monotonic), then stop."""
@@ -651,8 +658,11 @@ class Microphones:
             now = time.monotonic()
             if due > now:
                 await asyncio.sleep(due - now)
-            elif now - due > 2 * FRAME_S:
-                self.late_frames += len(self.learners)
+            else:
+                if now - due > 2 * FRAME_S:
+                    self.late_frames += len(self.learners)
+                await asyncio.sleep(0)  # behind: the rest of the loop still gets its turn
+            c0 = time.thread_time()
             for learner in self.learners:
                 try:
                     self.send(learner, learner.frame(k))
@@ -660,6 +670,7 @@ class Microphones:
                     self.failures += 1
                     if self.failures == 1:
                         logger.exception("learner %d: hear() failed", learner.index)
+            self.send_cpu_s += time.thread_time() - c0
             self.sent += len(self.learners)
             k += 1
 
@@ -707,13 +718,33 @@ class PhasePlan:
     seed: int
 
 
+IDLE_S = 3.0  # seconds of microphones sending only noise before the first question
+
+
 def make_learners(shared: Shared, plan: PhasePlan) -> list[Learner]:
     rng = random.Random(plan.seed * 1000 + plan.sessions)
     longest = max(r.frames for r in shared.recordings) * FRAME_S
-    return [Learner(i, learner_schedule(rng, turns=plan.turns, period_s=plan.period_s,
-                                        jitter_s=plan.jitter_s, min_gap_s=longest + 1.0),
-                    shared.recordings, shared.noise)
+    return [Learner(i, [IDLE_S + t for t in learner_schedule(
+                rng, turns=plan.turns, period_s=plan.period_s, jitter_s=plan.jitter_s,
+                min_gap_s=longest + 1.0)], shared.recordings, shared.noise)
             for i in range(plan.sessions)]
+
+
+def capacity(*, sessions: int, idle_cores: float | None, loop_idle_cores: float | None,
+             cpu_s_per_turn: float | None, period_s: float, cores: float = 2.0,
+             loop_share: float = 0.8) -> int | None:
+    """Sessions a free machine of ``cores`` could hold, from what one phase cost: each
+    session's standing cost (stream, encoding, hearing noise) plus a turn every ``period_s``
+    must fit in the cores, and the event loop's standing cost in ``loop_share`` of its one
+    core. An estimate from CPU seconds, blind to latency: None without the figures."""
+    if sessions < 1 or idle_cores is None or cpu_s_per_turn is None or loop_idle_cores is None:
+        return None
+    per_session = idle_cores / sessions + cpu_s_per_turn / period_s
+    by_cores = cores / per_session if per_session > 0 else math.inf
+    loop_per_session = loop_idle_cores / sessions
+    by_loop = loop_share / loop_per_session if loop_per_session > 0 else math.inf
+    best = min(by_cores, by_loop)
+    return None if math.isinf(best) else int(best)
 
 
 async def run_phase(mode: Mode, shared: Shared, plan: PhasePlan,
@@ -738,9 +769,21 @@ async def run_phase(mode: Mode, shared: Shared, plan: PhasePlan,
         pressure: list[float] = []
         polls = 0
         t0 = time.monotonic() + 0.1
+        idle: dict[str, float] = {}
+
+        async def idle_window() -> None:
+            """The standing cost: everyone connected, nobody speaking yet."""
+            c0, m0, w0 = process_cpu_s(), mics.send_cpu_s, time.monotonic()
+            main0 = time.thread_time()  # this coroutine runs on the loop's thread
+            await asyncio.sleep(max(0.0, t0 + IDLE_S - time.monotonic()))
+            dt = time.monotonic() - w0
+            idle.update(cores=(process_cpu_s() - c0) / dt, hear=(mics.send_cpu_s - m0) / dt,
+                        loop=(time.thread_time() - main0) / dt)
+
         if profiler is not None:
             profiler.start()
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(idle_window(), name="bench:idle-window")
             lag_task = tg.create_task(lag.run(), name="bench:loop-lag")
             mic_task = tg.create_task(mics.run(t0, t0 + speech_s + plan.grace_s),
                                       name="bench:microphones")
@@ -768,6 +811,9 @@ async def run_phase(mode: Mode, shared: Shared, plan: PhasePlan,
         verdicts = [v for lr in learners for v in lr.verdicts(deadline)]
         extra.update(closing())
     figures = summarize(verdicts, plan.sessions)
+    # CPU beyond the standing cost, per answered question (cancelled work included).
+    turn_cpu = ((cpu - idle["cores"] * wall) / figures["answered"]
+                if figures["answered"] and "cores" in idle else None)
     rows = _stage_rows(learners, verdicts, tap, extra.pop("heard_at", {}))
     consumer = ("one SharedVideoEncoder viewer per session: VP8 + Opus encoded per session, "
                 "packets drained (no RTP/SRTP)") if mode == "talk" else (
@@ -778,6 +824,13 @@ async def run_phase(mode: Mode, shared: Shared, plan: PhasePlan,
         "turns_per_learner": plan.turns,
         **figures,
         "cpu_cores": _r(cpu / wall if wall > 0 else None, 2),
+        "idle_cpu_cores": _r(idle.get("cores"), 3),
+        "idle_loop_cores": _r(idle.get("loop"), 3),
+        "idle_hear_cores": _r(idle.get("hear"), 3),
+        "cpu_s_per_answered_turn": _r(turn_cpu, 2),
+        "capacity_2_free_cores_estimate": capacity(
+            sessions=plan.sessions, idle_cores=idle.get("cores"),
+            loop_idle_cores=idle.get("loop"), cpu_s_per_turn=turn_cpu, period_s=plan.period_s),
         "cpu_by_thread_cores": {k: _r(v / wall, 3) for k, v in sorted(
             by_thread.items(), key=lambda kv: -kv[1])} if wall > 0 else {},
         "loop_lag_p95_ms": _r((percentile(lag.lags, 95) or 0.0) * 1000, 1),
@@ -785,6 +838,8 @@ async def run_phase(mode: Mode, shared: Shared, plan: PhasePlan,
         "loop_stalls": lag.top_stalls(),
         "mic_frames_sent": mics.sent,
         "mic_frames_late": mics.late_frames,
+        "hear_cpu_ms_per_frame": _r(mics.cpu_ms_per_frame, 3),
+        "hear_cpu_cores": _r(mics.send_cpu_s / wall if wall > 0 else None, 3),
         "hear_failures": mics.failures,
         "wall_s": _r(wall, 1),
         "loadavg_1m": [_r(load0, 2), _r(load1, 2)],

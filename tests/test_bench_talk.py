@@ -181,6 +181,20 @@ def test_targets_table_and_where_it_breaks():
     assert bench.verdict("reply_start_p50_s", None) == "n/a"
 
 
+def test_capacity_estimate_takes_the_tighter_of_the_cores_and_the_loop():
+    # 10 sessions idle at 0.5 cores (0.05 each) + a 1 CPU-s turn every 10 s (0.1 each):
+    # 0.15 a session -> 13 on 2 cores; the loop's 0.02 a session -> 40 in 0.8 of a core.
+    assert bench.capacity(sessions=10, idle_cores=0.5, loop_idle_cores=0.2,
+                          cpu_s_per_turn=1.0, period_s=10.0) == 13
+    # A loop busy with 0.05 a session allows 16 at most, however many cores there are.
+    assert bench.capacity(sessions=10, idle_cores=0.5, loop_idle_cores=0.5,
+                          cpu_s_per_turn=1.0, period_s=10.0, cores=16.0) == 16
+    assert bench.capacity(sessions=10, idle_cores=None, loop_idle_cores=0.1,
+                          cpu_s_per_turn=1.0, period_s=10.0) is None
+    assert bench.capacity(sessions=3, idle_cores=0.0, loop_idle_cores=0.0,
+                          cpu_s_per_turn=0.0, period_s=10.0) is None  # nothing measured
+
+
 def test_thread_groups_and_cpu_pressure():
     assert bench.thread_group("stt_0") == "stt"
     assert bench.thread_group("asyncio_12") == "asyncio"
