@@ -46,6 +46,9 @@ async def _demo(args) -> int:
     print(f"  OBS browser source overlay:  {app.server.url('overlay')}")
     print(f"  Chat overlay (on stage):     {app.server.url('overlay/chat')}")
     print(f"  Queue overlay:               {app.server.url('overlay/queue')}")
+    print(f"  Dashboard (run the show):    {app.server.url('dashboard')}")
+    if (talk := app.talk_url()) is not None:
+        print(f"  Private talk (/talk):        {talk}")
     print("\n  These URLs carry your access token; keep them private. Ctrl-C stops.\n",
           flush=True)
     try:
