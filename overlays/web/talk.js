@@ -115,12 +115,19 @@ class Transcript {
     this.personaName = personaName;
     this.turns = new Map(); // turn number -> record
     this.pending = []; // typed lines the server has not confirmed as a turn yet
+    this.heardCount = new Map(); // turn -> "heard" messages since the websocket (re)opened
   }
 
   clear() {
     this.list.replaceChildren();
     this.turns.clear();
     this.pending = [];
+    this.heardCount.clear();
+  }
+
+  /** The websocket (re)opened: the server replays the transcript from its start. */
+  replaying() {
+    this.heardCount.clear();
   }
 
   _newTurnItem() {
@@ -139,7 +146,7 @@ class Transcript {
     notes.className = "notes";
     li.append(you, persona, notes);
     return { li, you, persona, notes, turn: null, sentences: new Map(), final: null,
-             heard: null, typed: false, interrupted: false, refused: null,
+             heard: null, parts: [], typed: false, interrupted: false, refused: null,
              correction: null, gloss: null, language: null };
   }
 
@@ -181,6 +188,7 @@ class Transcript {
     const rec = this._newTurnItem();
     rec.typed = true;
     rec.heard = text;
+    rec.parts = [text];
     rec.li.classList.add("pending");
     rec.you.hidden = false;
     rec.you.querySelector(".text").textContent = text;
@@ -189,7 +197,14 @@ class Transcript {
     this._scroll();
   }
 
+  /**
+   * The learner's words of a turn. More speech before the answer started merges into the
+   * same turn: each part comes as its own message, in order, and is added to the line (a
+   * replay after a reconnect sends the same parts again, in the same places).
+   */
   heard(turn, text, language) {
+    const part = this.heardCount.get(turn) || 0;
+    this.heardCount.set(turn, part + 1);
     let rec = this.turns.get(turn);
     if (!rec) {
       const i = this.pending.findIndex((p) => Transcript._norm(p.heard) === Transcript._norm(text));
@@ -200,12 +215,17 @@ class Transcript {
         rec.li.dataset.turn = String(turn);
         this.turns.set(turn, rec);
       } else rec = this._turn(turn);
+    } else {
+      // A line typed while the persona was still thinking merged into this turn.
+      const i = this.pending.findIndex((p) => Transcript._norm(p.heard) === Transcript._norm(text));
+      if (i >= 0) this.pending.splice(i, 1)[0].li.remove();
     }
-    // The same turn again: more speech merged into it before the answer started.
-    rec.heard = text;
+    if (rec.typed && part === 0) rec.parts = [];
+    rec.parts[part] = text;
+    rec.heard = rec.parts.filter(Boolean).join(" ");
     rec.language = language || null;
     rec.you.hidden = false;
-    rec.you.querySelector(".text").textContent = text;
+    rec.you.querySelector(".text").textContent = rec.heard;
     if (language) rec.you.lang = language;
     this._scroll();
   }
@@ -997,6 +1017,7 @@ class TalkPage {
       onMessage: (msg) => this.onMessage(msg),
       onOpen: (n) => {
         $("conn").textContent = "";
+        this.transcript.replaying();
         this.channel.send({ type: "mode", mode: this.mode });
         if (n > 1 && this.serverState) this.setState(this.serverState);
       },
@@ -1133,16 +1154,17 @@ class TalkPage {
     this.setState(this.state);
   }
 
-  /** The Mute button: the microphone sends silence (the server hears nothing) until unmuted. */
+  /**
+   * The Mute button: the microphone sends silence until unmuted. The server is not told: it
+   * hears the silence, and what was said just before the click (still on its way over the
+   * network) ends its turn as speech does. ("mic-muted" reports a problem the page found.)
+   */
   setMuted(on) {
     if (!this.mic || this.mic.state !== "on" || !this.channel) return;
     this.mic.setMuted(on);
     $("mute").setAttribute("aria-pressed", String(on));
     $("mute").textContent = on ? "Unmute mic" : "Mute mic";
-    if (on) {
-      if (this.talking) this.setTalking(false);
-      this.channel.send({ type: "client", state: "mic-muted" });
-    }
+    if (on && this.talking) this.setTalking(false);
     this.setState(this.state);
   }
 
