@@ -591,37 +591,38 @@ class Learner:
         self.loose: list[tuple[float, str, str]] = []
         self.reply_ids: dict[str, str] = {}  # key -> the reply id that went on air
         self._start_frames: list[int] = []
-        self._t0 = 0.0
-        self._turn = 0  # next question
-        self._pos = 0  # frame within the question being spoken; -1: silent
+        self._turn = 0  # the next question to send
 
     def plan_frames(self, t0: float) -> None:
+        """Fix the questions' times from ``t0``: a question starts and ends when its first
+        and last frame are due (when the browser sends them), however late the server
+        reads them."""
         self._start_frames = [round(s / FRAME_S) for s in self.schedule]
-        self._t0 = t0
+        self.questions = [
+            Question(self.index, n, rec.text, t0 + k * FRAME_S, t0 + (k + rec.frames) * FRAME_S)
+            for n, (rec, k) in enumerate(zip(self.plan, self._start_frames, strict=True))]
 
     @property
     def done(self) -> bool:
+        """Every question has been sent (read by the server)."""
         return self._turn >= len(self.plan)
 
     def frame(self, k: int) -> np.ndarray:
-        """The microphone's ``k``-th frame since the phase started (its speech or noise);
-        notes each question's start and end as it is sent."""
+        """The microphone's ``k``-th frame since the phase started: its speech or noise."""
         if self._turn < len(self.plan) and k >= self._start_frames[self._turn]:
             rec = self.plan[self._turn]
             i = k - self._start_frames[self._turn]
-            if i == 0:
-                self.questions.append(Question(self.index, self._turn, rec.text,
-                                               self._t0 + k * FRAME_S, math.inf))
             if i < rec.frames:
-                if i == rec.frames - 1:  # the last voiced frame: its audio has all arrived
-                    self.questions[-1].ended_at = self._t0 + (k + 1) * FRAME_S
+                if i == rec.frames - 1:
                     self._turn += 1
                 return rec.frame(i)
         j = (k * FRAME + self.index * 7919) % (len(self.noise) - FRAME)
         return self.noise[j:j + FRAME]
 
     def verdicts(self, deadline: float) -> list[Verdict]:
-        spoken = [q for q in self.questions if q.ended_at < math.inf]
+        """What became of every question spoken (by the clock) before ``deadline``, sent
+        or still waiting to be read."""
+        spoken = [q for q in self.questions if q.ended_at <= deadline]
         return judge(spoken, self.hearings, starts=self.starts, refusals=self.refusals,
                      loose=self.loose, deadline=deadline)
 

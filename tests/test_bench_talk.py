@@ -216,14 +216,16 @@ def test_a_learner_sends_its_question_on_schedule_and_noise_between():
     noise = np.full(bench.RATE, 7, np.int16)
     learner = bench.Learner(0, [0.1], [rec], noise)  # speaks from frame 5
     learner.plan_frames(100.0)
+    [q] = learner.questions  # timed by the clock, before anything is sent
+    assert (q.text, q.started_at) == ("Hello there?", pytest.approx(100.1))
+    assert q.ended_at == pytest.approx(100.0 + 8 * bench.FRAME_S)
+    assert learner.verdicts(100.15) == []  # not yet spoken
+    assert learner.verdicts(100.2)[0].outcome == "dropped" and not learner.done
     frames = [learner.frame(k) for k in range(10)]
     assert all(len(f) == bench.FRAME for f in frames)
     assert all((f == 7).all() for f in frames[:5] + frames[8:])
     assert frames[5][0] == 1 and frames[7][99] == 2 * bench.FRAME + 100
     assert (frames[7][100:] == 0).all()  # the last frame is padded with silence
-    [q] = learner.questions
-    assert (q.text, q.started_at) == ("Hello there?", pytest.approx(100.1))
-    assert q.ended_at == pytest.approx(100.0 + 8 * bench.FRAME_S)
     assert learner.done
 
 
