@@ -164,7 +164,9 @@ class TalkHub:
         self._opening += 1
         try:
             sid = secrets.token_urlsafe(9)
-            performer = create_performer(persona=runtime.id, renderer=runtime.renderer,
+            # Its own frame clock, and its own key in the render pool: the pool serves its
+            # keys round robin, so conversations and the show take turns there too.
+            performer = create_performer(persona=f"talk:{sid}", renderer=runtime.renderer,
                                          avatar=runtime.config.avatar, pool=runtime.pool)
             stream = LiveStream(persona=f"talk:{sid}", performer=performer,
                                 sample_rate=self.live.sample_rate,
