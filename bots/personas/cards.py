@@ -311,20 +311,25 @@ def _parse_json(data: bytes, what: str) -> Any:
     except json.JSONDecodeError as e:
         raise CardError(f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}",
                         code="bad_json") from e
+    except RecursionError:
+        raise CardError(f"{what} nests its JSON too deeply to be a card",
+                        code="bad_json") from None
 
 
 def _check_sizes(value: Any, path: str) -> None:
-    """Refuse any text in the card longer than :data:`MAX_TEXT_CHARS`."""
-    if isinstance(value, str):
-        if len(value) > MAX_TEXT_CHARS:
-            raise CardError(f"{path} is {len(value):,} characters; a card field may hold "
-                            f"{MAX_TEXT_CHARS:,} at most", code="field_too_long")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _check_sizes(v, f"{path}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_sizes(v, f"{path}[{i}]")
+    """Refuse any text in the card longer than :data:`MAX_TEXT_CHARS` (a walk with a stack of
+    its own: a card may nest as deep as the JSON reader allows)."""
+    todo = [(value, path)]
+    while todo:
+        item, where = todo.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_TEXT_CHARS:
+                raise CardError(f"{where} is {len(item):,} characters; a card field may hold "
+                                f"{MAX_TEXT_CHARS:,} at most", code="field_too_long")
+        elif isinstance(item, dict):
+            todo.extend((v, f"{where}.{k}") for k, v in item.items())
+        elif isinstance(item, list):
+            todo.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
 
 
 def _kind(value: Any) -> str:
@@ -529,7 +534,10 @@ def card_to_persona(card: CharacterCard, *, persona_id: str,
     Raises:
         CardError: the card cannot make a valid persona (the message names the field).
     """
-    doc = persona_document(card, persona_id=persona_id, avatar=avatar)
+    return _validated(persona_document(card, persona_id=persona_id, avatar=avatar))
+
+
+def _validated(doc: Mapping[str, Any]) -> PersonaConfig:
     try:
         return PersonaConfig.model_validate(doc)
     except ValidationError as e:
@@ -669,7 +677,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    # A block would turn the other line breaks YAML knows into "\n": those stay quoted.
+    odd = any(c in value for c in "\r\x85\u2028\u2029")
+    style = '"' if odd else "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -770,7 +780,7 @@ def import_card(
         warnings.append("the card has no picture (a JSON card): the persona has the default "
                         "avatar")
     doc = persona_document(card, persona_id=pid, avatar=avatar)
-    persona = card_to_persona(card, persona_id=pid, avatar=avatar)  # validates first
+    persona = _validated(doc)  # before anything is written
     if "llm" in doc:
         tokens = _context_tokens(doc)
         note = (f"; that is more than the embedded model reads ({_EMBEDDED_CONTEXT_MAX}): "

@@ -186,6 +186,8 @@ BAD_CARDS = {
     "nothing says who it is": (card_png(_card(description="", personality="",
                                               system_prompt="")), "empty_character"),
     "huge field": (card_png(_card(description="x" * 150_000)), "field_too_long"),
+    "JSON nested absurdly deep": (b'{"spec": "chara_card_v2", "data": {"name": "x", "a": '
+                                  + b"[" * 100_000 + b"]" * 100_000 + b"}}", "bad_json"),
     "huge file": (png_with_text({"chara": b64(V2_CARD)}) + b"\0" * MAX_CARD_BYTES,
                   "too_large"),
 }
@@ -201,6 +203,18 @@ def test_bad_cards_are_refused_with_a_reason_and_write_nothing(name: str,
     assert e.value.code == code, str(e.value)
     assert str(e.value)  # a reason a person can read
     assert _tree(config_copy) == before
+
+
+def test_windows_line_ends_and_odd_characters_survive_the_round_trip(config_copy: Path) -> None:
+    card = copy.deepcopy(V2_CARD)
+    card["data"]["description"] = "Line one\r\nline two\u2028three\x85four\ttab  \r\n"
+    card["data"]["creator_notes"] = "notes\r\nwith\u0000a NUL and ✓ 日本語"
+    card["data"]["mes_example"] = "  {{user}}: hi  \n{{char}}: yes: no # not a comment\n"
+    first = _import(config_copy, card_png(card)).persona
+    assert first.personality.startswith(card["data"]["description"].strip())
+    exported = read_card(export_card(load_config(config_copy).persona(first.id)))
+    for key in ("description", "creator_notes", "mes_example"):
+        assert exported.data[key] == card["data"][key]
 
 
 def test_a_compressed_text_chunk_is_read_too() -> None:

@@ -196,3 +196,14 @@ def test_the_preview_tool_writes_a_sheet(picture: Path, tmp_path: Path,
     with Image.open(sheet) as im:
         assert im.size == (6 * SIZE[0] // 2, 2 * SIZE[1] // 2)
     assert main([str(tmp_path / "none.png")]) == 1
+
+
+def test_a_render_worker_builds_the_portrait_from_its_settings_payload(picture: Path) -> None:
+    from avatar_engine.workers.jobs import avatar_payload, cached_renderer
+
+    settings = PortraitSettings(image=picture, mouth=MOUTH, device="cpu")
+    payload = avatar_payload(settings)  # what crosses to a worker: plain JSON
+    assert payload["renderer"] == "portrait"
+    r = cached_renderer(payload)
+    assert isinstance(r, PortraitRenderer) and r.settings == settings
+    assert cached_renderer(avatar_payload(settings)) is r  # one per distinct settings
