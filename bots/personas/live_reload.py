@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -103,22 +103,26 @@ class LiveReload:
         rtc: the app's WebRTC side, so an edited avatar's new live stream gets an encoder
             (None: live viewers of an edited avatar keep the old stream until a restart).
         settle_timeout_s: the longest an edit waits for the reply in flight; after that the
-            reply is cut (it is reported as refused, like any removal).
+            reply is cut (its viewer is told it was interrupted).
         poll_s: how often the wait looks again.
         idle_loop: renders a persona's idle loop for the clip player (``bots.app
             .make_idle_loop``; blocking, run in a thread).
+        create: loads a new persona's models (``PersonaRuntime.create``; tests pass a fake).
     """
 
     def __init__(self, *, app: StudioApp, roster: StudioRoster | None = None,
                  rtc: LiveRTC | None = None, settle_timeout_s: float = 120.0,
                  poll_s: float = 0.05,
-                 idle_loop: Callable[[PersonaRuntime], dict[str, Path]] | None = None) -> None:
+                 idle_loop: Callable[[PersonaRuntime], dict[str, Path]] | None = None,
+                 create: Callable[..., Awaitable[PersonaRuntime]] = PersonaRuntime.create,
+                 ) -> None:
         self.app = app
         self.roster = roster
         self.rtc = rtc
         self.settle_timeout_s = settle_timeout_s
         self.poll_s = poll_s
         self._idle_loop = idle_loop
+        self._create = create
         self._locks: dict[str, asyncio.Lock] = {}
         # Runtimes and streams this object started: it closes them (the app closes its own).
         self._runtimes: dict[str, PersonaRuntime] = {}
@@ -186,7 +190,7 @@ class LiveReload:
                 orch.pause(pid)  # nothing new starts; a prepared reply goes back to the queue
                 start = time.monotonic()
                 if not await self.settled(pid):
-                    logger.warning("persona %s: its reply did not end within %.0f s; cutting "
+                    logger.warning("persona %s: its reply did not end within %.1f s; cutting "
                                    "it to apply the edit", pid, self.settle_timeout_s)
                 waited = time.monotonic() - start
                 await self._swap(orch, pid, runtime)
@@ -260,8 +264,8 @@ class LiveReload:
         pool = old.pool if old is not None else next(
             (p.pool for p in orch.personas.values()), None)
         if old is None:
-            return await PersonaRuntime.create(config, clips_dir=clips_dir,
-                                               clip_settings=cfg.app.clips, pool=pool), set()
+            return await self._create(config, clips_dir=clips_dir,
+                                      clip_settings=cfg.app.clips, pool=pool), set()
         reused: set[str] = set()
         if old.config.llm == config.llm:
             reused.add("llm")

@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from overlays.live.webrtc import LiveRTC
     from overlays.studio.server import StudioServer
 
-__all__ = ["Dashboard", "install_dashboard"]
+__all__ = ["Dashboard", "ServerRoster", "install_dashboard"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class _Refused(Exception):
         self.extra = extra
 
 
-class _ServerRoster:
+class ServerRoster:
     """Keeps the studio's persona list (the pages' pickers, ``/api/chat``'s check) in step
     with the show. The studio server has no public setter for it yet; this sibling module
     updates its two maps in one place, so such a setter replaces two lines."""
@@ -114,11 +114,14 @@ class Dashboard:
         server: the studio server the routes are added to.
         app: the studio app whose show the dashboard runs.
         rtc: the app's WebRTC side (see :class:`~bots.personas.live_reload.LiveReload`).
-        max_upload_bytes: the largest sprite upload or card accepted.
+        max_upload_bytes: the largest sprite upload accepted.
+        reload: what applies personas to the show (default: a
+            :class:`~bots.personas.live_reload.LiveReload` of ``app``; tests pass their own).
     """
 
     def __init__(self, *, server: StudioServer, app: StudioApp, rtc: LiveRTC | None = None,
-                 max_upload_bytes: int | None = None) -> None:
+                 max_upload_bytes: int | None = None, reload: LiveReload | None = None
+                 ) -> None:
         from bots.app import make_idle_loop
         from bots.config import persona_file
         from bots.personas.editor import MAX_UPLOAD_BYTES, PersonaEditor
@@ -132,8 +135,8 @@ class Dashboard:
         self.avatars_dir = self.config_root / "avatars"
         self.editor: PersonaEditor = PersonaEditor(
             personas_dir=self.personas_dir, default_persona=self._default_persona)
-        self.reload: LiveReload = LiveReload(app=app, roster=_ServerRoster(server), rtc=rtc,
-                                             idle_loop=make_idle_loop)
+        self.reload: LiveReload = reload or LiveReload(
+            app=app, roster=ServerRoster(server), rtc=rtc, idle_loop=make_idle_loop)
         self.max_upload_bytes = max_upload_bytes or MAX_UPLOAD_BYTES
 
     def _default_persona(self) -> str:
@@ -513,7 +516,7 @@ class Dashboard:
 
     async def _card(self, request: web.Request) -> web.Response:
         """Import a Character Card (the body: PNG or JSON bytes) as a new persona."""
-        from bots.personas.cards import import_card
+        from bots.personas.cards import CardError, import_card
 
         if request.content_length is not None and request.content_length > _CARD_MAX:
             raise _Refused(413, f"the card is {request.content_length / 2**20:.1f} MB; at "
@@ -529,8 +532,10 @@ class Dashboard:
             result = await asyncio.to_thread(
                 lambda: import_card(raw, personas_dir=self.personas_dir,
                                     config_dir=self.config_root, taken=taken, source=name))
+        except CardError as e:  # a bad card: nothing was written
+            raise _Refused(422, str(e), code=e.code) from None
         except ConfigError as e:
-            raise _Refused(422, str(e), code=getattr(e, "code", None)) from None
+            raise _Refused(422, str(e), code="does_not_load") from None
         saved = await asyncio.to_thread(self.editor.read, result.persona.id)
         out = self._file_json(saved)
         out["warnings"] = list(result.warnings)
