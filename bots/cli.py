@@ -313,7 +313,7 @@ def _worker(args) -> int:
 
 
 def _check(args) -> int:
-    from avatar_engine.settings import Wav2LipSettings
+    from avatar_engine.settings import PortraitSettings, Wav2LipSettings
     from bots.config import extras_needed, language_warnings, missing_files
 
     config = _load(args)
@@ -334,6 +334,7 @@ def _check(args) -> int:
     for p in config.personas.values():
         av = p.avatar
         avatar = (f"wav2lip:{av.checkpoint}" if isinstance(av, Wav2LipSettings)
+                  else f"portrait:{av.image}" if isinstance(av, PortraitSettings)
                   else f"sprites:{av.sprites}")
         print(f"  persona {p.id}: {p.name} ({p.language}), llm={p.llm.provider}:{p.llm.model}, "
               f"voice={p.voice.provider}:{p.voice.model}, avatar={avatar}")

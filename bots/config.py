@@ -16,13 +16,20 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
 from pydantic import ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from avatar_engine.settings import AvatarSettings, ClipSettings, VoiceSettings, Wav2LipSettings
+from avatar_engine.settings import (
+    AvatarChoice,
+    AvatarSettings,
+    ClipSettings,
+    PortraitSettings,
+    VoiceSettings,
+    Wav2LipSettings,
+)
 from bots.adapters.discord.settings import DiscordSettings
 from bots.adapters.twitch.settings import PersonaTwitchSettings, TwitchSettings
 from bots.brain.settings import LLMSettings
@@ -69,9 +76,7 @@ class PersonaConfig(FrozenModel):
     greeting: str | None = None
     llm: LLMSettings = LLMSettings()
     voice: VoiceSettings = VoiceSettings()
-    avatar: Annotated[AvatarSettings | Wav2LipSettings, Field(discriminator="renderer")] = (
-        AvatarSettings()
-    )
+    avatar: AvatarChoice = AvatarSettings()
     queue: QueueSettings = QueueSettings()
     moderation: ModerationSettings = ModerationSettings()
     twitch: PersonaTwitchSettings = PersonaTwitchSettings()
@@ -347,10 +352,12 @@ def load_config(
             errors.append(str(e))
             continue
         av = persona.avatar
-        avatar: AvatarSettings | Wav2LipSettings
+        avatar: AvatarSettings | Wav2LipSettings | PortraitSettings
         if isinstance(av, Wav2LipSettings):
             avatar = av.model_copy(update={"checkpoint": _resolve(root, av.checkpoint),
                                            "avatar_image": _resolve(root, av.avatar_image)})
+        elif isinstance(av, PortraitSettings):
+            avatar = av.model_copy(update={"image": _resolve(root, av.image)})
         else:
             avatar = av.model_copy(update={"sprites": _resolve(root, av.sprites)})
         personas[persona.id] = persona.model_copy(update={"avatar": avatar})
@@ -442,6 +449,10 @@ def missing_files(config: Config) -> list[str]:
                        "where yours is (see docs/wav2lip.md)")
             if not av.avatar_image.is_file():
                 report("avatar.avatar_image", f"no such picture: {av.avatar_image}")
+        elif isinstance(av, PortraitSettings):
+            if not av.image.is_file():
+                report("avatar.image", f"no such picture: {av.image}",
+                       "give the path of a PNG, JPEG or WebP picture (see docs/cards.md)")
         elif not av.sprites.is_dir():
             report("avatar.sprites", f"no such sprite folder: {av.sprites}",
                    "see docs/avatars.md")

@@ -19,11 +19,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, TypeAdapter
+from pydantic import TypeAdapter
 
-from avatar_engine.settings import AvatarSettings, Wav2LipSettings
+from avatar_engine.settings import AnyAvatarSettings as AnyAvatarSettings  # the performer's
+from avatar_engine.settings import AvatarChoice
 from avatar_engine.types import Speech
 from avatar_engine.workers.worker import job
 
@@ -37,8 +38,7 @@ RENDERERS_KEPT = 4
 """Renderers a worker keeps loaded, one per distinct avatar settings (least recently used
 goes first)."""
 
-AnyAvatarSettings = AvatarSettings | Wav2LipSettings
-_SETTINGS = TypeAdapter(Annotated[AnyAvatarSettings, Field(discriminator="renderer")])
+_SETTINGS: TypeAdapter[AnyAvatarSettings] = TypeAdapter(AvatarChoice)
 
 
 @dataclass(frozen=True, slots=True)
