@@ -822,6 +822,8 @@ class TalkPage {
     this.endedReason = null;
     this.lastChosen = null;
     this._wire();
+    // ?mode=ptt: a link that opens in hold-to-talk (a noisy room, a shared desk).
+    if (params.get("mode") === "ptt") this.setMode("ptt");
   }
 
   // ------------------------------------------------------------------ views
@@ -1065,7 +1067,7 @@ class TalkPage {
     $("hold").disabled = !on;
     $("mute").disabled = !on;
     $("mute").setAttribute("aria-pressed", "false");
-    $("mute").textContent = "Mute mic";
+    $("mute-label").textContent = "Mute mic";
     document.body.classList.toggle("no-mic", !on);
   }
 
@@ -1147,6 +1149,9 @@ class TalkPage {
 
   setMode(mode) {
     this.mode = mode === "ptt" ? "ptt" : "handsfree";
+    for (const el of document.querySelectorAll("input[name=mode]")) {
+      el.checked = el.value === this.mode;
+    }
     $("hold").hidden = this.mode !== "ptt";
     document.body.classList.toggle("ptt", this.mode === "ptt");
     if (this.talking) this.setTalking(false);
@@ -1163,7 +1168,7 @@ class TalkPage {
     if (!this.mic || this.mic.state !== "on" || !this.channel) return;
     this.mic.setMuted(on);
     $("mute").setAttribute("aria-pressed", String(on));
-    $("mute").textContent = on ? "Unmute mic" : "Mute mic";
+    $("mute-label").textContent = on ? "Unmute mic" : "Mute mic";
     if (on && this.talking) this.setTalking(false);
     this.setState(this.state);
   }

@@ -117,6 +117,8 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Recording]
         "story": record(d / "story.wav",
                         [2.0, "Tell me a story about your favourite colour.", 1.5, *chatter]),
         "silence": record(d / "silence.wav", [60.0]),
+        # Played in a loop: the question again and again.
+        "again": record(d / "again.wav", ["What is your favourite colour?", 0.3]),
     }
 
 
@@ -165,14 +167,14 @@ def _launch(pw: Any, *args: str) -> Any:
 
 
 def _learner(pw: Any, demo: Demo, mic: Recording | None, *, fake_ui: bool = True,
-             query: str = f"token={TOKEN}&persona={PERSONA}") -> Learner:
-    """A browser whose microphone plays ``mic`` (None: a fake device without a file), on
-    the persona picker of /talk."""
+             query: str = f"token={TOKEN}&persona={PERSONA}", loop: bool = False) -> Learner:
+    """A browser whose microphone plays ``mic`` (once, or in a loop; None: a fake device
+    without a file), on the persona picker of /talk."""
     args = ["--use-fake-device-for-media-stream"]
     if fake_ui:
         args.append("--use-fake-ui-for-media-stream")
     if mic is not None:
-        args.append(mic.chromium_arg())
+        args.append(mic.chromium_arg(loop=loop))
     browser = _launch(pw, *args)
     page = browser.new_page(viewport={"width": 1280, "height": 760})
     errors: list[str] = []
@@ -375,6 +377,38 @@ def test_talking_over_the_answer_cuts_it(talk_demo, pw, recordings, artifacts):
         # The talk that cut it is being heard as the learner's next turn.
         assert [m for m in msgs if m["type"] == "state" and m["at"] > cut["at"]
                 and m["state"] == "hearing"], msgs
+        assert not learner.errors, learner.errors
+    finally:
+        _end_all(talk_demo, [learner])
+
+
+def test_hold_to_talk_hears_only_while_the_space_bar_is_down(talk_demo, pw, recordings,
+                                                            artifacts):
+    """Hold-to-talk (opened with ?mode=ptt): the microphone keeps asking, the server hears
+    nothing until Space is held, then hears the question."""
+    mic = recordings["again"]
+    learner = _learner(pw, talk_demo, mic, loop=True,
+                       query=f"token={TOKEN}&persona={PERSONA}&mode=ptt")
+    try:
+        _start(learner)
+        assert learner.page.is_checked("input[name=mode][value=ptt]")
+        assert learner.page.is_visible("#hold")
+        learner.wait("() => __talk.link() && __talk.link().state === 'live'", 30_000)
+        time.sleep(4)  # the question is said more than once meanwhile: not held, not heard
+        assert not [m for m in learner.messages() if m["type"] in ("heard", "notice")
+                    or m.get("state") == "hearing"], learner.messages()
+        learner.page.focus("#end")  # Space works anywhere but the text box (no click here)
+        learner.page.keyboard.down("Space")
+        assert learner.page.get_attribute("#hold", "aria-pressed") == "true"
+        learner.wait_message("m.type === 'state' && m.state === 'hearing'", 15_000)
+        time.sleep(3.5)  # longer than one round of the recording: a whole question in it
+        learner.page.keyboard.up("Space")
+        assert learner.page.get_attribute("#hold", "aria-pressed") == "false"
+        assert learner.page.evaluate("() => __talk.session() !== null")  # Space did not End
+        learner.wait_message("m.type === 'heard'")
+        _shot(learner, artifacts, "hold_to_talk")
+        you = learner.page.evaluate("() => __talk.transcript().find(e => e.turn === 1).you")
+        assert _recovered(mic.said[0].text, you) >= 0.75, you
         assert not learner.errors, learner.errors
     finally:
         _end_all(talk_demo, [learner])
