@@ -466,13 +466,14 @@ class Microphone {
  * RTC_TRIES failures in a row `onLost` says so (the websocket and typing go on).
  */
 class AvatarLink {
-  constructor({ video, canvas, audioCtx, offerUrl, onLive, onLost, onSoundBlocked }) {
+  constructor({ video, canvas, audioCtx, offerUrl, onLive, onLost, onGone, onSoundBlocked }) {
     this.video = video;
     this.canvas = canvas;
     this.audioCtx = audioCtx;
     this.offerUrl = offerUrl;
     this.onLive = onLive;
     this.onLost = onLost;
+    this.onGone = onGone;
     this.onSoundBlocked = onSoundBlocked;
     this.painter = new PackedCanvas(canvas);
     this.pc = null;
@@ -546,9 +547,11 @@ class AvatarLink {
       const res = await postJson(this.offerUrl, { sdp: pc.localDescription.sdp, type: "offer" });
       if (gen !== this.generation) return;
       if (res.status === 404 || res.status === 410) {
-        // The session is gone (ended, timed out): the websocket says why.
+        // The session is gone (ended, timed out; a reloaded page can come back too late).
+        this._closePc();
         this.state = "closed";
         this._log("session gone");
+        this.onGone();
         return;
       }
       if (res.status === 503) {
@@ -801,6 +804,7 @@ const ENDED_TEXT = {
                "conversation ended and its place was freed.",
   closed: () => "You ended the conversation.",
   shutdown: () => "The server is shutting down.",
+  gone: () => "It is no longer on the server (it ended, or timed out while this page was away).",
 };
 
 class TalkPage {
@@ -995,7 +999,7 @@ class TalkPage {
     this.session = { ...session, name: session.name || p.name || session.persona || "Persona",
                      language: session.language || p.language };
     this._remember(this.session);
-    if (resumed) this.transcript.notice("info", "Reconnected to your conversation.");
+
     this.endedReason = null;
     if (!resumed) this.transcript.clear();
     this.transcript.personaName = this.session.name;
@@ -1020,6 +1024,7 @@ class TalkPage {
       onOpen: (n) => {
         $("conn").textContent = "";
         this.transcript.replaying();
+        if (resumed && n === 1) this.transcript.notice("info", "Back in your conversation.");
         this.channel.send({ type: "mode", mode: this.mode });
         if (n > 1 && this.serverState) this.setState(this.serverState);
       },
@@ -1043,6 +1048,7 @@ class TalkPage {
       onLive: () => { $("video-note").hidden = true; },
       onLost: (reason, retry = true) => this._videoNote(
         retry ? `The avatar's video was lost (${reason}).` : `No avatar: ${reason}.`, retry),
+      onGone: () => this.ended("gone"),
       onSoundBlocked: () => this._videoNote("The browser blocked the sound.", false, true),
     });
     this.link.start(micOn ? this.mic.stream : null);
