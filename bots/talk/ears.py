@@ -139,6 +139,12 @@ class Ear:
         return self._segmenter.in_speech
 
     @property
+    def forming(self) -> bool:
+        """Speech that may still become a turn is under way (not the ignored rest of a
+        monologue)."""
+        return (self.in_speech and not self._skipping) or self._continuing
+
+    @property
     def busy(self) -> bool:
         """Talking, or a turn of theirs is still being put together or transcribed."""
         return self.in_speech or self._continuing or not self._queue.empty() or \

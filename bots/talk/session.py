@@ -444,7 +444,10 @@ class TalkSession:
         turn = _Turn(n=n, text=text, reply_id=f"{self.id}-{n}-{self._attempts}",
                      record=record)
         self._turn = turn
-        self._playback_open.set()
+        if self._ear.forming:
+            self._playback_open.clear()  # typed while talking: wait for what they say
+        else:
+            self._playback_open.set()
         turn.task = asyncio.create_task(self._answer(turn), name=f"talk:{self.id}:turn:{n}")
         self._settle()
 

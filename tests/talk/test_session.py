@@ -235,6 +235,24 @@ async def test_typed_text_while_speaking_interrupts(make_hub: MakeHub) -> None:
     assert [c.text for c in pipeline.calls] == ["first question", "second question"]
 
 
+async def test_typed_while_talking_waits_for_the_spoken_words(make_hub: MakeHub) -> None:
+    pipeline = TalkPipeline(think_s=0.05)
+    hub = await make_hub(pipeline=pipeline)
+    s = await hub.open("mika")
+    msgs = Messages(s)
+    try:
+        await feed(s, tone48(HELLO, 0.6))  # still talking (no pause yet)
+        await s.say_text("look at this")
+        await feed(s, tone48(HELLO, 0.6), realtime=True)
+        assert not msgs.of("said")  # the typed turn's answer does not play over them
+        await feed(s, silence48(0.8))
+        answer = await msgs.wait_type("answer")
+    finally:
+        await msgs.close()
+    assert [c.text for c in pipeline.calls] == ["look at this", "look at this hello there"]
+    assert answer["turn"] == 1 and s.merges == 1
+
+
 async def test_hold_to_talk_hears_only_while_pressed(make_hub: MakeHub) -> None:
     pipeline = TalkPipeline(sentences=3, sentence_s=1.0)
     hub = await make_hub(pipeline=pipeline)
