@@ -315,7 +315,7 @@ def choose_extractor(mode: str, *, provider: str, llm: LLM | None,
 
 # --------------------------------------------------------------------------- the summary
 
-_TOPIC_CHARS: Final = 70
+_TOPIC_CHARS: Final = 50
 _TOPICS: Final = 3
 _SUMMARY_HEAD: Final = "Earlier they talked about: "
 

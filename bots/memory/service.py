@@ -192,8 +192,9 @@ class ViewerMemory:
         """Memories of this viewer relevant to ``text`` (and their recent turns when
         ``with_history``), within the service's recall timeout; never raises."""
         turns = self.persona.llm.history_turns if with_history else 0
-        return await self.service.recall(self.persona, self.who, text, history_turns=turns,
-                                         allowed=self.allowed)
+        return await self.service.recall(
+            self.persona, self.who, text, history_turns=turns, allowed=self.allowed,
+            turns_in_prompt=not with_history and self.persona.llm.history_turns > 0)
 
     def after_turn(self, said: str, replied: str) -> None:
         """Queue a spoken turn to be stored and noted; returns at once."""
@@ -321,14 +322,23 @@ class MemoryService:
         return list((await self.recall(persona, who, text)).notes)
 
     async def recall(self, persona: PersonaConfig, who: ViewerRef, text: str, *,
-                     history_turns: int = 0, allowed: TextCheck | None = None) -> Recalled:
+                     history_turns: int = 0, allowed: TextCheck | None = None,
+                     turns_in_prompt: bool = False) -> Recalled:
         """Recall for one reply, waiting at most ``recall_timeout_s``; never raises.
 
         A lookup that takes longer goes on in the background (its connection is not torn
         down mid-call) and its answer is dropped.
+
+        Args:
+            history_turns: also load the viewer's last turns from the store (at most this
+                many).
+            allowed: the input rules; a note they refuse now is not recalled.
+            turns_in_prompt: the prompt already holds their recent turns (from RAM). The
+                rolling summary (their last topics) is then left out: the turns say it,
+                and every note costs the model time to read before it can answer.
         """
         task = asyncio.create_task(
-            self._lookup(persona, who, text, history_turns, allowed),
+            self._lookup(persona, who, text, history_turns, allowed, turns_in_prompt),
             name=f"memory:recall:{persona.id}")
         self._lookups.add(task)
         task.add_done_callback(self._lookup_done)
@@ -350,7 +360,8 @@ class MemoryService:
             logger.warning("memory: recall failed (%s: %s)", type(e).__name__, e)
 
     async def _lookup(self, persona: PersonaConfig, who: ViewerRef, text: str,
-                      history_turns: int, allowed: TextCheck | None) -> Recalled:
+                      history_turns: int, allowed: TextCheck | None,
+                      turns_in_prompt: bool) -> Recalled:
         cfg = persona.memory
         person = await self._person(who)
 
@@ -367,6 +378,8 @@ class MemoryService:
             return [Exchange(t.said, t.replied) for t in sorted(got, key=lambda t: t.at)]
 
         items, history = await asyncio.gather(notes(), turns())
+        if turns_in_prompt or history:
+            items = [i for i in items if i.kind != "summary"]
         # Moderated again on the way out: a word blocked since it was noted is not recalled.
         kept = tuple(i.text for i in items if allowed is None or allowed(i.text))
         return Recalled(notes=kept, history=tuple(history))

@@ -129,5 +129,5 @@ def test_rolling_summary_keeps_the_last_three_topics():
     topics = summary_topics(summary)
     assert len(topics) == 3
     assert topics[0] == "I have a cat" and topics[1] == "tell me a joke"
-    assert topics[2].endswith("…") and len(topics[2]) <= 71
+    assert topics[2].endswith("…") and len(topics[2]) <= 51
     assert summary_topics(rolling_summary(None, "what's 'up'")) == ("what’s ’up’",)

@@ -100,6 +100,24 @@ async def test_the_history_and_facts_survive_a_restart(tmp_path):
         await service.__aexit__(None, None, None)
 
 
+async def test_the_summary_is_left_out_when_the_prompt_holds_their_turns(tmp_path):
+    cfg = persona_cfg()
+    service = await open_service(tmp_path)
+    try:
+        await say(service, cfg, ANN, "My name is Ann", "Hello Ann!")
+        who = ViewerRef.of("twitch", ANN)
+        bare = await service.recall(cfg, who, "my name")
+        assert "Their name is Ann" in bare.notes
+        assert any(n.startswith("Earlier they talked about") for n in bare.notes)
+        in_ram = await service.recall(cfg, who, "my name", turns_in_prompt=True)
+        restored = await service.recall(cfg, who, "my name", history_turns=3)
+        for recalled in (in_ram, restored):
+            assert recalled.notes == ("Their name is Ann",)
+        assert [e.said for e in restored.history] == ["My name is Ann"]
+    finally:
+        await service.__aexit__(None, None, None)
+
+
 class SlowStore(MemoryStore):
     """A store whose recall takes ``delay_s`` (a database under load)."""
 
