@@ -4,7 +4,7 @@
 // packs the avatar twice side by side (width 2*W): the left half is its colour, the right half
 // its alpha as grey. A hidden <video> plays the MediaStream (so the audio plays and WebRTC's
 // lip sync applies); every decoded frame (requestVideoFrameCallback) is drawn into a WebGL
-// canvas that puts the alpha back, so the overlay stays transparent around the avatar.
+// canvas that puts the alpha back (alpha.js), so the overlay stays transparent around the avatar.
 // A lost connection is retried with backoff; when WebRTC is missing, switched off on the
 // server, or keeps failing, the page falls back to the clip player (player.js) and says so.
 //
@@ -24,117 +24,13 @@
   // benchmark) or with &probe=1, off in an overlay that runs all show.
   let measuring = params.get("probe") === "1" || navigator.webdriver === true;
 
-  const VERTEX = `
-    attribute vec2 pos;
-    varying vec2 uv;
-    void main() {
-      uv = vec2((pos.x + 1.0) * 0.5, (1.0 - pos.y) * 0.5);
-      gl_Position = vec4(pos, 0.0, 1.0);
-    }`;
-  // Left half: colour; right half: alpha as grey. Lossy coding leaves a little noise in the
-  // alpha around 0 and 1: snap it so the background stays fully transparent.
-  const FRAGMENT = `
-    precision mediump float;
-    uniform sampler2D tex;
-    varying vec2 uv;
-    void main() {
-      vec3 rgb = texture2D(tex, vec2(uv.x * 0.5, uv.y)).rgb;
-      float a = texture2D(tex, vec2(0.5 + uv.x * 0.5, uv.y)).r;
-      a = clamp((a - 0.04) / 0.92, 0.0, 1.0);
-      gl_FragColor = vec4(rgb * a, a);
-    }`;
-
-  // Draws packed frames into a canvas: WebGL when the browser has it, else a 2D canvas.
-  class PackedCanvas {
-    constructor(canvas) {
-      this.canvas = canvas;
-      this.gl = null;
-      try {
-        this.gl = canvas.getContext("webgl", { alpha: true, premultipliedAlpha: true,
-          antialias: false, preserveDrawingBuffer: true });
-      } catch (err) {
-        this.gl = null;
-      }
-      if (this.gl) this._setupGl();
-      else this.ctx = canvas.getContext("2d");
-      this.kind = this.gl ? "webgl" : "2d";
-    }
-
-    _setupGl() {
-      const gl = this.gl;
-      const shader = (type, src) => {
-        const s = gl.createShader(type);
-        gl.shaderSource(s, src);
-        gl.compileShader(s);
-        if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
-        return s;
-      };
-      const prog = gl.createProgram();
-      gl.attachShader(prog, shader(gl.VERTEX_SHADER, VERTEX));
-      gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, FRAGMENT));
-      gl.linkProgram(prog);
-      gl.useProgram(prog);
-      const buf = gl.createBuffer();
-      gl.bindBuffer(gl.ARRAY_BUFFER, buf);
-      gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]),
-                    gl.STATIC_DRAW);
-      const loc = gl.getAttribLocation(prog, "pos");
-      gl.enableVertexAttribArray(loc);
-      gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
-      const tex = gl.createTexture();
-      gl.bindTexture(gl.TEXTURE_2D, tex);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
-      gl.clearColor(0, 0, 0, 0);
-    }
-
-    _size(w, h) {
-      if (this.canvas.width !== w || this.canvas.height !== h) {
-        this.canvas.width = w;
-        this.canvas.height = h;
-        if (this.gl) this.gl.viewport(0, 0, w, h);
-      }
-    }
-
-    draw(video) {
-      const w = Math.floor(video.videoWidth / 2);
-      const h = video.videoHeight;
-      if (!w || !h) return false;
-      this._size(w, h);
-      if (this.gl) {
-        const gl = this.gl;
-        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGB, gl.RGB, gl.UNSIGNED_BYTE, video);
-        gl.clear(gl.COLOR_BUFFER_BIT);
-        gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
-        return true;
-      }
-      // No WebGL: unpack on the CPU (slower, same picture).
-      if (!this.scratch) {
-        this.scratch = document.createElement("canvas");
-        this.sctx = this.scratch.getContext("2d", { willReadFrequently: true });
-      }
-      this.scratch.width = 2 * w;
-      this.scratch.height = h;
-      this.sctx.drawImage(video, 0, 0);
-      const packed = this.sctx.getImageData(0, 0, 2 * w, h).data;
-      const out = this.ctx.createImageData(w, h);
-      for (let y = 0; y < h; y++) {
-        for (let x = 0; x < w; x++) {
-          const o = (y * w + x) * 4;
-          const c = (y * 2 * w + x) * 4;
-          const a = (y * 2 * w + x + w) * 4;
-          out.data[o] = packed[c];
-          out.data[o + 1] = packed[c + 1];
-          out.data[o + 2] = packed[c + 2];
-          out.data[o + 3] = Math.max(0, Math.min(255, (packed[a] - 10) * 1.087));
-        }
-      }
-      this.ctx.putImageData(out, 0, 0);
-      return true;
-    }
-  }
+  // The colour|alpha unpacker (alpha.js, an ES module shared with the /talk page). It is loaded
+  // while the page asks its first offer; a player draws nothing until it is there.
+  let PackedCanvas = null;
+  const packedReady = import("/static/alpha.js").then((mod) => {
+    PackedCanvas = mod.PackedCanvas;
+    return PackedCanvas;
+  });
 
   // Per-frame measurements for tests and the benchmark: brightness and change of a probe
   // region (the mouth, set by the caller) and of the whole picture, and the audio level.
@@ -225,7 +121,9 @@
       this.video.playsInline = true;
       this.video.autoplay = true;
       slot.appendChild(this.video);
-      this.painter = new PackedCanvas(this.canvas);
+      this.painter = null; // PackedCanvas, once alpha.js is loaded
+      if (PackedCanvas) this.painter = new PackedCanvas(this.canvas);
+      else packedReady.then((P) => { this.painter = this.painter || new P(this.canvas); });
       this.probe = new FrameProbe();
       this.state = "connecting";
       this.reason = null;
@@ -460,7 +358,7 @@
     _onFrame(meta) {
       const at = performance.now();
       if (!this.pc || !this.video.srcObject) return; // a late frame of a closed connection
-      if (!this.painter.draw(this.video)) return;
+      if (!this.painter || !this.painter.draw(this.video)) return;
       this.framesDrawn++;
       this.lastFrameAt = at;
       if (this.firstFrameAt === null) this.firstFrameAt = at;
@@ -556,7 +454,7 @@
     events: (p) => (players[p] ? players[p].events : []),
     reconnect: (p) => players[p] && players[p].reconnect(),
     stats: (p) => (players[p] ? players[p].stats() : null),
-    painter: (p) => (players[p] ? players[p].painter.kind : null),
+    painter: (p) => (players[p] && players[p].painter ? players[p].painter.kind : null),
     measure: (on) => { measuring = !!on; },
     video: (p) => {
       const v = players[p] && players[p].video;
