@@ -48,6 +48,16 @@
     });
   }
 
+  // "German" for "de" (the browser's names); the code itself where it has none.
+  function languageName(code) {
+    try {
+      const name = new Intl.DisplayNames(["en"], { type: "language" }).of(code);
+      return name && name !== code ? name : code;
+    } catch (err) {
+      return code;
+    }
+  }
+
   const state = await api("/api/state");
   const names = {};
   liveOn = window.vstage.liveWanted(state.body);
@@ -56,7 +66,8 @@
     names[p.id] = p.name;
     const opt = document.createElement("option");
     opt.value = p.id;
-    opt.textContent = p.name;
+    opt.textContent = p.language ? `${p.name} · ${languageName(p.language)}` : p.name;
+    if (p.language) opt.dataset.language = p.language;
     personaSelect.appendChild(opt);
     avatarFor(p.id, p.name).setIdle(state.body.idle[p.id]);
   }
