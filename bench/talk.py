@@ -22,7 +22,13 @@ something, e.g. "I heard no words") or ``dropped``: no answer and no word about 
 end of the questions plus ``--grace`` seconds. ``served_min_max_ratio``: most answered
 questions of one session over fewest. CPU: the process's cores in use over the phase, split
 by thread (the event loop, whisper, the LLM, Piper and idle renders, the render pool, the
-VP8 encoders; "native" is threads Python does not know: onnxruntime, CTranslate2, llama.cpp).
+VP8 encoders; "native" is threads Python does not know: onnxruntime, CTranslate2, llama.cpp),
+and over the first 3 s while nobody speaks (the standing cost of the sessions). Where the
+time goes: the median time from the end of speech to each stage of the answering reply
+(heard, pipeline started, LLM turn granted, first token, first sentence, first voice, first
+clip, on air); the event loop's lag and, from a watchdog thread, where the loop was stuck;
+the loop's CPU per microphone frame; how far behind the clock the microphones are read
+(``mic_backlog_*``); the machine's CPU pressure (other programs included).
 
 Side by side, in the same run, the old way: the same learners' questions through the public
 show's single persona queue (the :class:`~bots.orchestrator.orchestrator.Orchestrator`, as
