@@ -60,7 +60,7 @@ class SpeechSegmenter:
     def __init__(self, *, vad: SileroVAD, settings: HearingSettings,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._s = settings
-        self._vad = vad.stream()
+        self._vad = vad.stream(floor_dbfs=settings.vad_floor_dbfs)
         self._down = Downsampler48to16()
         self._clock = clock
         self._pre: deque[np.ndarray] = deque(maxlen=max(1, round(

@@ -39,6 +39,11 @@ class HearingSettings(FrozenModel):
     workers: int = Field(1, ge=1, le=16, description="transcriptions run at the same time")
     beam_size: int = Field(1, ge=1, le=10, description="1 is greedy: fastest, good on tiny")
     vad_threshold: float = Field(0.5, gt=0.0, lt=1.0, description="speech probability to start")
+    vad_floor_dbfs: float | None = Field(
+        -55.0, ge=-120.0, le=-20.0,
+        description="audio quieter than this (RMS, dBFS) is silence without running the VAD "
+                    "model: room tone from many open microphones costs almost nothing (None: "
+                    "score everything)")
     end_silence_s: float = Field(0.4, ge=0.1, le=5.0, description="silence that ends a turn")
     preempt_after_s: float | None = Field(
         0.12, ge=0.03, le=5.0,

@@ -53,8 +53,10 @@ class SileroVAD:
         )
         self._sr = np.array(VAD_RATE, dtype=np.int64)
 
-    def stream(self) -> VadStream:
-        return VadStream(self)
+    def stream(self, *, floor_dbfs: float | None = None) -> VadStream:
+        """A stream of one speaker's audio; windows quieter than ``floor_dbfs`` (RMS, full
+        scale = 0 dB) are silence without running the model."""
+        return VadStream(self, floor_dbfs=floor_dbfs)
 
     def _step(self, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
         out, new_state = self._session.run(
@@ -63,10 +65,18 @@ class SileroVAD:
 
 
 class VadStream:
-    """Speech probabilities for one continuous 16 kHz stream, one per 512-sample window."""
+    """Speech probabilities for one continuous 16 kHz stream, one per 512-sample window.
 
-    def __init__(self, vad: SileroVAD) -> None:
+    A browser keeps sending its microphone when nobody talks; with many listeners, the model
+    run on every window of room tone is most of hearing's cost. Windows under the floor are
+    scored 0 without the model (and its state starts afresh, as after a long pause).
+    """
+
+    def __init__(self, vad: SileroVAD, *, floor_dbfs: float | None = None) -> None:
         self._vad = vad
+        # Compared with the window's mean square, so no square root per window.
+        self._floor_ms = None if floor_dbfs is None else 10.0 ** (floor_dbfs / 10.0)
+        self.skipped = 0  # windows scored silent by the floor alone
         self.reset()
 
     def reset(self) -> None:
@@ -81,6 +91,13 @@ class VadStream:
         n = buf.size // WINDOW
         for i in range(n):
             window = buf[i * WINDOW:(i + 1) * WINDOW]
+            if self._floor_ms is not None and float(np.dot(window, window)) < (
+                    self._floor_ms * WINDOW):
+                self.skipped += 1
+                self._state = np.zeros_like(self._state)
+                self._context = window[-_CONTEXT:]
+                probs.append(0.0)
+                continue
             p, self._state = self._vad._step(np.concatenate([self._context, window]), self._state)
             self._context = window[-_CONTEXT:]
             probs.append(p)
