@@ -28,6 +28,7 @@ from vstage_core.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
+_WARN_EVERY_S = 10.0  # the most often a lagging stream says so
 _CANCELLED_KEPT = 256  # reply ids remembered as cancelled (a late push of one is dropped)
 
 
@@ -185,6 +186,7 @@ class LiveStream:
         self.idle_rendered = 0
         self.speech_frames = 0
         self.rebased = 0
+        self._warned_at = -_WARN_EVERY_S
         self.dropped_pushes = 0
         self._silence = np.zeros(self.samples_per_tick, np.int16)
         self._subs: list[LiveSubscription] = []
@@ -314,8 +316,11 @@ class LiveStream:
                     await asyncio.sleep(due - now)
                 elif now - due > self.max_late_s:
                     self.rebased += 1
-                    logger.warning("live %s: %.0f ms behind schedule; clock restarted",
-                                   self.persona, (now - due) * 1000)
+                    if now - self._warned_at >= _WARN_EVERY_S:  # a starved loop: one line, not 100s
+                        self._warned_at = now
+                        logger.warning("live %s: %.0f ms behind schedule; clock restarted "
+                                       "(%d times so far)", self.persona, (now - due) * 1000,
+                                       self.rebased)
                     due = now
                 if not self._prepared:  # a cancel emptied it while we slept
                     continue
