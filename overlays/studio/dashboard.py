@@ -670,15 +670,24 @@ class Dashboard:
                                 "pending": pending},
                 "llm": {pid: {"provider": rt.config.llm.provider, "model": rt.config.llm.model}
                         for pid, rt in orch.personas.items()},
-                "tts": {pid: {"provider": rt.config.voice.provider, "model": rt.config.voice.model}
+                "tts": {pid: {"provider": rt.config.voice.provider,
+                              "model": _voice_name(rt.config.voice, rt.config.language)}
                         for pid, rt in orch.personas.items()},
             }
+        platforms = {a.get("platform") for a in adapters}
+        off = []  # platforms that are not set up say so, with the setting that turns them on
+        if "twitch" not in platforms and not cfg.twitch.enabled:
+            off.append({"platform": "twitch", "state": "off",
+                        "reason": "twitch.enabled is false in vstage.yaml (see docs/twitch.md)"})
+        if "discord" not in platforms and cfg.discord is None:
+            off.append({"platform": "discord", "state": "off",
+                        "reason": "no discord section in vstage.yaml (see docs/discord.md)"})
         obs: dict[str, Any] = {"platform": "obs", "state": "off",
                                "reason": "obs.enabled is false in vstage.yaml"}
         if cfg.obs.enabled:
             obs = {"platform": "obs", "state": "unknown",
                    "reason": "the app does not report OBS's connection yet; see the log"}
-        return web.json_response({"adapters": [*adapters, obs], "workers": workers,
+        return web.json_response({"adapters": [*adapters, *off, obs], "workers": workers,
                                   "live": bool(app.streams)})
 
 
@@ -697,6 +706,13 @@ def install_dashboard(server: StudioServer, *, app: StudioApp, rtc: LiveRTC | No
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _voice_name(voice: Any, language: str) -> str:
+    """The voice a persona speaks with, in a word: the model, or espeak's voice."""
+    if voice.provider == "espeak":
+        return str(voice.voice or language)
+    return f"{voice.model}" + (f" ({voice.voice})" if voice.voice else "")
 
 
 def _wav(audio: np.ndarray, rate: int) -> bytes:

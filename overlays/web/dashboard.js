@@ -55,7 +55,8 @@ function selectTab(tab, focus = true) {
   }
   if (focus) tab.focus();
   const id = tab.getAttribute("aria-controls");
-  location.hash = id;
+  // replaceState, not location.hash: jumping to the fragment would take the focus away.
+  history.replaceState(null, "", `${location.pathname}${location.search}#${id}`);
   if (refreshers[id]) refreshers[id]();
 }
 tabs.forEach((tab, i) => {
@@ -84,13 +85,14 @@ const domId = (key) => "f-" + key.replace(/\./g, "__").replace(/@/g, "--");
 const GROUP_TITLES = {
   "": "Who the persona is", llm: "Thinking (LLM)", voice: "Voice", avatar: "Avatar",
   queue: "Queue", moderation: "Moderation", twitch: "Twitch", teacher: "Language teacher",
-  memory: "Memory of viewers", lorebook: "Lorebook", card: "Character Card extras",
+  memory: "Memory of viewers", story: "Story (Character Card fields)", lorebook: "Lorebook",
 };
-const TOP_LEVEL_LAST = ["scenario", "example_dialogue", "post_history_instructions", "tags",
-                        "fallback_line"];
+// Fields a Character Card brings; they go together, after the persona's own settings.
+const STORY = ["scenario", "example_dialogue", "post_history_instructions", "tags", "card"];
 
 function groupOf(spec) {
   const top = spec.path.split(".")[0];
+  if (STORY.includes(top)) return "story";
   if (!spec.path.includes(".") && !["avatar", "teacher", "lorebook"].includes(top)) return "";
   return top;
 }
@@ -141,12 +143,8 @@ function inputFor(spec, value) {
 
 function buildForm(values, isNew) {
   form.replaceChildren();
-  const groups = new Map();
-  const ordered = [...specs].sort((a, b) => {
-    const ia = TOP_LEVEL_LAST.indexOf(a.path), ib = TOP_LEVEL_LAST.indexOf(b.path);
-    return (ia >= 0) - (ib >= 0) || ia - ib;
-  });
-  for (const spec of ordered) {
+  const groups = new Map([["", []]]);
+  for (const spec of specs) {
     const g = groupOf(spec);
     if (!groups.has(g)) groups.set(g, []);
     groups.get(g).push(spec);
@@ -571,6 +569,8 @@ async function refreshLive() {
     card.querySelector(".lname").textContent = p.name;
     card.querySelector(".state").textContent = `${p.paused ? "paused" : "answering"}${p.on_stage ? " · on stage" : ""}`;
     card.dataset.paused = String(p.paused);
+    card.querySelector("button.pause").disabled = p.paused;
+    card.querySelector("button.resume").disabled = !p.paused;
     const modOnly = card.querySelector('input[type="checkbox"]');
     if (document.activeElement !== modOnly) modOnly.checked = p.mod_only;
     const queue = card.querySelector(".queue");
@@ -640,6 +640,8 @@ refreshers.personas = () => refreshList();
 
 setInterval(() => { if (!$("live").hidden) refreshLive(); }, 1500);
 setInterval(() => { if (!$("health").hidden) refreshHealth(); }, 5000);
+// The audit log is written every half second: a decision just made shows on the next look.
+setInterval(() => { if (!$("audit").hidden) refreshAudit(); }, 3000);
 
 (async () => {
   await loadSchema();

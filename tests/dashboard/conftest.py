@@ -123,3 +123,76 @@ async def show(config: Config, tmp_path: Path):
 def studio_server(config: Config, personas: dict[str, str]) -> StudioServer:
     return StudioServer(host="127.0.0.1", port=0, token=SecretStr(TOKEN),
                         clips_dir=config.state_dir / "clips", personas=dict(personas))
+
+
+# --------------------------------------------------------------------------- in Chromium
+
+
+class Demo(str):
+    """A running ``vstage demo``'s base URL, knowing its config folder and log."""
+
+    config: Path
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """``vstage demo`` on a free port with a copy of the config (the dashboard writes to it),
+    as a streamer runs it; yields its base URL."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.netutil import free_port
+
+    tmp = tmp_path_factory.mktemp("dashdemo")
+    config = tmp / "config"
+    shutil.copytree(REPO / "config", config)
+    app = config / "vstage.yaml"
+    app.write_text(app.read_text().replace("state_dir: var", f"state_dir: {tmp / 'var'}"))
+    for other in ("camille", "lena"):  # one persona at start-up: the show starts sooner
+        (config / "personas" / f"{other}.yaml").unlink()
+    port = free_port()
+    env = {**os.environ, "VSTAGE_STUDIO__TOKEN": TOKEN, "VSTAGE_STUDIO__PORT": str(port)}
+    log_path = tmp / "demo.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "bots.cli", "--config", str(config),
+                                 "demo"], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 150
+    while "studio is live" not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"vstage demo did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    demo = Demo(f"http://127.0.0.1:{port}")
+    demo.config, demo.log = config, log_path
+    yield demo
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    out = log_path.read_text()
+    assert "Traceback" not in out, out[-3000:]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail("chromium is not installed: run `make install` (apt package chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=path,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
+        yield b
+        b.close()
