@@ -685,10 +685,27 @@ class Dashboard:
         obs: dict[str, Any] = {"platform": "obs", "state": "off",
                                "reason": "obs.enabled is false in vstage.yaml"}
         if cfg.obs.enabled:
-            obs = {"platform": "obs", "state": "unknown",
-                   "reason": "the app does not report OBS's connection yet; see the log"}
+            obs = self._obs_health(cfg.obs.host, cfg.obs.port)
         return web.json_response({"adapters": [*adapters, *off, obs], "workers": workers,
                                   "live": bool(app.streams)})
+
+
+    def _obs_health(self, host: str, port: int) -> dict[str, Any]:
+        """OBS's connection, as the OBS stage on the show's bus sees it."""
+        from overlays.obs.stage import ObsStage
+
+        bus = self.app.bus
+        stage = next((s for s in (bus.stages if bus is not None else ())
+                      if isinstance(s, ObsStage)), None)
+        if stage is None:
+            return {"platform": "obs", "state": "connecting", "reason": "the show is starting"}
+        if stage.driver.ready:
+            return {"platform": "obs", "state": "up", "reason": None}
+        return {"platform": "obs", "state": "down",
+                "reason": f"OBS does not answer at {host}:{port} (obs-websocket); retrying in "
+                          "the background, the overlays and the live stream go on",
+                "fix": "start OBS and check Tools > WebSocket Server Settings (port, password "
+                       "in VSTAGE_OBS__PASSWORD)"}
 
 
 def install_dashboard(server: StudioServer, *, app: StudioApp, rtc: LiveRTC | None = None

@@ -289,3 +289,19 @@ async def test_a_dropped_character_card_becomes_a_persona_on_the_show(dash, conf
     async with http.post(f"{API}/cards", data=b"") as r:
         assert r.status == 400
     assert sorted(p.name for p in (config.root / "personas").iterdir()) == before
+
+
+async def test_health_reports_obs_down_with_the_fix(dash):
+    from overlays.obs.settings import ObsSettings
+    from overlays.obs.stage import ObsStage
+
+    http, show, _ = dash
+    cfg = show.app.config
+    obs_settings = ObsSettings(enabled=True, port=1)
+    show.app.config = cfg.model_copy(update={"app": cfg.app.model_copy(
+        update={"obs": obs_settings})})
+    show.app.bus = type("Bus", (), {"stages": [ObsStage(settings=obs_settings,
+                                                        personas=["mika"])]})()
+    async with http.get(f"{API}/health") as r:
+        obs = next(a for a in (await r.json())["adapters"] if a["platform"] == "obs")
+    assert obs["state"] == "down" and "127.0.0.1:1" in obs["reason"] and obs["fix"]
