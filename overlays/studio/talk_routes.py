@@ -15,7 +15,8 @@ conversation.
                                                 ``{"error": "full", "retry_after_s"}`` when full
 ``POST /api/talk/sessions/{sid}/offer?key=K``   ``{"sdp", "type"}`` -> the answer
 ``GET /api/talk/sessions/{sid}/ws?key=K``       the session's messages; the page's commands
-``DELETE /api/talk/sessions/{sid}?key=K``       204; ``POST .../end?key=K`` too (sendBeacon)
+``DELETE /api/talk/sessions/{sid}?key=K``       204, ended; ``POST .../end?key=K`` (the page's
+                                                beacon): ended unless it is back within 5 s
 ``POST /api/talk/invites?token=T``              ``{"persona"?, "uses"?}`` -> ``{"url"}``
 =============================================  ==========================================
 """
@@ -48,6 +49,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 TALK_PREFIXES = ("/talk", "/api/talk/")
 """Path prefixes of these routes: pass as ``self_guarded`` to ``StudioServer.add_routes``."""
 
+_LEAVE_GRACE_S = 5.0  # a page's goodbye beacon ends its conversation after this
 _MODES = ("handsfree", "ptt")
 _CLIENT_STATES = ("mic-denied", "mic-muted", "no-audio")
 _SDP_MAX = 32 * 1024
@@ -170,6 +172,13 @@ class _SessionUse:
     offers: _Bucket
     sockets: int = 0
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    leaving: asyncio.Task[Any] | None = None  # the page said it left; ends unless it is back
+
+    def back(self) -> None:
+        """The page came back (a reload's websocket or offer): it has not left."""
+        if self.leaving is not None:
+            self.leaving.cancel()
+            self.leaving = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +377,7 @@ class TalkRoutes:
         if session is None:
             return _no_session()
         use = self._use_of(session.id)
+        use.back()
         wait = use.offers.take()
         if wait:
             return _too_many("too many connection attempts for this conversation", wait)
@@ -400,7 +410,23 @@ class TalkRoutes:
         if session is None:
             return _no_session()
         assert self.hub is not None
-        await self.hub.close(session.id, "closed")
+        if request.method == "DELETE":  # the End button: now
+            await self.hub.close(session.id, "closed")
+            return web.Response(status=204)
+        # The page's beacon as it goes away. A reload sends it too, then connects again at
+        # once: the conversation ends only if the page is not back within the grace time.
+        use = self._use_of(session.id)
+        if use.leaving is None:
+            hub, sid = self.hub, session.id
+
+            async def leave() -> None:
+                await asyncio.sleep(_LEAVE_GRACE_S)
+                use.leaving = None
+                await hub.close(sid, "closed")
+
+            use.leaving = asyncio.create_task(leave(), name=f"talk:{sid}:leaving")
+            use.tasks.add(use.leaving)
+            use.leaving.add_done_callback(use.tasks.discard)
         return web.Response(status=204)
 
     async def _invite(self, request: web.Request) -> web.Response:
@@ -432,6 +458,7 @@ class TalkRoutes:
         if session is None:
             return _no_session()
         use = self._use_of(session.id)
+        use.back()
         if use.sockets >= self.limits.sockets:
             return _too_many("too many open sockets for this conversation", 5.0)
         ws = web.WebSocketResponse(heartbeat=20, max_msg_size=_WS_MESSAGE_MAX)

@@ -84,7 +84,7 @@ def fake_persona(pid: str, tmp: Path, **overrides: Any) -> PersonaRuntime:
 class EnergyVAD:
     """Silero's interface (``stream().feed(audio16k) -> probabilities``) by loudness."""
 
-    def stream(self) -> _EnergyStream:
+    def stream(self, *, floor_dbfs: float | None = None) -> _EnergyStream:
         return _EnergyStream()
 
 

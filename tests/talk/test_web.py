@@ -200,10 +200,11 @@ async def test_a_wrong_key_is_an_unknown_session(web):
             assert await r.json() == {"error": "no such conversation (it ended, or the link "
                                                "is wrong)"}
     assert sid in hub.sessions
-    # The page's sendBeacon on unload ends it.
+    # The page's sendBeacon on unload ends it once the grace time has passed.
     assert (await client.post(f"/api/talk/sessions/{sid}/end",
                               params={"key": body["key"]})).status == 204
-    assert sid not in hub.sessions
+    assert sid in hub.sessions  # a reload would be back in time
+    await _eventually(lambda: sid not in hub.sessions, 10.0)
     ended = await client.get("/talk", params={"session": sid, "key": body["key"]})
     assert ended.status == 401 and "has ended" in await ended.text()
 
@@ -381,3 +382,31 @@ async def test_vstage_talk_invite_prints_a_link_from_the_running_studio(
         assert "talk.access" in capsys.readouterr().err
     finally:
         await server.stop()
+
+
+async def test_a_reload_beacon_does_not_end_the_conversation(web, monkeypatch):
+    """A reload sends the goodbye beacon, then connects again at once: the conversation
+    goes on; a page that does not come back is ended after the grace time."""
+    import overlays.studio.talk_routes as routes_module
+
+    monkeypatch.setattr(routes_module, "_LEAVE_GRACE_S", 0.3)
+    client, hub, _ = web
+    body = await (await _open(client)).json()
+    sid, params = body["session"], {"key": body["key"]}
+    assert (await client.post(f"/api/talk/sessions/{sid}/end", params=params)).status == 204
+    ws = await client.ws_connect(f"/api/talk/sessions/{sid}/ws", params=params)
+    await asyncio.sleep(0.6)
+    assert sid in hub.sessions
+    await ws.close()
+    other = await (await _open(client)).json()
+    assert (await client.post(f"/api/talk/sessions/{other['session']}/end",
+                              params={"key": other["key"]})).status == 204
+    await _eventually(lambda: other["session"] not in hub.sessions, 5.0)
+    assert sid in hub.sessions
+
+
+async def _eventually(cond, seconds: float) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "not in time"
+        await asyncio.sleep(0.05)
