@@ -28,6 +28,8 @@ from bots.adapters.studio import StudioAdapter
 from bots.adapters.supervise import RetryPolicy, Supervisor
 from bots.config import Config, extras_needed, studio_token
 from bots.hearing.settings import HearingSettings
+from bots.memory.errors import MemoryStoreError
+from bots.memory.service import MemoryService
 from bots.moderation.audit import AuditLog
 from bots.orchestrator.fairshare import FairShare
 from bots.orchestrator.orchestrator import Orchestrator
@@ -130,6 +132,7 @@ class StudioApp:
         self.orchestrator: Orchestrator | None = None
         self.supervisor: Supervisor | None = None
         self.streams: dict[str, LiveStream] = {}
+        self.memory: MemoryService | None = None  # long-term memory, once started
         self.rtc: LiveRTC | None = None  # the live streams' WebRTC side, when live is on
         self.talk: TalkHub | None = None  # the private conversations, when /talk is on
         # One turn at a time on the shared LLM, round robin between each persona's show and
@@ -240,10 +243,18 @@ class StudioApp:
             await stack.enter_async_context(bus)  # left after the orchestrator stops
             self.server = server
             self.bus = bus
+            # Long-term memory of the viewers; a store that cannot open (PostgreSQL down)
+            # leaves the show running without it.
+            memory: MemoryService | None = None
+            try:
+                memory = await stack.enter_async_context(await MemoryService.from_config(cfg))
+            except MemoryStoreError as e:
+                logger.error("memory is off for this run: %s", e)
+            self.memory = memory
             self.orchestrator = await stack.enter_async_context(Orchestrator(
                 personas=personas, bus=bus, default_persona=cfg.app.default_persona,
                 adapters=adapters, exclusive_stage=show.exclusive_stage, audit=audit,
-                tracer=tracer, lookahead=show.lookahead, fair=self.fair,
+                tracer=tracer, lookahead=show.lookahead, fair=self.fair, memory=memory,
             ))
             if cfg.app.talk.enabled:
                 await self._talk(stack, cfg, personas, server, audit)
