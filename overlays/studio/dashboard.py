@@ -569,8 +569,9 @@ class Dashboard:
                 "mod_only": moderator_of(orch, pid).settings.mod_only,
                 "on_stage": orch.floor.holder == pid,
                 "queue": orch.queue_snapshot(pid),
-                "recent": [{k: t[k] for k in ("trace_id", "user", "platform", "text", "status",
-                                              "reason", "at")} for t in recent],
+                "recent": [{**{k: t[k] for k in ("trace_id", "user", "platform", "text",
+                                                 "reason", "at")},
+                            "status": _status(t)} for t in recent],
             })
         return web.json_response({"personas": out, "default": orch.default_persona,
                                   "healthy": orch.healthy})
@@ -723,6 +724,14 @@ def install_dashboard(server: StudioServer, *, app: StudioApp, rtc: LiveRTC | No
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _status(trace: dict[str, Any]) -> str:
+    """A trace's status for the live view: an accepted event is ``waiting`` until taken from
+    the queue, then ``answering`` until its outcome."""
+    if trace["status"] == "queued":
+        return "answering" if "dequeued" in trace["stages"] else "waiting"
+    return str(trace["status"])
 
 
 def _voice_name(voice: Any, language: str) -> str:

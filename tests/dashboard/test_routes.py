@@ -148,6 +148,8 @@ async def test_the_show_is_run_from_the_live_view(dash):
         mika = next(p for p in (await r.json())["personas"] if p["id"] == "mika")
     assert mika["paused"] and mika["on_stage"]
     assert [row["user"] for row in mika["queue"]] == ["bob", "cy", "dee"]
+    now = {t["trace_id"]: t["status"] for t in mika["recent"]}
+    assert now[playing.trace_id] == "answering" and now[queued[0].trace_id] == "waiting"
     async with http.post(f"{API}/live/mika/queue/{queued[2].trace_id}/promote") as r:
         assert r.status == 200
     assert [row["user"] for row in show.orch.queue_snapshot("mika")] == ["dee", "bob", "cy"]
