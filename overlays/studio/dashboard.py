@@ -564,14 +564,16 @@ class Dashboard:
         out = []
         for pid, rt in orch.personas.items():
             recent = [t for t in traces if t["persona"] == pid][:12]
+            queue = orch.queue_snapshot(pid)
+            waiting = {row["trace_id"] for row in queue}
             out.append({
                 "id": pid, "name": rt.config.name, "paused": orch.is_paused(pid),
                 "mod_only": moderator_of(orch, pid).settings.mod_only,
                 "on_stage": orch.floor.holder == pid,
-                "queue": orch.queue_snapshot(pid),
+                "queue": queue,
                 "recent": [{**{k: t[k] for k in ("trace_id", "user", "platform", "text",
                                                  "reason", "at")},
-                            "status": _status(t)} for t in recent],
+                            "status": _status(t, waiting)} for t in recent],
             })
         return web.json_response({"personas": out, "default": orch.default_persona,
                                   "healthy": orch.healthy})
@@ -726,11 +728,12 @@ def install_dashboard(server: StudioServer, *, app: StudioApp, rtc: LiveRTC | No
 # --------------------------------------------------------------------------- helpers
 
 
-def _status(trace: dict[str, Any]) -> str:
-    """A trace's status for the live view: an accepted event is ``waiting`` until taken from
-    the queue, then ``answering`` until its outcome."""
+def _status(trace: dict[str, Any], waiting: set[str]) -> str:
+    """A trace's status for the live view: an accepted event is ``waiting`` while in the queue
+    (a reply prepared ahead and put back by a pause is waiting again), else ``answering``
+    until its outcome."""
     if trace["status"] == "queued":
-        return "answering" if "dequeued" in trace["stages"] else "waiting"
+        return "waiting" if trace["trace_id"] in waiting else "answering"
     return str(trace["status"])
 
 
