@@ -635,7 +635,9 @@ class Orchestrator:
             slot.wake.set()  # the consumer may prepare the next reply now
         # The LLM down (fallback line) or the renderer failing: "be right back" on stages
         # that have such a scene, until a reply goes through again.
-        if event is not None and (reply is not None or outcome is not None):
+        # A skip or a withdrawal says nothing about the show's health.
+        if event is not None and (reply is not None or (
+                outcome is not None and outcome.status == "failed")):
             self._set_healthy(reply is not None and not reply.fell_back)
         if outcome is not None and event is not None:
             self._finish(event, outcome)  # failed or cancelled before it had played

@@ -58,3 +58,18 @@ async def test_promote_answers_the_picked_event_next_and_remove_refuses_it(tmp_p
         await asyncio.sleep(0.05)
     assert [t for _, t in perf.started] == ["line c", "line a", "line d"]
     assert adapter.status_of(ds[1].trace_id) == ["refused"]
+
+
+async def test_a_skip_while_the_reply_is_made_does_not_degrade_the_show(tmp_path):
+    stage, adapter = FakeStage(), FakeAdapter()
+    perf = FakePipeline(clips=1, work_s=0.5)
+    personas = {"mika": persona("mika", tmp_path, **QUICK)}
+    async with Orchestrator(personas=personas, stages=[stage], default_persona="mika",
+                            adapters=[adapter], pipeline=perf, greet=False) as orch:
+        d = orch.submit(chat("a", "a long question"))
+        await until(lambda: perf.started)
+        assert orch.skip("mika")
+        await until(lambda: adapter.status_of(d.trace_id) == ["interrupted"])
+        await asyncio.sleep(0.05)
+        assert orch.healthy
+    assert not any(x[1] == "degraded" for x in stage.log), stage.log
