@@ -212,10 +212,12 @@ async def perform(
                             continue  # the answer is full; a gloss may still follow it
                     for raw in cutter.push(delta):
                         await emit(raw)
-                    if spoken and not first_performed.is_set():
+                    if spoken and not first_performed.is_set() and gate is None:
                         # The first sentence is the only latency viewers feel: stop reading
                         # (a local model pauses with us) until it is out. Later sentences
-                        # only need to be ready before the one before them ends.
+                        # only need to be ready before the one before them ends. Not on a
+                        # shared turn (gate): pausing would hold the model from every other
+                        # conversation while this one voices and renders.
                         await first_performed.wait()
                     if budget.exhausted and notes is None:
                         break
