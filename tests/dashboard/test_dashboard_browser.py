@@ -131,9 +131,14 @@ def test_the_audit_view_lists_a_refused_message(demo, dashboard, artifacts):
     page.fill("#audit-text", "spam-followers")
     page.select_option("#audit-decision", "reject")
     page.click("#audit-form button[type=submit]")
-    row = page.locator("#audit-table tbody tr").first
-    row.wait_for(timeout=10_000)
-    cells = row.locator("td").all_inner_texts()
+    # The log is written every half second and the view refreshes itself every 3 s
+    # (replacing its rows): read the spammer's row in one step once it is there.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#audit-table tbody tr')]"
+        ".some((r) => r.textContent.includes('spammer'))", timeout=15_000)
+    cells = page.evaluate(
+        "() => [...[...document.querySelectorAll('#audit-table tbody tr')]"
+        ".find((r) => r.textContent.includes('spammer')).cells].map((c) => c.textContent)")
     assert cells[1] == "mika" and cells[3] == "reject" and cells[4] == "spammer"
     assert cells[5] == "links"
     page.screenshot(path=str(artifacts / "dashboard-audit.png"))
