@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,19 @@ _READER: dict[str, Any] = {"isolation_level": "AUTOCOMMIT", "skip_autocommit_rol
                            "pool_reset_on_return": None}
 
 
+def _wal(cursor: Any) -> None:
+    """Switch to WAL. On a new file opened by two processes at once the switch can be refused
+    as "database is locked" without waiting for the busy timeout: try again for a while."""
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: AsyncEngine, *, reader: bool) -> None:
     sync_engine = engine.sync_engine
 
@@ -124,7 +139,7 @@ def _configure_sqlite(engine: AsyncEngine, *, reader: bool) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA secure_delete = ON")
