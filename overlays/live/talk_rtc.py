@@ -27,7 +27,7 @@ import numpy as np
 from overlays.live.encoder import LiveViewer, SharedVideoEncoder
 from overlays.live.settings import LiveSettings
 from overlays.live.stream import LiveStream
-from overlays.live.webrtc import _aiortc, _tracks
+from overlays.live.webrtc import _aiortc, answer_offer
 from vstage_core.errors import MissingDependency
 from vstage_core.tasks import cancel_and_wait
 
@@ -216,20 +216,8 @@ class TalkRTC:
 
         try:
             async with asyncio.timeout(self.settings.answer_timeout_s):
-                await pc.setRemoteDescription(
-                    aiortc.RTCSessionDescription(sdp=offer_sdp, type=offer_type))
-                peer.viewer = encoder.add_viewer(peer.name)
-                video, audio = _tracks(peer.viewer)
-                for track in (video, audio):
-                    pc.addTrack(track)
-                vp8 = [c for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
-                       if c.mimeType in ("video/VP8", "video/rtx")]
-                for transceiver in pc.getTransceivers():
-                    if transceiver.kind == "video":
-                        # The packets are VP8: the browser must not pick another codec.
-                        transceiver.setCodecPreferences(vp8)
-                answer = await pc.createAnswer()
-                await pc.setLocalDescription(answer)  # aiortc gathers every candidate here
+                peer.viewer = await answer_offer(pc, offer_sdp, offer_type,
+                                                 lambda: encoder.add_viewer(peer.name))
         except MissingDependency:
             await self._close_current(peer, "failed to answer")
             raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,29 @@ def _tracks(viewer: LiveViewer) -> tuple[Any, Any]:
             viewer.close()
 
     return LiveVideoTrack(), LiveAudioTrack()
+
+
+async def answer_offer(pc: Any, offer_sdp: str, offer_type: str,
+                       add_viewer: Callable[[], LiveViewer]) -> LiveViewer:
+    """Answer a browser's offer on ``pc`` with a live stream's video and audio: take the
+    offer, add a viewer's tracks (VP8 only for video: the packets are VP8, the browser must not
+    pick another codec), and set the answer (aiortc gathers every candidate there).
+
+    Returns:
+        The viewer whose tracks were added (the caller closes it with the connection).
+    """
+    aiortc = _aiortc()
+    await pc.setRemoteDescription(aiortc.RTCSessionDescription(sdp=offer_sdp, type=offer_type))
+    viewer = add_viewer()
+    for track in _tracks(viewer):
+        pc.addTrack(track)
+    vp8 = [c for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
+           if c.mimeType in ("video/VP8", "video/rtx")]
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == "video":
+            transceiver.setCodecPreferences(vp8)
+    await pc.setLocalDescription(await pc.createAnswer())
+    return viewer
 
 
 @dataclass(slots=True, eq=False)
@@ -151,20 +175,8 @@ class LiveRTC:
 
         try:
             async with asyncio.timeout(self.settings.answer_timeout_s):
-                await pc.setRemoteDescription(
-                    aiortc.RTCSessionDescription(sdp=offer_sdp, type=offer_type))
-                conn.viewer = encoder.add_viewer(conn.id)
-                video, audio = _tracks(conn.viewer)
-                for track in (video, audio):
-                    pc.addTrack(track)
-                vp8 = [c for c in aiortc.RTCRtpSender.getCapabilities("video").codecs
-                       if c.mimeType in ("video/VP8", "video/rtx")]
-                for transceiver in pc.getTransceivers():
-                    if transceiver.kind == "video":
-                        # The packets are VP8: the browser must not pick another codec.
-                        transceiver.setCodecPreferences(vp8)
-                answer = await pc.createAnswer()
-                await pc.setLocalDescription(answer)  # aiortc gathers every candidate here
+                conn.viewer = await answer_offer(pc, offer_sdp, offer_type,
+                                                 lambda: encoder.add_viewer(conn.id))
         except MissingDependency:
             await self._close(conn, "failed to answer")
             raise
