@@ -180,13 +180,17 @@ class LocalLLM:
                 shared = _SHARED[self._key] = _SharedModel(self._load_blocking())
             else:
                 logger.info("%s: sharing the model already loaded", self.name)
+                states = getattr(shared.llama, "states", None)
+                if states is not None:  # the largest budget of the personas sharing it
+                    states.capacity_bytes = max(states.capacity_bytes,
+                                                self._settings.kv_cache_mb << 20)
             shared.users += 1
             self._shared = shared
 
     def _load_blocking(self) -> Llama:
         """Blocking: load the GGUF file. Call with ``_LOAD_LOCK`` held."""
         try:
-            from llama_cpp import Llama
+            from bots.brain.kvcache import StatefulLlama
         except ImportError as e:
             raise MissingDependency(
                 "llama-cpp-python is not installed. Run `make install`: it builds the wheel "
@@ -196,12 +200,13 @@ class LocalLLM:
         if not self._path.is_file():
             raise ProviderError(f"LLM model file not found: {self._path}")
         _keep_stdio()
-        return Llama(
+        return StatefulLlama(
             model_path=str(self._path),
             n_ctx=self._settings.context_tokens,
             n_threads=self._threads,
             n_threads_batch=self._threads,
             verbose=False,
+            kv_cache_bytes=self._settings.kv_cache_mb << 20,
         )
 
     async def stream(self, messages: Sequence[ChatTurn]) -> AsyncGenerator[str, None]:
@@ -241,16 +246,26 @@ class LocalLLM:
                             repeat_penalty=1.15,
                         ),
                     )
-                    for chunk in chunks:
-                        delta = chunk["choices"][0]["delta"].get("content")
-                        if not delta or not isinstance(delta, str):
-                            continue
-                        while not credits.acquire(timeout=0.1):
+                    finished = False
+                    try:
+                        for chunk in chunks:
+                            delta = chunk["choices"][0]["delta"].get("content")
+                            if not delta or not isinstance(delta, str):
+                                continue
+                            while not credits.acquire(timeout=0.1):
+                                if stop.is_set():
+                                    return
                             if stop.is_set():
                                 return
-                        if stop.is_set():
-                            return
-                        put(delta)
+                            put(delta)
+                        finished = True
+                    finally:
+                        # What the context holds now (this prompt and as much of the reply
+                        # as was read) serves the next turn that starts the same way; not
+                        # after a failure, which may have left it half written.
+                        save = getattr(shared.llama, "save_state_now", None)
+                        if save is not None and (finished or stop.is_set()):
+                            save()
             except Exception as e:  # llama.cpp errors surface as plain exceptions
                 put(ProviderError(f"{self.name} failed: {e}", retryable=False))
             finally:

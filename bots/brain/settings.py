@@ -43,3 +43,8 @@ class LLMSettings(FrozenModel):
     )
     context_tokens: int = Field(2048, ge=256, description="local models: context window")
     threads: int | None = Field(None, ge=1, description="local models: CPU threads")
+    kv_cache_mb: int = Field(
+        256, ge=0, le=65536,
+        description="local models: RAM kept for finished conversations' model states, so "
+        "the next turn of a persona or viewer reads only its new tokens (0: off)",
+    )
