@@ -154,14 +154,25 @@ class Listener:
             self._loop.call_soon_threadsafe(self._dispatch, viewer, segments, self.language)
 
     def stopped_sending(self, viewer: Viewer) -> None:
-        """The speaker's client announced the end of its transmission (Discord's five silence
-        frames): their pause is heard from now on, without waiting for ``packet_gap_s``.
-        Thread-safe."""
+        """The speaker's client announced the end of its transmission (the first of Discord's
+        five silence frames): their pause is heard from now on, without waiting for
+        ``packet_gap_s``, and what of it has passed is heard at once (here, not at the pause
+        watch's next tick). Thread-safe; never raises."""
         with self._speakers_lock:
             speaker = self._speakers.get(viewer.id)
-        if speaker is not None:  # nobody new: a speaker who only sent silence is no one
+        if speaker is None or self._loop is None:
+            return  # nobody new: a speaker who only sent silence is no one
+        try:
             with speaker.lock:
                 speaker.segmenter.sender_stopped()
+                segments = speaker.segmenter.fill_pause()
+        except Exception:
+            self.failures += 1
+            logger.exception("hearing: pause of %s not heard", viewer.name)
+            return
+        if segments:
+            self._loop.call_soon_threadsafe(self._dispatch, speaker.viewer, segments,
+                                            self.language)
 
     def forget(self, viewer_id: str) -> None:
         """The speaker left: transcribe what they were saying, drop their state."""

@@ -73,16 +73,26 @@ class SpeechSegmenter:
         self._last_voice_at = 0.0
         self._last_fed_at = 0.0  # when audio last came in (a packet, not a filled pause)
         self._heard_until = 0.0  # the clock time the audio fed so far reaches (filled or not)
-        self._sender_stopped = False  # the client said it stops sending (until the next audio)
+        # No voice is expected (until the next audio with sound): the client said it stops
+        # sending, or its packets have been away for `packet_gap_s`.
+        self._sender_stopped = False
         self._keys = 0
         self._preview_key = 0  # key of the preview still valid for this utterance (0: none)
+        self._preview_windows = 0  # how many windows of the utterance that preview holds
 
     @property
     def in_speech(self) -> bool:
         return self._in_speech
 
     def feed_pcm(self, frame: bytes) -> list[Segment]:
-        """Push one (or more) Discord PCM frames: 48 kHz interleaved stereo s16."""
+        """Push one (or more) Discord PCM frames: 48 kHz interleaved stereo s16.
+
+        Digital silence after :meth:`sender_stopped` (the rest of Discord's five silence
+        frames) is not fed: :meth:`fill_pause` hears that time from the clock already, and
+        feeding both would count it twice and end the turn early. Anything else cancels the
+        stop."""
+        if self._sender_stopped and frame.count(0) == len(frame):
+            return []
         return self.feed_16k(self._down(pcm48_stereo_to_mono(frame)))
 
     def feed_16k(self, audio: np.ndarray) -> list[Segment]:
@@ -93,9 +103,11 @@ class SpeechSegmenter:
         return self._score(audio, now)
 
     def sender_stopped(self) -> None:
-        """The client announced the end of its transmission (Discord: five silence frames
-        after speech): :meth:`fill_pause` need not wait ``packet_gap_s`` to know that no
-        packet is coming. The next audio fed cancels this."""
+        """The client announced the end of its transmission (Discord: the first of its five
+        silence frames after speech): :meth:`fill_pause` need not wait ``packet_gap_s`` to
+        know that no voice is coming, and the early transcription starts at the first quiet
+        VAD window. The next audio fed cancels this (through :meth:`feed_pcm`: the next
+        frame that is not digital silence)."""
         self._sender_stopped = True
 
     def fill_pause(self, now: float | None = None) -> list[Segment]:
@@ -103,15 +115,22 @@ class SpeechSegmenter:
         has come for ``packet_gap_s``, the time since the audio last fed reaches is fed as
         digital silence (whole 20 ms frames, through the same resampler and VAD as packets).
         Called every few tens of ms, it keeps the silence flowing while packets stay away, so
-        the early transcription starts after ``preempt_after_s`` and the utterance ends after
-        ``end_silence_s``, as if the client had kept sending silence. Returns the segments it
+        the early transcription starts at the first quiet VAD window (no voice is expected
+        once packets are away) and the utterance ends after ``end_silence_s``, as if the
+        client had kept sending silence. Returns the segments it
         completed; does nothing while packets flow or outside speech."""
         gap = self._s.packet_gap_s
         now = self._clock() if now is None else now
         if gap is None or not self._in_speech:
             return []
-        if not self._sender_stopped and now - self._last_fed_at < gap:
-            return []
+        if not self._sender_stopped:
+            if now - self._last_fed_at < gap:
+                return []
+            # Packets come every 20 ms while someone talks: after the gap no voice is expected,
+            # as if the client had said it stopped, so the early transcription starts at the
+            # first quiet window instead of after `preempt_after_s` more. A late packet still
+            # joins the utterance (and makes that transcription moot if it has voice).
+            self._sender_stopped = True
         frames = int((now - self._heard_until) / self._FRAME_S + 1e-6)
         if frames <= 0:
             return []
@@ -157,7 +176,8 @@ class SpeechSegmenter:
                 if voiced:
                     self._voiced_windows += 1
             # The early transcription: after `preempt_after_s` of quiet, or at the first quiet
-            # window once the client has said it stopped sending (nothing more is coming).
+            # window once no voice is expected (the client said it stopped sending, or its
+            # packets have been away for `packet_gap_s`).
             if preview_windows and not self._preview_key and self._silent_windows and (
                 self._silent_windows >= preview_windows or self._sender_stopped
             ):
@@ -203,13 +223,18 @@ class SpeechSegmenter:
             return None
         self._keys += 1
         self._preview_key = self._keys
+        self._preview_windows = len(windows)
         return Segment(audio=np.concatenate(windows), speech_end=self._last_voice_at,
                        detected_at=self._clock(), final=False, key=self._keys)
 
     def _close(self, *, cut: bool) -> Segment | None:
-        windows = self._spoken_windows(cut=cut)
-        voiced_s = self._voiced_windows * WINDOW / VAD_RATE
         key = 0 if cut else self._preview_key
+        # A preview still valid holds exactly what was said: the final keeps those windows,
+        # so the early transcription is of this very audio. (A preview made at the first
+        # quiet window has one quiet window of tail, where the final would keep two.)
+        windows = self._speech[:self._preview_windows] if key else \
+            self._spoken_windows(cut=cut)
+        voiced_s = self._voiced_windows * WINDOW / VAD_RATE
         self._in_speech = False
         self._speech = []
         self._silent_windows = 0

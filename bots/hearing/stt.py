@@ -42,6 +42,7 @@ class Transcript:
     detected_language: str | None = None
     language_probability: float | None = None
     model: str = ""
+    window_s: float = 30.0  # the encoder window it was heard in (see window_for)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,16 +152,63 @@ def hearing_problems(settings: HearingSettings, languages: Collection[str]
     return problems
 
 
-class _SharedEncoder:
-    """Lets one encoder pass serve both language detection and transcription of an utterance.
+FULL_WINDOW_S = 30.0  # whisper's own window: every utterance is padded to it
+SHORT_WINDOW_MARGIN_S = 4.0  # quiet the short window keeps after the speech, at least
+_FRAMES_PER_S = 100  # whisper's mel frames (hop of 10 ms at 16 kHz)
 
-    The encoder is most of whisper's cost on CPU (about 90% for a few seconds of speech), and
-    faster-whisper's own ``detect_language`` encodes the audio a second time, which more than
-    doubles the time to a transcript. Here detection encodes exactly the window the
-    transcription will ask for (faster-whisper's ``generate_segments``: the mel frames but the
-    last, padded to 30 s) and leaves the result for the next ``encode`` call of the same
-    thread, which takes it only if its input is that same window (compared in full); anything
-    else, e.g. a later faster-whisper cutting windows differently, just encodes again.
+
+def window_for(duration_s: float, settings: HearingSettings, *, multilingual: bool) -> float:
+    """The encoder window, in seconds, for an utterance of ``duration_s``.
+
+    Whisper pads every input to 30 s, and on CPU the encoder over those 30 s is most of a
+    transcription (tiny.en, 2 cores: 0.72 of 0.85 CPU-s for a 2.5 s sentence). A window of
+    ``settings.short_window_s`` costs a third of that. The decoder was trained on 30 s windows
+    and loses its sense of where speech ends when the quiet after it is short: with under
+    ~4 s of it, tiny.en repeats sentences (bench/discord.py's sentences, 5-8 s windows). So the
+    short window is used only when it leaves ``SHORT_WINDOW_MARGIN_S`` after the speech, and
+    for a multilingual model only when ``short_window_multilingual`` says so (not measured on
+    Whisper base's languages).
+    """
+    short = settings.short_window_s
+    if short is None or (multilingual and not settings.short_window_multilingual):
+        return FULL_WINDOW_S
+    return short if duration_s <= short - SHORT_WINDOW_MARGIN_S else FULL_WINDOW_S
+
+
+def looks_repeated(text: str, duration_s: float) -> bool:
+    """Whether ``text`` looks like whisper looping rather than what was said: a run of three
+    or more words said again right after itself, or more than six words a second (fast
+    speech is about four). Such a transcript from the short window is redone in the full one.
+    """
+    words = text.lower().split()
+    if len(words) > 6.0 * max(duration_s, 0.5) + 2:
+        return True
+    for size in range(3, len(words) // 2 + 1):
+        for i in range(len(words) - 2 * size + 1):
+            if words[i:i + size] == words[i + size:i + 2 * size]:
+                return True
+    return False
+
+
+class _Encoder:
+    """Wraps one model's encoder so that a transcription can (1) encode a window shorter than
+    whisper's 30 s and (2) reuse the encoder pass of its own language detection.
+
+    (1) faster-whisper always pads the mel features to 30 s (``pad_or_trim``; its
+    ``chunk_length`` argument changes the stride but not that padding, and it rewrites the
+    model's shared feature extractor). The wrapper cuts the padded features to the window the
+    calling thread asked for (:meth:`window`); the decoder then attends over that many encoder
+    frames, and with ``without_timestamps`` nothing else depends on the window's length.
+
+    (2) faster-whisper's own ``detect_language`` encodes the audio a second time, which more
+    than doubles the time to a transcript. :meth:`detect` encodes exactly the window the
+    transcription will ask for (``generate_segments``: the mel frames but the last, padded to
+    30 s, then cut to the thread's window) and leaves the result for the next ``encode`` call
+    of the same thread, which takes it only if its input is that same window (compared in
+    full); anything else, e.g. a later faster-whisper cutting windows differently, just
+    encodes again.
+
+    The state is per thread, so concurrent workers never see each other's windows.
     """
 
     def __init__(self, model: Any) -> None:
@@ -169,7 +217,19 @@ class _SharedEncoder:
         self._local = threading.local()
         self.encodes = 0  # encoder passes run (for tests and metrics)
         self.shared = 0  # passes saved
+        self.frames: list[int] = []  # mel frames of each pass run (for tests), the last 100
         model.encode = self._encode_once  # this instance only; shared by every worker
+
+    def window(self, seconds: float | None) -> None:
+        """Encode this thread's next inputs in a window of ``seconds`` (None: as given)."""
+        self._local.frames = None if seconds is None else 2 * round(
+            seconds * _FRAMES_PER_S / 2)  # even: the encoder's convolution halves it
+
+    def _cut(self, features: np.ndarray) -> np.ndarray:
+        frames = getattr(self._local, "frames", None)
+        if frames is not None and features.shape[-1] > frames:
+            return np.ascontiguousarray(features[..., :frames])
+        return features
 
     def detect(self, audio: np.ndarray) -> tuple[str, float]:
         """Whisper's language guess for ``audio`` and its probability."""
@@ -178,25 +238,31 @@ class _SharedEncoder:
         extractor = self._model.feature_extractor
         features = extractor(audio)
         content_frames = features.shape[-1] - 1
-        window = pad_or_trim(features[:, : min(extractor.nb_max_frames, content_frames)])
-        self.encodes += 1
-        encoded = self._encode(window)
+        window = self._cut(pad_or_trim(features[:, : min(extractor.nb_max_frames,
+                                                          content_frames)]))
+        encoded = self._run(window)
         token, probability = self._model.model.detect_language(encoded)[0][0]
         self._local.pending = (window, encoded)
         return token[2:-2], float(probability)  # "<|de|>" -> "de"
 
     def forget(self) -> None:
         self._local.pending = None
+        self._local.frames = None
+
+    def _run(self, features: np.ndarray) -> Any:
+        self.encodes += 1
+        self.frames = [*self.frames[-99:], int(features.shape[-1])]
+        return self._encode(features)
 
     def _encode_once(self, features: np.ndarray) -> Any:
+        features = self._cut(features)
         pending = getattr(self._local, "pending", None)
         self._local.pending = None
         if pending is not None and pending[0].shape == features.shape and \
                 np.array_equal(pending[0], features):
             self.shared += 1
             return pending[1]
-        self.encodes += 1
-        return self._encode(features)
+        return self._run(features)
 
 
 class WhisperSTT:
@@ -222,6 +288,7 @@ class WhisperSTT:
         self._choices: dict[str, ModelChoice] = {}  # language -> choice
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+        self.redone = 0  # short-window transcripts redone in the full window (they looped)
         for language in languages:
             self.model_for(language)
 
@@ -259,14 +326,14 @@ class WhisperSTT:
                             time.perf_counter() - t0)
         return choice, model
 
-    def _encoder(self, model: Any) -> _SharedEncoder:
-        """The model's shared encoder, kept on the model itself so that two STTs sharing a
+    def encoder(self, model: Any) -> _Encoder:
+        """The model's wrapped encoder, kept on the model itself so that two STTs sharing a
         loaded model never wrap its ``encode`` twice."""
         with _WRAP_LOCK:
-            encoder = getattr(model, "_vstage_shared_encoder", None)
+            encoder = getattr(model, "_vstage_encoder", None)
             if encoder is None:
-                encoder = _SharedEncoder(model)
-                model._vstage_shared_encoder = encoder
+                encoder = _Encoder(model)
+                model._vstage_encoder = encoder
             return encoder
 
     def transcribe(self, audio16k: np.ndarray, *, language: str = ENGLISH) -> Transcript:
@@ -286,10 +353,12 @@ class WhisperSTT:
         t0 = time.perf_counter()
         detected: str | None = None
         probability: float | None = None
-        encoder: _SharedEncoder | None = None
+        duration_s = audio.size / 16000
+        window_s = window_for(duration_s, self.settings, multilingual=multilingual)
+        encoder = self.encoder(model)
         try:
-            encoder = self._encoder(model) if multilingual else None
-            if encoder is not None and self.settings.detect_language:
+            encoder.window(window_s)
+            if multilingual and self.settings.detect_language:
                 # Detected apart from the transcription: faster-whisper skips detection when
                 # given a language, and transcribing in the detected language instead turns
                 # synthetic or accented speech into Thai or Finnish. The encoder pass is
@@ -298,16 +367,26 @@ class WhisperSTT:
                 follow = self.settings.follow_detected_language_above
                 if follow is not None and detected != lang and probability >= follow:
                     lang = detected
-            segments, _info = model.transcribe(
-                audio, language=lang, beam_size=self.settings.beam_size, vad_filter=False,
-                condition_on_previous_text=False, without_timestamps=True)
-            text = " ".join(s.text.strip() for s in segments).strip()
+            text = self._decode(model, audio, lang)
+            if window_s < FULL_WINDOW_S and looks_repeated(text, duration_s):
+                # The short window made whisper loop: hear it again the way it was trained.
+                logger.debug("whisper looped in a %.0f s window (%r); redone in %.0f s",
+                             window_s, text[:80], FULL_WINDOW_S)
+                self.redone += 1
+                window_s = FULL_WINDOW_S
+                encoder.window(None)
+                text = self._decode(model, audio, lang)
         except Exception as e:
             raise ProviderError(f"whisper failed: {e}", retryable=False) from e
         finally:
-            if encoder is not None:
-                encoder.forget()
+            encoder.forget()
         return Transcript(text=text, language=lang, seconds=time.perf_counter() - t0,
                           detected_language=detected,
                           language_probability=probability,
-                          model=choice.name)
+                          model=choice.name, window_s=window_s)
+
+    def _decode(self, model: Any, audio: np.ndarray, language: str) -> str:
+        segments, _info = model.transcribe(
+            audio, language=language, beam_size=self.settings.beam_size, vad_filter=False,
+            condition_on_previous_text=False, without_timestamps=True)
+        return " ".join(s.text.strip() for s in segments).strip()

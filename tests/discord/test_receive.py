@@ -75,27 +75,29 @@ def test_decoders_are_per_speaker_and_bad_frames_are_dropped():
     assert receiver.receive(1, None) is not None  # packet loss: concealed
 
 
-def test_five_silence_frames_announce_the_end_of_transmission():
+def test_the_first_silence_frame_announces_the_end_of_transmission():
     """Discord's docs (Voice Connections -> Voice Data Interpolation): a client that stops
-    sending sends five frames of silence (0xF8 0xFF 0xFE) first. The fifth one in a row
-    tells the listener no packet follows; each is decoded to silence before that."""
+    sending sends five frames of silence (0xF8 0xFF 0xFE) first, and only then. So the first
+    one in a row already tells the listener the voice has stopped (after its PCM); the other
+    four announce nothing new, and voice starts a new run."""
     events: list[tuple[str, int]] = []
     receiver = VoiceReceiver(on_pcm=lambda u, pcm: events.append(("pcm", u)),
                              on_stop=lambda u: events.append(("stop", u)))
     speech, _ = _packet()
     receiver.receive(1, speech)
-    for _ in range(4):
-        receiver.receive(1, OPUS_SILENCE)
-    receiver.receive(2, OPUS_SILENCE)  # another speaker's run is their own
     assert ("stop", 1) not in events
     receiver.receive(1, OPUS_SILENCE)
     assert events[-2:] == [("pcm", 1), ("stop", 1)]
-    receiver.receive(1, OPUS_SILENCE)  # a sixth frame announces nothing new
-    receiver.receive(1, speech)  # they talk again: a new run of five is needed
     for _ in range(4):
         receiver.receive(1, OPUS_SILENCE)
+    assert events.count(("stop", 1)) == 1 and events.count(("pcm", 1)) == 6
+    receiver.receive(2, speech)  # another speaker's run is their own
+    assert ("stop", 2) not in events
+    receiver.receive(1, speech)  # they talk again: the next silence frame announces again
     assert events.count(("stop", 1)) == 1
     receiver.receive(1, OPUS_SILENCE)
     assert events.count(("stop", 1)) == 2 and ("stop", 2) not in events
+    receiver.receive(2, OPUS_SILENCE)
+    assert events[-1] == ("stop", 2)
     pcm = receiver.receive(1, OPUS_SILENCE)
     assert pcm is not None and not any(pcm)  # silence frames decode to digital silence

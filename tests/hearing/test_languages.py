@@ -236,7 +236,7 @@ async def test_detection_shares_the_encoder_pass(stt: WhisperSTT, tmp_path: Path
     audio, rate = espeak(SPEECH["de"][0], "de", tmp_path)
     audio16k = resample(audio, rate, 16_000)
     _, model = stt.model_for("de")
-    encoder = stt._encoder(model)
+    encoder = stt.encoder(model)
     before = (encoder.encodes, encoder.shared)
     detected = await asyncio.to_thread(stt.transcribe, audio16k, language="de")
     assert (encoder.encodes - before[0], encoder.shared - before[1]) == (1, 1)

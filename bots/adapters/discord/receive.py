@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 OPUS_SILENCE = b"\xf8\xff\xfe"  # the comfort-silence frame; never end-to-end encrypted
 # Discord's developer docs, Voice Connections -> Voice Data Interpolation: a client that stops
-# transmitting sends five silence frames first, then nothing.
+# transmitting sends five silence frames first, then nothing. The first of them already says
+# the voice has stopped; the rest only keep the receiver's decoder from interpolating.
 END_OF_TRANSMISSION_FRAMES = 5
 
 OnPcm = Callable[[int, bytes], None]
@@ -78,9 +79,11 @@ class VoiceReceiver:
 
     Args:
         on_pcm: called with (user id, 3840 bytes of 48 kHz stereo s16) per frame.
-        on_stop: called with the user id when their client ends its transmission (the
-            fifth silence frame in a row, after that frame's PCM): no packet follows until
-            they talk again.
+        on_stop: called with the user id when their client ends its transmission: at the
+            first silence frame of a run, after that frame's PCM, since the client sends them
+            only when it stops (the other four are silence too, then no packet follows until
+            they talk again). Waiting for the fifth cost 80 ms before the early transcription
+            could start; a speaker who goes on talking just sends voice again.
         dave: the DAVE step; None passes payloads through (no E2EE, or tests).
         ignore_ids: user ids never decoded (the bot itself).
     """
@@ -130,7 +133,7 @@ class VoiceReceiver:
         self._on_pcm(user_id, pcm)
         run = self._silent_run.get(user_id, 0) + 1 if silent else 0
         self._silent_run[user_id] = run
-        if run == END_OF_TRANSMISSION_FRAMES and self._on_stop is not None:
+        if run == 1 and self._on_stop is not None:
             self._on_stop(user_id)
         return pcm
 
