@@ -11,7 +11,10 @@ ends the ones nobody talks in.
 Sessions scale on what the show already shares: the LLM (one turn at a time through
 :class:`~bots.orchestrator.fairshare.FairShare`, round robin between sessions and the show),
 the persona's TTS, and the render pool (each session's performer renders on the persona's
-pool, on RabbitMQ workers when ``show.broker_url`` is set).
+pool, on RabbitMQ workers when ``show.broker_url`` is set). An idle session costs little:
+the sessions of a persona share its idle pictures (drawn and hashed once, an
+:class:`~overlays.live.idle.IdleSource` per persona renderer) and, through it, the encoded
+idle packets of their WebRTC encoders.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bots.talk.ears import TalkHearing
 from bots.talk.invites import InviteProblem, Invites
 from bots.talk.session import Pipeline, TalkSession
 from bots.talk.settings import TalkSettings
+from overlays.live.idle import IdleSource, SharedIdleRenderer
 from overlays.live.settings import LiveSettings
 from overlays.live.stream import LiveStream
 from vstage_core.errors import VStageError
@@ -82,6 +86,9 @@ class TalkHub:
         pipeline: the reply pipeline (tests pass a fake).
         clock: monotonic clock of idle timeouts and invites.
         vad, stt: hearing models to share (loaded at start otherwise).
+        share_idle: the sessions of a persona share its idle pictures and encoded idle
+            packets (off: each session draws and encodes its own, as a public stream does;
+            for comparisons).
     """
 
     def __init__(
@@ -89,7 +96,7 @@ class TalkHub:
         hearing: HearingSettings, live: LiveSettings, fair: FairShare,
         audit: AuditLog | None = None, pipeline: Pipeline = perform,
         clock: Callable[[], float] = time.monotonic, vad: SileroVAD | None = None,
-        stt: WhisperSTT | None = None,
+        stt: WhisperSTT | None = None, share_idle: bool = True,
     ) -> None:
         self.personas = personas
         self.settings = settings
@@ -109,6 +116,8 @@ class TalkHub:
         }
         self.invites = Invites(ttl_s=settings.invite_ttl_s, clock=clock)
         self._sessions: dict[str, TalkSession] = {}
+        self.share_idle = share_idle
+        self._idle_sources: dict[str, IdleSource] = {}  # persona id -> its renderer's pictures
         self._opening = 0
         self._reaper: asyncio.Task[None] | None = None
         self._running = False
@@ -134,6 +143,9 @@ class TalkHub:
         reaper, self._reaper = self._reaper, None
         if reaper is not None:
             await cancel_and_wait(iter([reaper]))
+        sources, self._idle_sources = list(self._idle_sources.values()), {}
+        for source in sources:
+            source.close()  # the idle packet caches' threads
         await self.hearing.__aexit__(*exc)
 
     # ------------------------------------------------------------------ sessions
@@ -166,13 +178,15 @@ class TalkHub:
             sid = secrets.token_urlsafe(9)
             # Its own frame clock, and its own key in the render pool: the pool serves its
             # keys round robin, so conversations and the show take turns there too.
-            performer = create_performer(persona=f"talk:{sid}", renderer=runtime.renderer,
+            source = self.idle_source(persona)
+            renderer = runtime.renderer if source is None else SharedIdleRenderer(source)
+            performer = create_performer(persona=f"talk:{sid}", renderer=renderer,
                                          avatar=runtime.config.avatar, pool=runtime.pool)
             stream = LiveStream(persona=f"talk:{sid}", performer=performer,
                                 sample_rate=self.live.sample_rate,
                                 lead_frames=self.live.lead_frames,
                                 idle_batch=self.live.idle_batch,
-                                max_late_s=self.live.max_late_s)
+                                max_late_s=self.live.max_late_s, idle_source=source)
             await stream.start()
             try:
                 session = TalkSession(
@@ -191,6 +205,24 @@ class TalkHub:
         self.opened += 1
         logger.info("talk %s: opened with %s (%d open)", sid, persona, len(self._sessions))
         return session
+
+    def idle_source(self, persona: str) -> IdleSource | None:
+        """The idle pictures the sessions with ``persona`` share (made on first use, again
+        when the persona's renderer was replaced); None when sharing is off or the renderer
+        cannot share them (its idle frames are then drawn per session)."""
+        runtime = self.personas[persona]
+        if not self.share_idle:
+            return None
+        source = self._idle_sources.get(persona)
+        if source is not None and source.renderer is runtime.renderer:
+            return source
+        # A replaced renderer (live reload): its old sessions keep the old source they hold.
+        source = IdleSource.for_renderer(runtime.renderer)
+        if source is None:
+            self._idle_sources.pop(persona, None)
+            return None
+        self._idle_sources[persona] = source
+        return source
 
     def get(self, sid: str, key: str) -> TalkSession | None:
         """The session ``sid`` if ``key`` is its key (None otherwise: never tell which)."""

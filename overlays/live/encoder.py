@@ -16,7 +16,10 @@ no encoding: its keyframe is sent when the picture appears (or a keyframe is due
 while it stays. Replaying a chain sends exactly the packets the decoder would have got when it
 was encoded, after a keyframe that resets it, so every decoder holds the right picture. After
 anything was replayed the live encoder is out of step with the decoders, so its next (speech)
-frame is a keyframe.
+frame is a keyframe. Encoders whose streams share an idle source (the talk sessions of one
+persona) share one :class:`IdlePacketCache`: each picture is encoded once for all of them. A
+tick that is only replayed (cached picture, steady silence) is handled on the event loop, not
+handed to the encoding thread.
 """
 
 from __future__ import annotations
@@ -92,13 +95,20 @@ def pack_yuv(rgba: np.ndarray) -> Any:
     return av.VideoFrame.from_ndarray(out, format="yuv420p")
 
 
-class Vp8Core:
-    """The encoder itself and its idle cache; blocking, used from one thread at a time.
+class IdlePacketCache:
+    """Encoded idle pictures: per picture (``idle_key``) its keyframe and the chain of
+    "nothing changed" frames after it, one keyframe interval long. Thread-safe.
+
+    A chain decodes to its picture in any decoder once its keyframe has reset it, so one
+    cache serves every encoder with the same size, rate and settings: the talk sessions of a
+    persona share one (see :meth:`for_stream`), and each picture is encoded once for all of
+    them, on this cache's own thread (a second encoder, so no live encoder's rate control is
+    disturbed).
 
     Args:
-        size: the avatar's ``(width, height)`` (frames are ``2 * width`` wide).
+        size: the avatar's ``(width, height)``.
         fps: frame rate.
-        settings: bitrate, speed, keyframe interval, cache size.
+        settings: bitrate, speed, keyframe interval, cache size (``idle_cache_packets``).
     """
 
     def __init__(self, *, size: tuple[int, int], fps: int, settings: LiveSettings) -> None:
@@ -106,46 +116,191 @@ class Vp8Core:
         self.fps = fps
         self.settings = settings
         self.gop = max(1, round(settings.keyframe_s * fps))
+        self.roots: dict[int, _Node] = {}  # idle key -> the picture's keyframe and chain
+        self.nodes = 0
+        self.filled = 0  # pictures encoded into the cache
+        self.fill_s = 0.0  # thread CPU time spent filling it
+        self._codec: Any = None
+        self._filling: set[int] = set()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    @staticmethod
+    def for_stream(stream: LiveStream, settings: LiveSettings) -> IdlePacketCache | None:
+        """The cache every encoder of ``stream``'s idle source shares for ``settings``; None
+        when the stream has no shared idle source (its encoder keeps a cache of its own)."""
+        source = stream.idle_source
+        if source is None or settings.idle_cache_packets <= 0:
+            return None
+        key = ("vp8", stream.size, stream.fps, settings.bitrate, settings.cpu_used,
+               settings.keyframe_s, settings.idle_cache_packets)
+        return source.shared(key, lambda: IdlePacketCache(size=stream.size, fps=stream.fps,
+                                                          settings=settings))
+
+    def get(self, key: int) -> _Node | None:
+        """The picture's keyframe (its chain follows), or None when not cached yet."""
+        with self._lock:
+            return self.roots.get(key)
+
+    def request(self, key: int, rgba: np.ndarray) -> None:
+        """Have picture ``key`` encoded into the cache on the cache's thread, unless it is
+        cached or being encoded already."""
+        with self._lock:
+            if self._closed or key in self.roots or key in self._filling:
+                return
+            self._filling.add(key)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="live-idle-cache")
+            pool = self._pool
+        pool.submit(self._fill, key, rgba)
+
+    def settle(self) -> None:
+        """Wait until every picture asked for is cached (tests, benchmarks)."""
+        with self._lock:
+            pool = self._pool
+        if pool is not None:
+            pool.submit(lambda: None).result()
+
+    def close(self) -> None:
+        """Stop the filling thread (idempotent); what is cached stays usable."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _open(self) -> Any:
+        return open_vp8(self.size, self.fps, self.settings)
+
+    def _fill(self, key: int, rgba: np.ndarray) -> None:
+        """The cache thread: encode a new idle picture, its keyframe and ``gop - 1`` repeats
+        after it."""
+        import av
+
+        t0 = time.thread_time()
+        try:
+            if self._codec is None:
+                self._codec = self._open()
+            frame = pack_yuv(rgba)
+            root: _Node | None = None
+            last: _Node | None = None
+            for i in range(self.gop):
+                frame.pts = self.filled * self.gop + i
+                frame.pict_type = (av.video.frame.PictureType.I if i == 0
+                                   else av.video.frame.PictureType.NONE)
+                packets = list(self._codec.encode(frame))
+                if not packets:
+                    break
+                node = _Node(b"".join(bytes(p) for p in packets), bool(packets[0].is_keyframe))
+                if last is None:
+                    root = node
+                else:
+                    last.next = node
+                last = node
+            self.filled += 1
+        except Exception:
+            logger.exception("live: encoding an idle picture for the cache failed")
+            root = None
+        finally:
+            self.fill_s += time.thread_time() - t0
+        with self._lock:
+            self._filling.discard(key)
+            if root is None or not root.keyframe:
+                logger.error("live: the idle encoder made no keyframe; picture not cached")
+                return
+            if self.nodes + self.gop > self.settings.idle_cache_packets:
+                self.roots.clear()  # rarely: an avatar with many idle pictures starts afresh
+                self.nodes = 0
+            self.roots[key] = root
+            self.nodes += self.gop
+
+
+def open_vp8(size: tuple[int, int], fps: int, settings: LiveSettings) -> Any:
+    """A VP8 encoder for frames ``2 * width`` wide, real time, one packet per frame."""
+    av = require("av")
+    w, h = size
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = 2 * w, h
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = Fraction(1, fps)
+    codec.framerate = Fraction(fps, 1)
+    codec.bit_rate = settings.bitrate
+    codec.gop_size = 1_000_000  # keyframes are asked for, frame by frame
+    codec.thread_count = 1  # one core per persona at most; the others stream too
+    codec.options = {
+        "deadline": "realtime",
+        "cpu-used": str(settings.cpu_used),
+        "lag-in-frames": "0",  # one packet out per frame in: no latency
+        "auto-alt-ref": "0",
+        "error-resilient": "1",
+    }
+    return codec
+
+
+class Vp8Core:
+    """The encoder itself and its idle cache; blocking, used from one thread at a time.
+
+    Args:
+        size: the avatar's ``(width, height)`` (frames are ``2 * width`` wide).
+        fps: frame rate.
+        settings: bitrate, speed, keyframe interval, cache size.
+        cache: an idle packet cache shared with other encoders (same size, rate and
+            settings); None: one of its own, closed with this core.
+    """
+
+    def __init__(self, *, size: tuple[int, int], fps: int, settings: LiveSettings,
+                 cache: IdlePacketCache | None = None) -> None:
+        self.size = size
+        self.fps = fps
+        self.settings = settings
+        self.gop = max(1, round(settings.keyframe_s * fps))
+        if cache is not None and (cache.size != size or cache.fps != fps
+                                  or cache.gop != self.gop):
+            raise ValueError(f"idle cache for {cache.size} at {cache.fps} fps (gop "
+                             f"{cache.gop}) does not fit an encoder for {size} at {fps} fps")
+        self.cache = cache or IdlePacketCache(size=size, fps=fps, settings=settings)
+        self._owns_cache = cache is None
         self.codec: Any = None
         self.pts = 0
         self.since_key = -1  # frames since the last keyframe sent; -1: nothing sent yet
         self.synced = False  # the live encoder's references are what the decoders hold
-        self.idle_codec: Any = None  # fills the idle cache
-        self.roots: dict[int, _Node] = {}  # idle key -> the picture's keyframe and chain
-        self.nodes = 0
         self.cur: _Node | None = None  # the cached node last sent
         self.cur_key: int | None = None  # its picture
-        self.filled = 0  # pictures encoded into the cache
-        self._fill_pool: ThreadPoolExecutor | None = None
-        self._filling: set[int] = set()  # keys being cached
-        self._fills: list[tuple[int, _Node]] = []  # cached, not yet taken by encode()
-        self._fills_lock = threading.Lock()
         # Counters.
         self.encoded = 0
         self.replayed = 0
         self.keyframes = 0
         self.encode_s = 0.0  # thread CPU time spent converting and encoding live frames
-        self.fill_s = 0.0  # thread CPU time spent filling the idle cache
+
+    @property
+    def nodes(self) -> int:
+        """Encoded idle frames in the cache."""
+        return self.cache.nodes
+
+    @property
+    def filled(self) -> int:
+        """Idle pictures encoded into the cache (by any encoder sharing it)."""
+        return self.cache.filled
+
+    @property
+    def fill_s(self) -> float:
+        """Thread CPU time spent filling the cache (by any encoder sharing it)."""
+        return self.cache.fill_s
 
     def _open(self) -> Any:
-        av = require("av")
-        w, h = self.size
-        codec = av.CodecContext.create("libvpx", "w")
-        codec.width, codec.height = 2 * w, h
-        codec.pix_fmt = "yuv420p"
-        codec.time_base = Fraction(1, self.fps)
-        codec.framerate = Fraction(self.fps, 1)
-        codec.bit_rate = self.settings.bitrate
-        codec.gop_size = 1_000_000  # keyframes are asked for, frame by frame
-        codec.thread_count = 1  # one core per persona at most; the others stream too
-        codec.options = {
-            "deadline": "realtime",
-            "cpu-used": str(self.settings.cpu_used),
-            "lag-in-frames": "0",  # one packet out per frame in: no latency
-            "auto-alt-ref": "0",
-            "error-resilient": "1",
-        }
-        return codec
+        return open_vp8(self.size, self.fps, self.settings)
+
+    def replays(self, tick: LiveTick, want_key: bool) -> bool:
+        """Whether :meth:`encode` would replay ``tick`` from the cache (no encoding: cheap
+        enough for the event loop)."""
+        key = tick.idle_key if self.settings.idle_cache_packets > 0 else None
+        if key is None:
+            return False
+        if (not want_key and self.cur is not None and self.cur_key == key
+                and self.cur.next is not None):
+            return True
+        return self.cache.get(key) is not None
 
     def encode(self, tick: LiveTick, want_key: bool) -> tuple[bytes | None, bool, bool]:
         """Encode (or replay) ``tick``; returns ``(data, keyframe, cached)``."""
@@ -158,76 +313,25 @@ class Vp8Core:
                 and self.cur.next is not None):
             return self._replay(self.cur.next)  # the same picture again
         # Another picture, the chain's end (a keyframe is due) or a new viewer: its keyframe.
-        self._take_fills()
-        root = self.roots.get(key)
+        root = self.cache.get(key)
         if root is not None:
             self.cur_key = key
             return self._replay(root)
         # A picture not cached yet: encoded now (one frame), cached on the side meanwhile, so
         # this tick is not held up by a whole chain's encoding.
-        if key not in self._filling:
-            self._filling.add(key)
-            if self._fill_pool is None:
-                self._fill_pool = ThreadPoolExecutor(1, thread_name_prefix="live-idle-cache")
-            self._fill_pool.submit(self._fill, key, tick.rgba)
+        self.cache.request(key, tick.rgba)
         self.cur = self.cur_key = None
         boundary = want_key or self.since_key < 0 or self.since_key + 1 >= self.gop
         return self._live(tick, force_key=boundary or not self.synced)
 
-    def _take_fills(self) -> None:
-        with self._fills_lock:
-            done, self._fills = self._fills, []
-        for key, root in done:
-            if self.nodes + self.gop > self.settings.idle_cache_packets:
-                self.roots.clear()  # rarely: an avatar with many idle pictures starts afresh
-                self.nodes = 0
-            self.roots[key] = root
-            self.nodes += self.gop
-            self._filling.discard(key)
-
     def settle(self) -> None:
         """Wait until every idle picture being cached is (tests, benchmarks)."""
-        if self._fill_pool is not None:
-            self._fill_pool.submit(lambda: None).result()
-        self._take_fills()
+        self.cache.settle()
 
     def close(self) -> None:
-        """Stop the cache filling thread (idempotent)."""
-        pool, self._fill_pool = self._fill_pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _fill(self, key: int, rgba: np.ndarray) -> None:
-        """The cache thread: encode a new idle picture, its keyframe and ``gop - 1`` repeats
-        after it, and hand it to the encoding thread."""
-        import av
-
-        t0 = time.thread_time()
-        if self.idle_codec is None:
-            self.idle_codec = self._open()
-        frame = pack_yuv(rgba)
-        root: _Node | None = None
-        last: _Node | None = None
-        for i in range(self.gop):
-            frame.pts = self.filled * self.gop + i
-            frame.pict_type = (av.video.frame.PictureType.I if i == 0
-                               else av.video.frame.PictureType.NONE)
-            packets = list(self.idle_codec.encode(frame))
-            if not packets:
-                break
-            node = _Node(b"".join(bytes(p) for p in packets), bool(packets[0].is_keyframe))
-            if last is None:
-                root = node
-            else:
-                last.next = node
-            last = node
-        self.filled += 1
-        self.fill_s += time.thread_time() - t0
-        if root is None or not root.keyframe:
-            logger.error("live: the idle encoder made no keyframe; picture not cached")
-            return
-        with self._fills_lock:
-            self._fills.append((key, root))
+        """Stop the cache filling thread if the cache is this core's own (idempotent)."""
+        if self._owns_cache:
+            self.cache.close()
 
     def _replay(self, node: _Node) -> tuple[bytes | None, bool, bool]:
         self.cur = node
@@ -270,12 +374,18 @@ class OpusCore:
     """The persona's audio encoder: each tick's samples in, 20 ms Opus packets out, timed from
     the tick; blocking, used from one thread at a time.
 
+    Silence costs no encoding once it is steady: fed zeros, the encoder settles on one packet
+    it repeats byte for byte; after ``SETTLED`` such repeats that packet is sent for every
+    silent 20 ms without encoding (the encoder's state is the one it would have had, and the
+    decoder gets the same bytes), until sound comes back.
+
     Args:
         sample_rate: 48000 (Opus and WebRTC's rate).
         bitrate: bits per second.
     """
 
     FRAME = 960  # 20 ms at 48 kHz: aiortc sends one packet per RTP packet
+    SETTLED = 4  # identical packets for silence before the packet is reused
 
     def __init__(self, *, sample_rate: int = 48000, bitrate: int = 64000) -> None:
         self.sample_rate = sample_rate
@@ -283,7 +393,19 @@ class OpusCore:
         self.codec: Any = None
         self._pending = np.zeros(0, np.int16)  # samples not yet a whole packet
         self._pending_at = 0  # stream sample index of _pending[0]
+        self._silent: bytes | None = None  # the last packet encoded from silence
+        self._silent_repeats = 0  # how many times in a row silence gave exactly that packet
         self.encode_s = 0.0
+        self.encoded = 0  # packets encoded
+        self.reused = 0  # silent packets sent without encoding
+
+    def reuses(self, index: int, samples_per_tick: int, audio: np.ndarray) -> bool:
+        """Whether :meth:`encode` would send only reused silent packets for this tick (no
+        encoding: cheap enough for the event loop)."""
+        return (self._silent_repeats >= self.SETTLED and not np.any(audio)
+                and not np.any(self._pending)
+                and (len(self._pending) == 0
+                     or self._pending_at + len(self._pending) == index * samples_per_tick))
 
     def encode(self, index: int, samples_per_tick: int,
                audio: np.ndarray) -> tuple[tuple[int, bytes], ...]:
@@ -310,12 +432,26 @@ class OpusCore:
         n = self.FRAME
         whole = len(samples) // n * n
         for at in range(0, whole, n):
-            frame = av.AudioFrame.from_ndarray(samples[at: at + n].reshape(1, -1),
-                                               format="s16", layout="mono")
+            chunk = samples[at: at + n]
+            silent = not np.any(chunk)
+            if silent and self._silent is not None and self._silent_repeats >= self.SETTLED:
+                out.append((self._pending_at + at - start, self._silent))
+                self.reused += 1
+                continue
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16",
+                                               layout="mono")
             frame.sample_rate = self.sample_rate
             frame.pts = self._pending_at + at
             for packet in self.codec.encode(frame):
-                out.append((self._pending_at + at - start, bytes(packet)))
+                data = bytes(packet)
+                out.append((self._pending_at + at - start, data))
+                self.encoded += 1
+                if not silent:
+                    self._silent, self._silent_repeats = None, 0
+                elif data == self._silent:
+                    self._silent_repeats += 1
+                else:
+                    self._silent, self._silent_repeats = data, 0
         self._pending_at += whole
         self._pending = samples[whole:]
         self.encode_s += time.thread_time() - t0
@@ -464,7 +600,9 @@ class SharedVideoEncoder:
     def __init__(self, *, stream: LiveStream, settings: LiveSettings | None = None) -> None:
         self.stream = stream
         self.settings = settings or LiveSettings()
-        self.core = Vp8Core(size=stream.size, fps=stream.fps, settings=self.settings)
+        # A stream with a shared idle source (a talk session) shares the idle packets too.
+        self.core = Vp8Core(size=stream.size, fps=stream.fps, settings=self.settings,
+                            cache=IdlePacketCache.for_stream(stream, self.settings))
         self.audio = OpusCore(sample_rate=stream.sample_rate)
         self._viewers: list[LiveViewer] = []
         self._wanted = asyncio.Event()
@@ -473,6 +611,7 @@ class SharedVideoEncoder:
         self._executor: ThreadPoolExecutor | None = None
         self.ticks = 0
         self.skipped = 0  # ticks whose picture was skipped to catch up
+        self.inline = 0  # ticks replayed on the loop (cached picture, silence): no thread hop
 
     async def __aenter__(self) -> SharedVideoEncoder:
         await self.start()
@@ -527,6 +666,11 @@ class SharedVideoEncoder:
         audio = self.audio.encode(tick.index, self.stream.samples_per_tick, tick.audio)
         return EncodedTick(tick.index, data, keyframe, cached, audio, tick.released)
 
+    def _cheap(self, tick: LiveTick, want_key: bool, video: bool) -> bool:
+        """Whether this tick is replayed only (cached picture, reused silence)."""
+        return ((not video or self.core.replays(tick, want_key))
+                and self.audio.reuses(tick.index, self.stream.samples_per_tick, tick.audio))
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         persona = self.stream.persona
@@ -548,8 +692,13 @@ class SharedVideoEncoder:
                     if want_key:
                         self._want_key = False
                     try:
-                        enc = await loop.run_in_executor(self._executor, self._encode, tick,
-                                                         want_key, video)
+                        if self._cheap(tick, want_key, video):
+                            # Nothing to encode: a hop to the thread would cost more than this.
+                            self.inline += 1
+                            enc = self._encode(tick, want_key, video)
+                        else:
+                            enc = await loop.run_in_executor(self._executor, self._encode,
+                                                             tick, want_key, video)
                     except Exception:
                         # A tick that fails to encode is lost; the next one starts afresh.
                         logger.exception("live %s: frame %d failed to encode", persona,

@@ -7,6 +7,11 @@ a thread) and silence; a pushed :class:`~avatar_engine.types.Performance` plays 
 what is already scheduled, frame by frame with its own audio, so audio and video stay locked
 by construction. Consumers (the WebRTC encoder, OBS) :meth:`~LiveStream.subscribe`; with no
 subscriber the stream stops producing (no CPU) and resumes on the next subscribe.
+
+Streams of one persona's renderer can share its idle pictures (private conversations: many
+streams, one avatar): given an :class:`~overlays.live.idle.IdleSource`, a stream draws and
+hashes nothing itself; each idle tick shows the source's picture for the stream's own next
+frame index (its own blinks and breathing), and the performer's clock follows what was shown.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,10 +32,14 @@ from avatar_engine.types import Performance
 from vstage_core.errors import ConfigError
 from vstage_core.tasks import cancel_and_wait
 
+if TYPE_CHECKING:
+    from overlays.live.idle import IdleSource
+
 logger = logging.getLogger(__name__)
 
 _WARN_EVERY_S = 10.0  # the most often a lagging stream says so
 _CANCELLED_KEPT = 256  # reply ids remembered as cancelled (a late push of one is dropped)
+_DRAW_AHEAD_S = 30  # shared idle: pictures drawn for this many seconds ahead at a time
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -163,11 +173,16 @@ class LiveStream:
         idle_batch: idle frames rendered per batch.
         max_late_s: when the schedule is this far behind (a stalled loop), the clock restarts
             from now instead of releasing a burst of ticks (indices stay consecutive).
+        idle_source: idle pictures shared with other streams of the same renderer. The
+            performer must take its idle frames from it (built on its
+            :class:`~overlays.live.idle.SharedIdleRenderer`): idle frames are then taken
+            on the event loop, one per tick, at the cost of a lookup.
     """
 
     def __init__(
         self, *, persona: str, performer: Performer, sample_rate: int = 48000,
         lead_frames: int = 1, idle_batch: int = 4, max_late_s: float = 0.5,
+        idle_source: IdleSource | None = None,
     ) -> None:
         self.persona = persona
         self.performer = performer
@@ -178,12 +193,19 @@ class LiveStream:
             raise ConfigError(f"live stream of {persona}: {sample_rate} Hz audio does not split "
                               f"into {self.fps} fps frames")
         self.samples_per_tick = sample_rate // self.fps
+        if idle_source is not None and (idle_source.fps != self.fps
+                                        or tuple(idle_source.size) != self.size):
+            raise ConfigError(f"live stream of {persona}: the shared idle pictures are "
+                              f"{idle_source.size} at {idle_source.fps} fps, the performer's "
+                              f"{self.size} at {self.fps} fps")
+        self.idle_source = idle_source
         self.lead_frames = max(0, lead_frames)
         self.idle_batch = max(1, idle_batch)
         self.max_late_s = max_late_s
         # Counters, for tests, the benchmark and metrics.
         self.ticks = 0
-        self.idle_rendered = 0
+        self.idle_rendered = 0  # idle frames drawn by this stream (not shared)
+        self.idle_shared = 0  # idle frames taken from the shared source
         self.speech_frames = 0
         self.rebased = 0
         self._warned_at = -_WARN_EVERY_S
@@ -195,6 +217,7 @@ class LiveStream:
         self._prepared: deque[_Content] = deque()
         self._idle: deque[tuple[np.ndarray, int]] = deque()
         self._last_idle: tuple[np.ndarray, int] | None = None
+        self._idle_at: int | None = None  # shared idle: the frame index shown next
         self._cancelled: deque[str] = deque(maxlen=_CANCELLED_KEPT)
         self._on_air: tuple[str | None, int | None] | None = None  # None: nothing yet
         self._paused_at: float | None = None
@@ -328,7 +351,7 @@ class LiveStream:
                     break
                 self._release(self._prepared.popleft())
                 due += period
-                if len(self._idle) < self.idle_batch:
+                if self.idle_source is None and len(self._idle) < self.idle_batch:
                     self._need_idle.set()
             self._paused_at = time.monotonic()
             logger.info("live %s: no subscriber, paused", self.persona)
@@ -366,11 +389,35 @@ class LiveStream:
             seg.next += 1
             spt = self.samples_per_tick
             self.speech_frames += 1
+            self._idle_at = perf.start_frame + i + 1  # idle goes on from the speech's end
             return _Content(perf.frames[i], seg.audio[i * spt:(i + 1) * spt], perf.reply_id,
                             perf.index, perf.text, None)
+        if self.idle_source is not None:
+            return self._shared_idle(self.idle_source)
         if not self._idle:
             return None
         rgba, key = self._idle.popleft()
+        return _Content(rgba, self._silence, None, None, None, key)
+
+    def _shared_idle(self, source: IdleSource) -> _Content | None:
+        """The next idle frame from the shared pictures (None: not drawn yet; the idle task
+        draws it). The index follows what this stream showed last, so idle continues a
+        sentence's blinks and breathing exactly; the performer's clock is moved up to it, so
+        the next sentence starts after it (a sentence reserved earlier starts where it was
+        reserved: idle frames may be shown meanwhile, as while it was being rendered)."""
+        clock = self.performer.frame_clock
+        at = clock if self._idle_at is None else self._idle_at
+        got = source.frames_at(at)
+        if got is None:
+            self._need_idle.set()
+            return None
+        if at + 1 > clock:
+            # Advance the clock past the frame shown (the performer's renderer takes it from
+            # the same source: a lookup, no drawing).
+            self.performer.idle_frames(at + 1 - clock)
+        self._idle_at = at + 1
+        self.idle_shared += 1
+        rgba, key = got[0]
         return _Content(rgba, self._silence, None, None, None, key)
 
     def _release(self, c: _Content) -> None:
@@ -398,6 +445,9 @@ class LiveStream:
         while True:
             await self._need_idle.wait()
             self._need_idle.clear()
+            if self.idle_source is not None:
+                await self._draw_shared(self.idle_source)
+                continue
             if not self._subs or len(self._idle) >= self.idle_batch:
                 continue
             try:
@@ -413,6 +463,17 @@ class LiveStream:
                 batch = [last] * self.idle_batch
             self._idle.extend(batch)
             self._idle_ready.set()
+
+    async def _draw_shared(self, source: IdleSource) -> None:
+        """Have the shared source draw the pictures of the next seconds of idle frames."""
+        at = self.performer.frame_clock if self._idle_at is None else self._idle_at
+        try:
+            await asyncio.to_thread(source.prepare, at, _DRAW_AHEAD_S * self.fps)
+        except Exception:
+            # The pacer waits (shows nothing new) rather than stop; the next try may work.
+            logger.exception("live %s: idle frames failed", self.persona)
+            await asyncio.sleep(0.2)
+        self._idle_ready.set()
 
     def _render_idle(self, n: int) -> list[tuple[np.ndarray, int]]:
         """Blocking (a thread): ``n`` idle frames with their keys. A frame equal to the one
