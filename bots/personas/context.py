@@ -58,7 +58,8 @@ class Conversations:
     """Per-viewer histories of one persona, bounded in turns and in viewers.
 
     Args:
-        turns: exchanges kept per viewer (0: none).
+        turns: exchanges kept per viewer at most (0: none); when full, the oldest half is
+            dropped at once (between ``turns // 2 + 1`` and ``turns`` are kept).
         max_viewers: viewers remembered; the least recently heard is forgotten first.
         note_chars: the longest stage note.
     """
@@ -87,6 +88,13 @@ class Conversations:
         turns = self._by_viewer.pop(key, None)
         if turns is None:
             turns = deque(maxlen=self.turns)
+        if len(turns) >= self.turns:
+            # Full: the oldest half goes at once, not one exchange per turn. A window sliding
+            # by one would change the prompt's start every turn, and the model would read the
+            # whole history again each time; this way the kept turns stay the start of the
+            # next prompts (a prefix the model has already read) for turns / 2 turns.
+            for _ in range(max(1, self.turns // 2)):
+                turns.popleft()
         turns.append(Exchange(said, replied))
         self._by_viewer[key] = turns  # most recent last
         while len(self._by_viewer) > self.max_viewers:

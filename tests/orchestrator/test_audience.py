@@ -174,3 +174,24 @@ def test_the_stage_note_never_carries_the_last_viewers_name_or_words():
     note = c.stage_note or ""
     assert "Luna" not in note and "opening" not in note, note
     assert "Chess is fun!" in note
+
+
+def test_a_full_history_drops_its_oldest_half_so_the_prompt_start_stays_put():
+    """A window sliding by one exchange would change the start of every prompt (the model
+    reads the whole history again each turn); the oldest half goes at once instead."""
+    from bots.personas.context import Conversations
+
+    c = Conversations(turns=4)
+    for i in range(4):
+        c.remember("test:ann", f"question {i}", f"answer {i}")
+    assert [ex.said for ex in c.history("test:ann")] == [f"question {i}" for i in range(4)]
+    c.remember("test:ann", "question 4", "answer 4")
+    kept = [ex.said for ex in c.history("test:ann")]
+    assert kept == ["question 2", "question 3", "question 4"]
+    c.remember("test:ann", "question 5", "answer 5")
+    # The start of the history did not move: the next prompt begins as the last one did.
+    assert [ex.said for ex in c.history("test:ann")][:3] == kept
+    assert len(c.history("test:ann")) == 4
+    c.remember("test:ann", "question 6", "answer 6")
+    assert [ex.said for ex in c.history("test:ann")] == ["question 4", "question 5",
+                                                          "question 6"]
