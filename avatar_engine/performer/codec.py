@@ -21,13 +21,18 @@ copies. bench/avatar.py reports the figures.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import mmap
 import os
 import platform
 import sys
+import threading
+import weakref
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +57,10 @@ class PackedFrames:
 
     shape: tuple[int, ...]
     boxes: bytes = field(repr=False)  # int32 [N - 1, 10]: move y0 y1 x0 x1 dy dx, patch y0 y1 x0 x1
-    data: bytes = field(repr=False)  # deflated: frame 0, then each patch's XOR, in order
+    first: bytes = field(repr=False)  # frame 0, deflated
+    patches: tuple[bytes, ...] = field(repr=False)
+    """Each patch's XOR with the frame under it, in frame order: deflated streams of
+    consecutive runs of frames (coded in parallel)."""
 
     @property
     def raw_bytes(self) -> int:
@@ -60,7 +68,7 @@ class PackedFrames:
 
     @property
     def packed_bytes(self) -> int:
-        return len(self.boxes) + len(self.data)
+        return len(self.boxes) + len(self.first) + sum(len(p) for p in self.patches)
 
 
 def _word_view(frames: np.ndarray) -> tuple[np.ndarray, int]:
@@ -119,23 +127,16 @@ def _bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
     return y0, y1, int(cols[0]), int(cols[-1]) + 1
 
 
-def pack_frames(frames: np.ndarray, *, level: int = 1) -> PackedFrames:
-    """Blocking: pack ``uint8`` frames ``[N, H, W, C]`` (N >= 1).
-
-    One comparison per frame against the one before, as 64-bit words where a row allows;
-    only frames that changed cost more (a large changed box is tried as a move of a few
-    offsets, judged on a sample of its rows; what still differs is the patch).
-    """
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    if frames.ndim != 4 or not len(frames) or 0 in frames.shape:
-        raise ValueError(f"expected frames [N>=1, H>=1, W>=1, C>=1], got {frames.shape}")
-    n, h, w, c = frames.shape
+def _code_segment(frames: np.ndarray, first: int, stop: int, boxes: np.ndarray, level: int
+                  ) -> bytes:
+    """Code frames ``first..stop-1`` (each against the one before it) into ``boxes`` (row
+    ``i - 1`` for frame ``i``); returns their patches, deflated as one stream."""
+    _, _, _, c = frames.shape
     words, word = _word_view(frames)
-    boxes = np.zeros((n - 1, _BOX_FIELDS), np.int32)
     z = zlib.compressobj(level)
-    parts = [z.compress(frames[0].data)]
+    parts = []
     differs = np.empty(words.shape[1:], bool)
-    for i in range(1, n):
+    for i in range(first, stop):
         np.not_equal(words[i], words[i - 1], out=differs)
         if not np.count_nonzero(differs):  # fast: the same frame again (most of them)
             continue
@@ -160,31 +161,74 @@ def pack_frames(frames: np.ndarray, *, level: int = 1) -> PackedFrames:
             new_patch = frames[i, patch[0]:patch[1], patch[2]:patch[3]]
             parts.append(z.compress(np.bitwise_xor(new_patch, ref).data))
     parts.append(z.flush())
-    return PackedFrames(shape=(n, h, w, c), boxes=boxes.tobytes(), data=b"".join(parts))
+    return b"".join(parts)
+
+
+def pack_frames(frames: np.ndarray, *, level: int = 1, threads: int | None = None
+                ) -> PackedFrames:
+    """Blocking: pack ``uint8`` frames ``[N, H, W, C]`` (N >= 1).
+
+    One comparison per frame against the one before, as 64-bit words where a row allows;
+    only frames that changed cost more (a large changed box is tried as a move of a few
+    offsets, judged on a sample of its rows; what still differs is the patch). The first
+    frame's deflate and the comparisons of consecutive runs of frames go to ``threads``
+    threads (zlib and numpy let go of the GIL): default one per CPU, at most 4.
+
+    Raises:
+        ValueError: not a 4-D array with at least one frame.
+    """
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or not len(frames) or 0 in frames.shape:
+        raise ValueError(f"expected frames [N>=1, H>=1, W>=1, C>=1], got {frames.shape}")
+    n, h, w, c = frames.shape
+    boxes = np.zeros((n - 1, _BOX_FIELDS), np.int32)
+    threads = max(1, min(threads or os.cpu_count() or 1, 4))
+    edges = np.linspace(1, n, min(threads, n - 1) + 1 if n > 1 else 1).round().astype(int)
+    segments = list(itertools.pairwise(edges.tolist()))
+    if threads == 1:
+        first = zlib.compress(frames[0].data, level)
+        patches = [_code_segment(frames, a, b, boxes, level) for a, b in segments]
+    else:
+        with ThreadPoolExecutor(threads, thread_name_prefix="pack") as pool:
+            head = pool.submit(zlib.compress, frames[0].data, level)
+            coded = [pool.submit(_code_segment, frames, a, b, boxes, level) for a, b in segments]
+            first, patches = head.result(), [f.result() for f in coded]
+    return PackedFrames(shape=(n, h, w, c), boxes=boxes.tobytes(), first=first,
+                        patches=tuple(patches))
 
 
 class _Residuals:
-    """Reads the decompressed stream in order, checking it holds exactly what the boxes say."""
+    """Reads the decompressed patches in order, checking they hold exactly what the boxes
+    say."""
 
     def __init__(self, packed: PackedFrames) -> None:
         try:
-            self._raw = memoryview(zlib.decompress(packed.data))
+            self.first = zlib.decompress(packed.first)
+            self._raw = memoryview(b"".join(zlib.decompress(p) for p in packed.patches))
         except zlib.error as e:
             raise ValueError(f"packed frames: corrupt data ({e})") from e
+        n, h, w, c = packed.shape
+        if len(self.first) != h * w * c:
+            raise ValueError(f"packed frames: the first frame has {len(self.first)} bytes, "
+                             f"not {h * w * c}")
         self._at = 0
+
+    def first_frame(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.frombuffer(self.first, np.uint8).reshape(shape)
 
     def take(self, shape: tuple[int, ...]) -> np.ndarray:
         size = int(np.prod(shape))
         if self._at + size > len(self._raw):
-            raise ValueError(f"packed frames hold {len(self._raw)} bytes, the boxes need more")
+            raise ValueError(f"packed frames hold {len(self._raw)} bytes of patches, the boxes "
+                             "need more")
         out = np.frombuffer(self._raw[self._at:self._at + size], np.uint8).reshape(shape)
         self._at += size
         return out
 
     def finish(self) -> None:
         if self._at != len(self._raw):
-            raise ValueError(
-                f"packed frames hold {len(self._raw)} bytes, the boxes account for {self._at}")
+            raise ValueError(f"packed frames hold {len(self._raw)} bytes of patches, the boxes "
+                             f"account for {self._at}")
 
 
 def _checked_boxes(packed: PackedFrames) -> np.ndarray:
@@ -250,7 +294,7 @@ def _unpack_copying(shape: tuple[int, ...], boxes: np.ndarray, residuals: _Resid
                     ) -> np.ndarray:
     n, h, w, c = shape
     frames = np.empty(shape, np.uint8)
-    frames[0] = residuals.take((h, w, c))
+    frames[0] = residuals.first_frame((h, w, c))
     for i in range(1, n):
         frames[i] = frames[i - 1]
         _apply(frames[i], boxes[i - 1], residuals)
@@ -272,11 +316,18 @@ class _PageMapper:
     """
 
     MAX_RUNS = 8192
-    """Mappings one sentence may take (the kernel allows ~65k per process): more than that,
-    and the sentence is copied instead."""
+    """Mappings one sentence may take: more than that, and the sentence is copied instead."""
+
+    LIVE_RUNS_SHARE = 0.5
+    """Share of the process's map areas (``vm.max_map_count``, ~65k by default) that the
+    sentences alive at once may take; beyond it, sentences are copied until some are freed."""
 
     _MAP_FIXED = 0x10  # <sys/mman.h> on x86-64 and arm64 Linux
     _libc: Any = None
+    # The map areas are the process's, so their count is too: one tally for all mappers.
+    _live_runs = 0
+    _live_lock = threading.Lock()
+    _live_budget: int | None = None
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.n, self.h, self.w, self.c = shape
@@ -312,7 +363,7 @@ class _PageMapper:
         return y0 * row // self.page, -(-y1 * row // self.page)
 
     def unpack(self, boxes: np.ndarray, residuals: _Residuals) -> np.ndarray:
-        ppf, page = self.pages_per_frame, self.page
+        ppf = self.pages_per_frame
         touched = [self._touched_pages(b) for b in boxes]
         # Where each page of each frame comes from, as a page index in the memory file.
         source = np.empty((self.n, ppf), np.int64)
@@ -324,12 +375,41 @@ class _PageMapper:
             file_pages += k1 - k0
         flat = source.reshape(-1)
         starts = np.flatnonzero(np.diff(flat) != 1) + 1
-        if len(starts) + 1 > self.MAX_RUNS:
-            raise _MapFailed(f"{len(starts) + 1} mappings needed")
+        runs = len(starts) + 1
+        if runs > self.MAX_RUNS:
+            raise _MapFailed(f"{runs} mappings needed")
+        self._reserve(runs)
+        try:
+            return self._build(boxes, residuals, touched, file_pages, flat, starts)
+        except BaseException:
+            self._release(runs)
+            raise
+
+    @classmethod
+    def _reserve(cls, runs: int) -> None:
+        with cls._live_lock:
+            if cls._live_budget is None:
+                try:
+                    limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+                except (OSError, ValueError):
+                    limit = 65530
+                cls._live_budget = int(limit * cls.LIVE_RUNS_SHARE)
+            if cls._live_runs + runs > cls._live_budget:
+                raise _MapFailed(f"{cls._live_runs} mappings held by live sentences")
+            cls._live_runs += runs
+
+    @classmethod
+    def _release(cls, runs: int) -> None:
+        with cls._live_lock:
+            cls._live_runs -= runs
+
+    def _build(self, boxes: np.ndarray, residuals: _Residuals, touched: list[tuple[int, int]],
+               file_pages: int, flat: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        page = self.page
         fd = os.memfd_create("vstage-frames", os.MFD_CLOEXEC)
         try:
             # Written with pwrite: the kernel fills the file's pages without page faults.
-            current = residuals.take((self.h, self.w, self.c)).copy()  # frame i, whole
+            current = residuals.first_frame((self.h, self.w, self.c)).copy()  # frame i
             flat_current = current.reshape(-1)
             self._write(fd, flat_current, 0)
             at = self.frame_bytes
@@ -368,4 +448,6 @@ class _PageMapper:
                 del out
                 region.close()
                 raise _MapFailed(os.strerror(err) if err else "mmap moved the mapping")
+        # The region (and every page mapped over it) lives until the last array on it goes.
+        weakref.finalize(region, self._release, len(starts) + 1)
         return out.reshape(self.n, self.h, self.w, self.c)
