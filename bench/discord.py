@@ -18,7 +18,12 @@ Writes bench/results/discord.json:
   Discord stage as a Performance; the avatar's rendering is not included; a player thread
   reads every 20 ms);
 - realtime_speakers: how many people talking non-stop the hearing path keeps up with, from its
-  measured real-time factor (opus decode + resample + VAD + whisper) on this machine's cores.
+  measured real-time factor (opus decode + resample + VAD + whisper) on this machine's cores;
+- whisper_isolated: whisper alone on the same audio (each sentence as the segmenter cuts it),
+  called in turn with the full 30 s encoder window (``short_window_s: null``, the settings
+  before issue #10) and with the short window: CPU seconds per call (process CPU time, so a
+  busy machine inflates wall time but hardly this), wall p50 and WER of each. The shared
+  machine makes the end-to-end latencies above noisy; this is the like-for-like figure.
 ``--quick`` uses fewer sentences."""
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -189,6 +195,7 @@ async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) ->
     encoded = [speech_packets(tts, text, lead_s=0.0, tail_s=0.6) for text in sentences]
     audio_s = sum(dur + 0.6 for _, dur in encoded)
     t0 = time.perf_counter()
+    cut_segments: list[np.ndarray] = []  # the final segment of each sentence
     for packets, _ in encoded:
         segmenter = SpeechSegmenter(vad=vad, settings=hearing)
         segments: list = []
@@ -198,6 +205,8 @@ async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) ->
             rx.receive(1, p)
         for seg in segments:
             stt.transcribe(seg.audio)
+        finals = [seg.audio for seg in segments if seg.final]
+        cut_segments.append(finals[-1] if finals else np.zeros(0, np.float32))
     rtf = (time.perf_counter() - t0) / audio_s
 
     # Speech start: utterance event -> first reply frame out. The pipeline's Piper voices
@@ -223,6 +232,8 @@ async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) ->
         assert isinstance(audio, ReplyAudio) and audio.first_frame_at is not None
         starts.append(audio.first_frame_at - t_event)
 
+    isolated = _whisper_isolated(stt, hearing, sentences, cut_segments)
+
     cores = os.cpu_count() or 1
     return {
         "quick": quick,
@@ -231,7 +242,8 @@ async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) ->
         "utterance_mean_s": round(statistics.mean(durations), 2),
         "end_silence_s": hearing.end_silence_s,
         "packet_gap_s": hearing.packet_gap_s,
-        "whisper": "tiny.en int8, beam 1",
+        "whisper": f"tiny.en int8, beam 1, {hearing.short_window_s or 30:g} s encoder window "
+                   "for utterances up to 4 s shorter (30 s otherwise)",
         "transcript_latency_p50_s": endings["packets_stop"].report()["transcript_latency_p50_s"],
         "transcript_latency_p95_s": endings["packets_stop"].report()["transcript_latency_p95_s"],
         "endings": {name: ending.report() for name, ending in endings.items()},
@@ -239,11 +251,54 @@ async def main(quick: bool, end_silence_s: float, packet_gap_s: float | None) ->
         "speech_start_s": round(statistics.median(starts), 3),
         "hearing_rtf": round(rtf, 3),
         "realtime_speakers": int(1 / rtf) if rtf > 0 else 0,
+        "whisper_isolated": isolated,
         "targets": {"transcript_latency_p50_s": 0.6, "wer": 0.15, "realtime_speakers": 3},
         "notes": "transcript_latency_*: end of speech -> utterance with packets that stop, as "
                  "Discord clients send; endings.silence_frames is the same speech followed by "
                  "encoded silence every 20 ms",
     }
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _whisper_isolated(stt: WhisperSTT, hearing: HearingSettings, sentences: list[str],
+                      audios: list[np.ndarray], rounds: int = 3) -> dict:
+    """Whisper alone, the full 30 s window against the short one, on the same audio: CPU s
+    and wall s per call (p50 over ``rounds`` passes, calls interleaved so that load hits
+    both alike) and the WER of each."""
+    full = WhisperSTT(settings=hearing.model_copy(update={"short_window_s": None}),
+                      languages=())
+    full._models = stt._models  # the very same loaded model
+    ways = {"window_30s": full, f"window_{hearing.short_window_s or 30:g}s": stt}
+    cpu: dict[str, list[float]] = {k: [] for k in ways}
+    wall: dict[str, list[float]] = {k: [] for k in ways}
+    errors = dict.fromkeys(ways, 0.0)
+    words = 0
+    for r in range(rounds):
+        for text, audio in zip(sentences, audios, strict=True):
+            if audio.size == 0:
+                continue
+            for name, way in ways.items():
+                c0, t0 = _cpu_s(), time.perf_counter()
+                heard = way.transcribe(audio)
+                cpu[name].append(_cpu_s() - c0)
+                wall[name].append(time.perf_counter() - t0)
+                if r == 0:
+                    errors[name] += word_error_rate(text, heard.text) * len(text.split())
+            if r == 0:
+                words += len(text.split())
+    out = {name: {"cpu_p50_s": round(_pct(cpu[name], 0.5), 3),
+                  "wall_p50_s": round(_pct(wall[name], 0.5), 3),
+                  "wer": round(errors[name] / max(1, words), 3)} for name in ways}
+    print("\nwhisper alone, same audio   cpu p50   wall p50   wer")
+    for name, row in out.items():
+        print(f"  {name:<24} {row['cpu_p50_s']:8.3f}  {row['wall_p50_s']:8.3f}  "
+              f"{row['wer']:.3f}")
+    out["redone_in_30s"] = stt.redone
+    return out
 
 
 class _Player:
