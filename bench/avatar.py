@@ -10,7 +10,8 @@ the same run. ``rabbitmq_overhead_ms`` is how much more a sentence costs remotel
 render itself (each path's wall time minus the render seconds measured where it ran; packing
 and unpacking the frames count as remote overhead), so the render's own noise on a busy
 machine does not drown the difference; the plain wall times and the bytes each way are
-reported beside it.
+reported beside it, with the packing and unpacking times (unpacking also the copying way, for
+comparison with the page-sharing default) and the machine's load average.
 
 Usage: ``python bench/avatar.py [--quick] [--no-rabbit | --rabbit-only] [--pairs N]``. Prints
 a table and writes ``bench/results/avatar.json``. The RabbitMQ part starts a private broker (as
@@ -169,9 +170,8 @@ async def bench_render_jobs(local: LocalRenderPool, pool: RabbitRenderPool, pair
     avatar = AvatarSettings(sprites=ROOT / "config" / "avatars" / "default", device="cpu")
     payload = avatar_payload(avatar)
     renderer = TimedRenderer(cached_renderer(avatar))
-    here = LocalPerformer(persona="bench", renderer=renderer, pool=local)  # type: ignore[arg-type]
-    there = RemotePerformer(persona="bench", renderer=renderer,  # type: ignore[arg-type]
-                            avatar=avatar, pool=pool)
+    here = LocalPerformer(persona="bench", renderer=renderer, pool=local)
+    there = RemotePerformer(persona="bench", renderer=renderer, avatar=avatar, pool=pool)
     walls: dict[str, list[float]] = {"local": [], "rabbit": []}
     overheads: dict[str, list[float]] = {"local": [], "rabbit": []}
     packs: list[float] = []
@@ -200,11 +200,12 @@ async def bench_render_jobs(local: LocalRenderPool, pool: RabbitRenderPool, pair
     med = {k: statistics.median(v) for k, v in walls.items()}
     over = {k: statistics.median(v) for k, v in overheads.items()}
     answer = await asyncio.to_thread(render_frames, payload, sp, 0)  # what a worker sends back
-    unpacks = []
+    unpacks: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(5):
-        t0 = time.perf_counter()
-        unpack_frames(answer.frames)
-        unpacks.append(time.perf_counter() - t0)
+        for shared in unpacks:  # pages mapped where they repeat (the default), or copied
+            t0 = time.perf_counter()
+            unpack_frames(answer.frames, share_pages=shared)
+            unpacks[shared].append(time.perf_counter() - t0)
     return {
         "rabbitmq_overhead_ms": round(1e3 * (over["rabbit"] - over["local"]), 2),
         "render_job_local_overhead_ms": round(1e3 * over["local"], 2),
@@ -223,7 +224,10 @@ async def bench_render_jobs(local: LocalRenderPool, pool: RabbitRenderPool, pair
         "render_job_raw_frame_bytes": answer.frames.raw_bytes,
         "render_job_local_bytes": 0,  # the local path hands the array over in memory
         "render_job_pack_ms": round(1e3 * statistics.median(packs), 1),
-        "render_job_unpack_ms": round(1e3 * statistics.median(unpacks), 1),
+        "render_job_unpack_ms": round(1e3 * statistics.median(unpacks[True]), 1),
+        "render_job_unpack_copying_ms": round(1e3 * statistics.median(unpacks[False]), 1),
+        "render_job_packed_bytes": answer.frames.packed_bytes,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
@@ -295,13 +299,16 @@ def print_rabbit(r: dict) -> None:
           f"{r['render_job_rabbit_overhead_ms']:>14.2f}"
           f"{r['render_job_request_bytes'] / 1e3:>10.0f}"
           f"{r['render_job_result_bytes'] / 1e3:>10.0f}")
-    print(f"    of which packing {r['render_job_pack_ms']:.1f} ms on the worker, unpacking "
-          f"{r['render_job_unpack_ms']:.1f} ms here")
+    print(f"    of which packing {r['render_job_pack_ms']:.1f} ms on the worker "
+          f"({r['render_job_packed_bytes'] / 1e3:.0f} kB), unpacking "
+          f"{r['render_job_unpack_ms']:.1f} ms here ({r['render_job_unpack_copying_ms']:.1f} "
+          "copying every page)")
     print(f"    rabbitmq_overhead_ms (remote - local, outside the render): "
           f"{r['rabbitmq_overhead_ms']:.2f}   (wall difference {r['render_job_wall_diff_ms']:.1f})")
     print(f"  echo job: rabbitmq {r['echo_rabbitmq_ms']:.2f} ms vs local "
           f"{r['echo_local_ms']:.2f} ms -> {r['echo_overhead_ms']:.2f} ms")
     print(f"  redelivery after a worker is killed: {r['redelivery_s']:.2f} s")
+    print(f"  load average (1, 5, 15 min) at the end: {r['load_average']}")
 
 
 def main(argv: list[str] | None = None) -> int:

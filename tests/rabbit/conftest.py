@@ -47,6 +47,7 @@ class Worker:
             stderr=open(log, "wb"),  # noqa: SIM115 - owned by the process
             text=True,
         )
+        assert self.proc.stdout is not None  # stdout=PIPE
         line = self.proc.stdout.readline()
         if "worker ready" not in line:
             self.proc.kill()
