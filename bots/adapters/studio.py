@@ -1,6 +1,8 @@
 """The local studio's chat box as an adapter: lines typed on the studio page become
 :class:`ChatMessage` events from a viewer with the role the streamer chose on the page (so the
-link and spam rules can be tried there); refusals come back as notices on the page.
+link and spam rules can be tried there); refusals come back as notices on the page. The
+memory commands (``!memory``, ``!forgetme``, ``!link``) are answered as notices too, as Twitch
+chat answers them, and never reach a persona.
 
 It knows nothing of the web server: the app routes the server's chat lines to
 :meth:`StudioAdapter.on_chat` and gives the adapter a ``notify`` callable for the page's
@@ -8,12 +10,19 @@ notices."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Self
 
 from bots.adapters.base import EventSink
-from bots.adapters.commands import parse_mod_command
+from bots.adapters.commands import (
+    MemoryCommandName,
+    MemoryCommandSink,
+    MemoryRequest,
+    parse_memory_command,
+    parse_mod_command,
+)
 from bots.events import ChatMessage, Decision, ModCommand, Outcome, Role, Viewer
 
 logger = logging.getLogger(__name__)
@@ -65,6 +74,9 @@ class StudioAdapter:
         if roles is None:  # the server validates it; a direct caller may not
             return Decision(False, "", f"unknown role {role!r}")
         viewer = Viewer(id=f"studio:{user.casefold()}", name=user, roles=roles)
+        memory = parse_memory_command(text)
+        if memory is not None and isinstance(self._sink, MemoryCommandSink):
+            return await self._memory(viewer, persona, *memory)
         command = parse_mod_command(text.strip())
         event: ModCommand | ChatMessage
         if command is not None and not command.argument:  # the whole line is the command
@@ -77,6 +89,26 @@ class StudioAdapter:
         if not d.accepted:
             self._notify(persona, f"not answered: {d.reason}", "warn")
         return d
+
+    async def _memory(self, viewer: Viewer, persona: str | None, command: MemoryCommandName,
+                      argument: str) -> Decision:
+        """Answer a memory command typed in the studio as a notice on the page. The studio
+        is the streamer's own page, not a public chat: link codes may be shown there."""
+        assert isinstance(self._sink, MemoryCommandSink)
+        request = MemoryRequest(command=command, viewer=viewer,
+                                platform=self.platform, persona=persona, argument=argument,
+                                public=False)
+        try:
+            answer = await self._sink.memory_command(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("studio: could not answer a memory command (%s)", command)
+            self._notify(persona, "memory: that did not work; see the log", "warn")
+            return Decision(False, "", "the memory command failed")
+        if answer:
+            self._notify(persona, f"{viewer.name}: {answer}", "info")
+        return Decision(True, "", f"memory command {command}")
 
     async def deliver(self, outcome: Outcome) -> None:
         if outcome.status in ("refused", "failed"):

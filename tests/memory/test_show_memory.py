@@ -287,3 +287,26 @@ async def _until(cond: Any, limit_s: float = 15.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def test_studio_memory_commands_are_notices_and_reach_no_persona(tmp_path, store):
+    """Typed in the studio's chat box, !memory and !forgetme are answered on the page (as
+    Twitch chat answers them), never handed to the persona as a line to answer."""
+    from bots.adapters.studio import StudioAdapter
+
+    person = await store.person("studio", "ann", name="Ann")
+    await store.remember("mika", person, ["They have a cat called Miso"], source="s",
+                         platform="studio")
+    notices: list[tuple[str | None, str, str]] = []
+    studio = StudioAdapter(notify=lambda p, text, level: notices.append((p, text, level)))
+    async with show(tmp_path, store) as s:
+        studio.bind(s.orch)
+        prompts = len(s.llm.prompts)
+        kept = await studio.on_chat("Ann", "!memory", "mika")
+        assert kept.accepted and kept.trace_id == ""
+        assert notices and "They have a cat called Miso" in notices[-1][1]
+        gone = await studio.on_chat("Ann", "!forgetme", "mika")
+        assert gone.accepted and notices[-1][1].startswith("Ann: Done: I have forgotten")
+        assert await s.memory.drain(timeout_s=5)
+        assert len(s.llm.prompts) == prompts  # no persona was asked anything
+    assert await store.find_viewer("studio:ann") == []
