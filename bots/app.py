@@ -331,7 +331,8 @@ class StudioApp:
             answer = rtc.answer
         routes = TalkRoutes(hub=hub, answer=answer, authorized=server.authorized,
                             invites=talk.access == "invite", max_sessions=talk.max_sessions,
-                            idle_timeout_s=talk.idle_timeout_s, unavailable=why)
+                            idle_timeout_s=talk.idle_timeout_s, unavailable=why,
+                            memory=self.memory)  # visitors' long-term memory, when open
         server.add_routes(routes.register, self_guarded=TALK_PREFIXES)
         stack.push_async_callback(routes.aclose)  # after the server stopped
         self.talk = hub

@@ -20,6 +20,13 @@ Turn taking:
 
 The LLM is shared with every other conversation and the show through
 :class:`~bots.orchestrator.fairshare.FairShare` (client ``talk:<id>``).
+
+Long-term memory (:meth:`TalkSession.use_memory`): a page that brings a visitor id (a random
+id its browser keeps) is a viewer of platform ``talk`` to the persona's long-term memory, so
+a later conversation from the same browser recalls what they told it. Each turn's reply gets
+that visitor's :class:`~bots.memory.service.ViewerMemory` (recall before, notes after, both
+through the persona's input rules); :meth:`TalkSession.memory_command` answers the page's
+"What do you remember?" and "Forget me".
 """
 
 from __future__ import annotations
@@ -33,13 +40,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 
 from avatar_engine.performer import Performer
 from avatar_engine.types import Performance
 from bots.events import ChatMessage, Event, Utterance, Viewer
+from bots.memory.service import InputFilter, Kept, ViewerMemory, ViewerRef
 from bots.moderation.moderator import Moderator
 from bots.orchestrator.fairshare import FairShare
 from bots.orchestrator.pipeline import Reply
@@ -66,14 +74,18 @@ from overlays.live.stream import LiveStream, SentenceChange
 from vstage_core.errors import VStageError
 from vstage_core.tasks import cancel_and_wait, wait_event
 
+if TYPE_CHECKING:
+    from bots.memory.service import MemoryService
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["SessionEnded", "TalkSession", "TalkState", "TurnRecord"]
+__all__ = ["MemoryCommand", "SessionEnded", "TalkSession", "TalkState", "TurnRecord"]
 
 Pipeline = Callable[..., Coroutine[Any, Any, Reply]]
 """The reply pipeline (:func:`~bots.orchestrator.pipeline.perform` or a fake of it)."""
 
 Mode = Literal["handsfree", "ptt"]
+MemoryCommand = Literal["show", "forget"]
 ClientState = Literal["mic-denied", "mic-muted", "no-audio"]
 PLATFORM = "talk"
 _TRANSCRIPT_KEPT = 400  # messages a reloaded page gets again
@@ -83,6 +95,9 @@ _CLIENT_NOTICES: dict[str, tuple[NoticeLevel, str]] = {
     "mic-muted": ("info", "Your microphone is muted."),
     "no-audio": ("warn", "No sound arrives from your microphone: check it, or type instead."),
 }
+_KEPT_CHARS: Final = 400  # characters of facts listed in one "what do you remember" answer
+_VIEWER_ID_MAX: Final = 128
+_MEMORY_DOWN: Final = "My memory is not available right now; please try again later."
 
 
 class SessionEnded(VStageError):
@@ -195,6 +210,9 @@ class TalkSession:
         self._closed = False
         self._unwatch = stream.on_sentence(self._on_sentence)
         self._ear = hearing.ear(self.id, language=language, listener=self)
+        self._memory: MemoryService | None = None  # long-term memory, when attached
+        self._who: ViewerRef | None = None  # the visitor as the memory knows them
+        self._input_filter = InputFilter(moderator)
 
     # ------------------------------------------------------------------ what the page sees
 
@@ -348,6 +366,108 @@ class TalkSession:
         if self._on_closed is not None:
             self._on_closed(self)
 
+    # ------------------------------------------------------------------ long-term memory
+
+    def use_memory(self, memory: MemoryService | None, viewer_id: str | None) -> None:
+        """Give this conversation the app's long-term memory of viewers.
+
+        Args:
+            memory: the app's memory (None: there is none; the page is told so when it asks).
+            viewer_id: who the visitor is to the memory (platform ``talk``): a pseudonym
+                stable across their conversations (the routes pass a hash of the id the
+                page keeps in its browser, never the raw id). None: the page brought no id
+                (storage off, an old page), so nothing is remembered about them.
+
+        Raises:
+            ValueError: ``viewer_id`` is not a non-empty string of at most 128 characters.
+        """
+        if viewer_id is not None and (not isinstance(viewer_id, str) or not viewer_id
+                                      or len(viewer_id) > _VIEWER_ID_MAX):
+            raise ValueError(f"viewer_id must be a string of 1 to {_VIEWER_ID_MAX} "
+                             f"characters, not {viewer_id!r:.60}")
+        self._memory = memory
+        self._who = (ViewerRef(PLATFORM, viewer_id, self._viewer.name)
+                     if viewer_id is not None else None)
+
+    @property
+    def remembers(self) -> bool:
+        """Whether this conversation's turns go to long-term memory (memory attached, a
+        visitor id, memory on for the persona)."""
+        return (self._memory is not None and self._who is not None
+                and self.persona.config.memory.enabled)
+
+    def _viewer_memory(self) -> ViewerMemory | None:
+        """The visitor's memory for the next reply (None: nothing is remembered)."""
+        memory, who = self._memory, self._who
+        if memory is None or who is None:
+            return None
+        pid, fair = self.persona.id, self._fair
+        allowed = self._input_filter.for_viewer(self._viewer, platform=PLATFORM, persona=pid)
+        return memory.viewer(self.persona.config, who, allowed=allowed, llm=self.persona.llm,
+                             gate=lambda: fair.turn(f"memory:{pid}"))
+
+    async def memory_command(self, command: MemoryCommand) -> str:
+        """Answer the page's memory controls with the text to show; never raises for a
+        database failure (the visitor is told to try later).
+
+        ``show``: what is kept about this visitor (every persona's notes). ``forget``: erase
+        all of it, cut the reply in flight, and drop this conversation's history and
+        transcript (a reload shows nothing of it again).
+
+        Raises:
+            ValueError: ``command`` is neither ``show`` nor ``forget``.
+            SessionEnded: the conversation is over.
+        """
+        if command not in ("show", "forget"):
+            raise ValueError(f"memory command must be 'show' or 'forget', not {command!r:.40}")
+        if self._closed:
+            raise SessionEnded(f"conversation {self.id} has ended")
+        self.last_active = self._clock()
+        name = self.persona.config.name
+        memory, who = self._memory, self._who
+        if command == "forget":
+            self._forget_here()
+        if memory is None:
+            return ("Nothing about you is remembered here: this studio keeps no long-term "
+                    "memory." if command == "show" else
+                    "Done: this conversation is cleared. Nothing else was kept about you.")
+        if who is None:
+            note = ("This browser keeps no visitor id (its storage is off), so nothing is "
+                    "remembered about you between conversations.")
+            return note if command == "show" else f"Done: this conversation is cleared. {note}"
+        try:
+            if command == "forget":
+                erased = await memory.forget(who)
+                logger.info("talk %s: the visitor asked to be forgotten (%d rows erased)",
+                            self.id, erased)
+                return ("Done: I have forgotten everything about you." if erased else
+                        "Done: I had nothing kept about you.")
+            kept = await memory.kept(who, public=False)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a store failure is told, never a crash of the page's call
+            logger.warning("talk %s: memory %s failed (%s: %s)", self.id, command,
+                           type(e).__name__, e)
+            return _MEMORY_DOWN
+        enabled = self.persona.config.memory.enabled
+        if not enabled and not kept.total:
+            return f"{name} does not remember visitors: memory is off."
+        if not kept.total:
+            return "I don't keep anything about you."
+        return _describe_kept(kept, name=name, off=not enabled)
+
+    def _forget_here(self) -> None:
+        """Drop what this conversation holds in RAM about the visitor: the reply in flight,
+        the model's history of the conversation, the transcript a reload gets, the turn
+        records (their words)."""
+        turn = self._turn
+        if turn is not None:
+            self._interrupt(turn)
+        self._view.conversations.clear()
+        self._transcript.clear()
+        self.records.clear()
+        self._settle()
+
     # ------------------------------------------------------------------ hearing (EarListener)
 
     def speech_started(self) -> None:
@@ -479,12 +599,15 @@ class TalkSession:
 
     async def _answer(self, turn: _Turn) -> None:
         fair, client = self._fair, self.client
+        extra: dict[str, Any] = {}
+        if (memory := self._viewer_memory()) is not None:
+            extra["memory"] = memory
         try:
             reply = await self._pipeline(
                 self._view, viewer=self._viewer.name, text=turn.text,
                 on_performance=lambda p: self._perform(turn, p), reply_id=turn.reply_id,
                 screen=lambda text: self._screen(text, turn), context_key=self.context_key,
-                performer=self._performer, gate=lambda: fair.turn(client))
+                performer=self._performer, gate=lambda: fair.turn(client), **extra)
             if reply.fell_back and self._turn is turn:
                 self._notify("warn", f"{self.persona.config.name} could not think of an answer "
                                      "(the language model is not answering): said a stock line "
@@ -612,6 +735,31 @@ class TalkSession:
             if queue.qsize() >= _QUEUE_MAX:
                 queue.get_nowait()  # a page that does not read loses the oldest
             queue.put_nowait(message)
+
+
+def _describe_kept(kept: Kept, *, name: str, off: bool) -> str:
+    """The answer to "What do you remember?": the facts (as many as fit), what else is kept,
+    and how to erase it."""
+    shown: list[str] = []
+    size = 0
+    for fact in kept.facts:
+        if shown and size + len(fact) > _KEPT_CHARS:
+            break
+        shown.append(f"'{fact}'")
+        size += len(fact) + 4
+    parts: list[str] = []
+    if shown:
+        more = len(kept.facts) - len(shown)
+        parts.append("I remember: " + "; ".join(shown) + (f" (+{more} more)" if more else "")
+                     + ".")
+    if kept.elsewhere:
+        parts.append(f"{kept.elsewhere} more note(s) from your other linked account(s).")
+    if kept.summaries:
+        parts.append("I also keep a short summary of what we talked about.")
+    if off:
+        parts.append(f"{name} itself does not remember visitors any more (memory is off).")
+    parts.append("'Forget me' erases it all.")
+    return " ".join(parts)
 
 
 def _private_view(persona: PersonaRuntime) -> PersonaRuntime:

@@ -11,24 +11,33 @@ conversation.
 =============================================  ==========================================
 ``GET /talk?token=T|invite=C|session=S&key=K``  the page; 401 page saying why when refused
 ``GET /api/talk/personas?token|invite``         ``{"personas", "sessions", "max_sessions"}``
-``POST /api/talk/sessions?token|invite``        ``{"persona"}`` -> 201 session and key; 503
-                                                ``{"error": "full", "retry_after_s"}`` when full
+``POST /api/talk/sessions?token|invite``        ``{"persona", "visitor"?}`` -> 201 session and
+                                                key; 503 ``{"error": "full", "retry_after_s"}``
+                                                when full
 ``POST /api/talk/sessions/{sid}/offer?key=K``   ``{"sdp", "type"}`` -> the answer
 ``GET /api/talk/sessions/{sid}/ws?key=K``       the session's messages; the page's commands
+``POST /api/talk/sessions/{sid}/memory?key=K``   ``{"command": "show"|"forget"}`` ->
+                                                ``{"command", "text"}``: long-term memory
 ``DELETE /api/talk/sessions/{sid}?key=K``       204, ended; ``POST .../end?key=K`` (the page's
                                                 beacon): ended unless it is back within 5 s
 ``POST /api/talk/invites?token=T``              ``{"persona"?, "uses"?}`` -> ``{"url"}``
 =============================================  ==========================================
+
+A page may send ``visitor``, a random id its browser keeps (32-64 hex digits): the visitor's
+long-term memory (the app's memory service, handed to each new session with
+``use_memory``) is keyed by a SHA-256 of it, never by the id itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import html
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +66,8 @@ _TEXT_MAX = 2000  # characters of one typed line (moderation cuts it further)
 _WS_MESSAGE_MAX = 8 * 1024
 _ANSWER_TIMEOUT_S = 15.0
 _MAX_USES = 100
+_VISITOR = re.compile(r"[0-9a-f]{32,64}")
+_MEMORY_COMMANDS = ("show", "forget")
 _INVITE_PROBLEMS = {
     "used": "this invite link was already used",
     "expired": "this invite link has expired",
@@ -88,6 +99,10 @@ class TalkSessionPort(TalkPeer, Protocol):
     def set_talking(self, down: bool) -> None: ...
 
     def client_state(self, what: str) -> None: ...
+
+    def use_memory(self, memory: Any, viewer_id: str | None) -> None: ...
+
+    async def memory_command(self, command: Literal["show", "forget"]) -> str: ...
 
 
 class TalkHubPort(Protocol):
@@ -133,6 +148,9 @@ class TalkLimits:
         sockets: websockets open at once (a reload opens a new one before the old closes).
         messages_per_s: page-to-server websocket messages, sustained.
         message_burst: ... and in a burst (holding and releasing the talk key quickly).
+        memory_per_min: "What do you remember?" / "Forget me" requests, sustained (each is a
+            database query).
+        memory_burst: ... and in a row.
     """
 
     offers_per_min: int = 12
@@ -140,6 +158,8 @@ class TalkLimits:
     sockets: int = 3
     messages_per_s: float = 5.0
     message_burst: int = 20
+    memory_per_min: int = 10
+    memory_burst: int = 3
 
 
 class _Bucket:
@@ -170,6 +190,7 @@ class _SessionUse:
     """Requests one session made (for its limits)."""
 
     offers: _Bucket
+    memory: _Bucket
     sockets: int = 0
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     leaving: asyncio.Task[Any] | None = None  # the page said it left; ends unless it is back
@@ -203,6 +224,9 @@ class TalkRoutes:
         idle_timeout_s: when an idle session ends, told to the page.
         unavailable: why ``/talk`` is off (shown to token holders only).
         limits: request limits per session.
+        memory: the app's long-term memory of viewers (``bots.memory.service.MemoryService``),
+            handed to each new session whose page brings a visitor id; None: no memory
+            (the page's memory controls say so).
         clock: monotonic clock (limits).
     """
 
@@ -210,6 +234,7 @@ class TalkRoutes:
                  authorized: Callable[[web.Request], bool], invites: bool = False,
                  max_sessions: int = 12, idle_timeout_s: float = 180.0,
                  unavailable: str = "", limits: TalkLimits | None = None,
+                 memory: object | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.hub = hub
         self.answer = answer
@@ -219,6 +244,7 @@ class TalkRoutes:
         self.idle_timeout_s = idle_timeout_s
         self.unavailable = unavailable or "private conversations are off on this studio"
         self.limits = limits or TalkLimits()
+        self.memory = memory
         self._clock = clock
         self._use: dict[str, _SessionUse] = {}
         self._sockets: set[web.WebSocketResponse] = set()
@@ -230,6 +256,7 @@ class TalkRoutes:
         app.router.add_post("/api/talk/sessions", self._open)
         app.router.add_post("/api/talk/sessions/{sid}/offer", self._offer)
         app.router.add_get("/api/talk/sessions/{sid}/ws", self._ws)
+        app.router.add_post("/api/talk/sessions/{sid}/memory", self._memory)
         app.router.add_delete("/api/talk/sessions/{sid}", self._end)
         app.router.add_post("/api/talk/sessions/{sid}/end", self._end)
         app.router.add_post("/api/talk/invites", self._invite)
@@ -293,9 +320,12 @@ class TalkRoutes:
                 for gone in [s for s in self._use if s not in self.hub.sessions]:
                     if not self._use[gone].tasks and not self._use[gone].sockets:
                         del self._use[gone]
-            use = self._use[sid] = _SessionUse(offers=_Bucket(
-                rate=self.limits.offers_per_min / 60.0, burst=self.limits.offer_burst,
-                clock=self._clock))
+            limits, clock = self.limits, self._clock
+            use = self._use[sid] = _SessionUse(
+                offers=_Bucket(rate=limits.offers_per_min / 60.0, burst=limits.offer_burst,
+                               clock=clock),
+                memory=_Bucket(rate=limits.memory_per_min / 60.0, burst=limits.memory_burst,
+                               clock=clock))
         return use
 
     # ------------------------------------------------------------------ handlers
@@ -338,12 +368,17 @@ class TalkRoutes:
         access = self._access(request)
         if isinstance(access, str):
             return _json_error(401, access)
-        body, error = await _json_body(request, ("persona",))
+        body, error = await _json_body(request, ("persona", "visitor"))
         if error is not None:
             return error
         persona = body.get("persona")
         if not isinstance(persona, str) or not persona:
             return _json_error(400, "field 'persona' must be a persona id")
+        visitor = body.get("visitor")
+        if visitor is not None and (not isinstance(visitor, str)
+                                    or not _VISITOR.fullmatch(visitor)):
+            return _json_error(400, "field 'visitor' must be 32 to 64 lowercase hex digits "
+                                    "(the random visitor id the page keeps)")
         known = {str(p["id"]) for p in self.hub.personas_info()}
         if persona not in known:
             return _json_error(404, f"unknown persona {persona[:40]!r}")
@@ -366,8 +401,11 @@ class TalkRoutes:
                     return _json_error(401, "this invite link was used meanwhile")
                 return _json_error(403, f"this invite link is for {allowed!r}, not "
                                         f"{persona[:40]!r}")
-        logger.info("talk: session %s opened with %s (%s)", session.id, persona,
-                    "invite" if access.invite else "token")
+        if self.memory is not None:
+            session.use_memory(self.memory, None if visitor is None else _viewer_id(visitor))
+        logger.info("talk: session %s opened with %s (%s%s)", session.id, persona,
+                    "invite" if access.invite else "token",
+                    ", remembered visitor" if visitor is not None else "")
         return web.json_response({"session": session.id, "key": session.key,
                                   "persona": session.persona.id, "language": session.language,
                                   "idle_timeout_s": self.idle_timeout_s}, status=201)
@@ -404,6 +442,28 @@ class TalkRoutes:
             logger.exception("talk %s: answering the offer failed", session.id)
             return _json_error(500, "the conversation's stream could not answer")
         return web.json_response({"sdp": answer_sdp, "type": answer_type})
+
+    async def _memory(self, request: web.Request) -> web.Response:
+        """The page's "What do you remember?" (``show``) and "Forget me" (``forget``)."""
+        session = self._session(request)
+        if session is None:
+            return _no_session()
+        use = self._use_of(session.id)
+        wait = use.memory.take()
+        if wait:
+            return _too_many("too many memory requests for this conversation", wait)
+        body, error = await _json_body(request, ("command",))
+        if error is not None:
+            return error
+        command = body.get("command")
+        if command not in _MEMORY_COMMANDS:
+            return _json_error(400, f"field 'command' must be one of "
+                                    f"{', '.join(_MEMORY_COMMANDS)}")
+        try:
+            text = await session.memory_command("forget" if command == "forget" else "show")
+        except VStageError:  # the conversation ended meanwhile
+            return _no_session()
+        return web.json_response({"command": command, "text": text})
 
     async def _end(self, request: web.Request) -> web.Response:
         session = self._session(request)
@@ -555,6 +615,12 @@ class TalkRoutes:
             logger.info("talk %s: a typed line was not taken: %s", session.id, e)
         except Exception:
             logger.exception("talk %s: a typed line failed", session.id)
+
+
+def _viewer_id(visitor: str) -> str:
+    """The visitor's name to the memory: a SHA-256 of the page's id (domain-separated), so
+    the database never holds the id the browser sends."""
+    return hashlib.sha256(b"vstage-talk-visitor:" + visitor.encode("ascii")).hexdigest()[:32]
 
 
 # ---------------------------------------------------------------------- responses
