@@ -6,8 +6,10 @@ mouth, the eyes or the breathing moved: about two frames in three are identical 
 before, the mouth and eyes change a box of a few thousand pixels, and a breath moves the
 whole body up or down a pixel. So a sentence is sent as its first frame plus, for each later
 frame, the box that changed since the one before, coded as the difference (XOR) from the
-previous frame *moved by a small offset* (a breath becomes a box of zeros but for the mouth);
-the lot is deflated at level 1. Packing and unpacking are exact.
+previous frame *moved by a small offset* (a breath becomes a box of zeros but for the mouth).
+The first frame and the patches are deflated at level 1, in threads of their own (zlib and
+numpy let go of the GIL, so a worker's cores share the packing). Packing and unpacking are
+exact; a worker and the app must run the same version of this format.
 
 Unpacking is where the megabytes would be paid again: writing ~100 MB of frames that are
 mostly copies of each other costs tens of milliseconds. On Linux, when a frame is a whole
