@@ -76,8 +76,8 @@ def test_packet_gap_default_is_three_missing_frames() -> None:
 def test_packets_that_stop_dead_start_the_preview_at_the_gap(vad, frames) -> None:
     """No silence frames (a client that dropped out): once packets have been away for
     ``packet_gap_s`` no voice is expected, so the preview comes at the first quiet window
-    then, not after another ``preempt_after_s`` of quiet (0.12 s)."""
-    settings = HearingSettings()
+    then, not after ``preempt_after_s`` of quiet (0.3 s here, to tell the two apart)."""
+    settings = HearingSettings(preempt_after_s=0.3)
     clock = _Clock()
     segmenter = SpeechSegmenter(vad=vad, settings=settings, clock=clock)
     assert not _say(segmenter, clock, frames)
@@ -93,7 +93,7 @@ def test_packets_that_stop_dead_start_the_preview_at_the_gap(vad, frames) -> Non
     # The gap, a tick, and the VAD window that holds the first quiet audio.
     assert previews[0].detected_at <= last_packet + gap + TICK + WINDOW / VAD_RATE + 1e-6, (
         previews[0].detected_at - last_packet)
-    assert previews[0].detected_at < last_packet + (settings.preempt_after_s or 0.0)
+    assert previews[0].detected_at < previews[0].speech_end + 0.2
     assert finals[0].key == previews[0].key and np.array_equal(finals[0].audio,
                                                                previews[0].audio)
     assert finals[0].detected_at <= last_packet + settings.end_silence_s + 0.1
