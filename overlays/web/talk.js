@@ -8,6 +8,12 @@
 // and one websocket for everything else: the server's conversation state and transcript, and
 // the page's typed text, hands-free / hold-to-talk mode and "talking" presses.
 //
+// Long-term memory: the page keeps a random visitor id in localStorage (made once per browser)
+// and sends it when a conversation starts, so the persona remembers this visitor next time
+// (the server keeps only a hash of it). "What do you remember?" and "Forget me" (confirmed
+// first) ask the server (POST .../memory) and show its answer in the transcript. Without
+// storage (a private window that refuses it) no id is sent and nothing is remembered.
+//
 // The server decides turns (its voice activity detection, barge-in, echo guard); the page
 // shows what it says. Transcript messages are keyed by turn and sentence index, so the replay
 // a reconnected websocket gets (state and transcript so far) changes nothing already shown.
@@ -22,6 +28,7 @@ const ACCESS = { token: params.get("token") || "", invite: params.get("invite") 
 // again after a reload; what the page knew of it is kept in sessionStorage (this tab only).
 const RESUME = { session: params.get("session") || "", key: params.get("key") || "" };
 const STORED = "vstage-talk:";
+const VISITOR_KEY = "vstage-talk-visitor";
 const MIC_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 const ICE_GATHER_MS = 3000;
 const STALL_MS = 5000; // live video but no frame and no packet this long: reconnect it
@@ -50,6 +57,25 @@ async function request(url, options) {
   } catch (err) {
     return { ok: false, status: 0, body: { error: "cannot reach the server" },
              headers: new Headers() };
+  }
+}
+
+/**
+ * This browser's visitor id: 32 random hex digits made once and kept in localStorage; null
+ * when the browser keeps no storage for the page (then nothing is remembered about it).
+ */
+function visitorId() {
+  try {
+    let id = localStorage.getItem(VISITOR_KEY);
+    if (!id || !/^[0-9a-f]{32,64}$/.test(id)) {
+      const bytes = crypto.getRandomValues(new Uint8Array(16));
+      id = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+      localStorage.setItem(VISITOR_KEY, id);
+      if (localStorage.getItem(VISITOR_KEY) !== id) return null;
+    }
+    return id;
+  } catch (err) {
+    return null; // storage off or full
   }
 }
 
@@ -302,6 +328,21 @@ class Transcript {
     return undefined;
   }
 
+  /** The persona's answer to a memory control ("What do you remember?", "Forget me"). */
+  memory(command, text) {
+    const li = document.createElement("li");
+    li.className = "memory";
+    li.dataset.command = command;
+    const who = document.createElement("b");
+    who.textContent = this.personaName;
+    const body = document.createElement("span");
+    body.className = "text";
+    body.textContent = text; // the server's words, with stored notes in them: text only
+    li.append(who, body);
+    this.list.appendChild(li);
+    this._scroll();
+  }
+
   notice(level, text) {
     const li = document.createElement("li");
     li.className = "notice " + (level || "info");
@@ -328,6 +369,9 @@ class Transcript {
                    correction: rec.correction, gloss: rec.gloss });
       } else if (li.classList.contains("notice")) {
         out.push({ kind: "notice", level: li.dataset.level, text: li.textContent });
+      } else if (li.classList.contains("memory")) {
+        out.push({ kind: "memory", command: li.dataset.command,
+                   text: li.querySelector(".text").textContent });
       }
     }
     return out;
@@ -825,6 +869,8 @@ class TalkPage {
     this.fullTimer = null;
     this.endedReason = null;
     this.lastChosen = null;
+    this.forgotTurn = 0; // turns up to this one were forgotten: late messages of them are dropped
+    this.memoryBusy = false;
     this._wire();
     // ?mode=ptt: a link that opens in hold-to-talk (a noisy room, a shared desk).
     if (params.get("mode") === "ptt") this.setMode("ptt");
@@ -924,7 +970,9 @@ class TalkPage {
     if (!this.audioCtx) this.audioCtx = new AudioContext();
     if (this.audioCtx.state === "suspended") this.audioCtx.resume().catch(() => {});
     $("start").disabled = true;
-    const res = await postJson(withAccess("/api/talk/sessions"), { persona });
+    const visitor = visitorId();
+    const res = await postJson(withAccess("/api/talk/sessions"),
+                               visitor ? { persona, visitor } : { persona });
     $("start").disabled = false;
     if (res.status === 201 || res.ok) return this.begin(res.body);
     if (res.status === 503 && res.body.error === "full") {
@@ -1001,6 +1049,7 @@ class TalkPage {
     this._remember(this.session);
 
     this.endedReason = null;
+    this.forgotTurn = 0;
     if (!resumed) this.transcript.clear();
     this.transcript.personaName = this.session.name;
     this.messages = [];
@@ -1054,6 +1103,7 @@ class TalkPage {
     this.link.start(micOn ? this.mic.stream : null);
     this.endUrl = `${base}/end?${key}`;
     this.deleteUrl = `${base}?${key}`;
+    this.memoryUrl = `${base}/memory?${key}`;
   }
 
   _micUnavailable() {
@@ -1115,6 +1165,8 @@ class TalkPage {
   onMessage(msg) {
     this.messages.push({ at: performance.now(), ...msg });
     if (this.messages.length > KEPT) this.messages.shift();
+    // A reply cut by "Forget me" may still send a message or two: not shown again.
+    if (typeof msg.turn === "number" && msg.turn <= this.forgotTurn) return;
     const t = this.transcript;
     const lang = this.session && this.session.language;
     switch (msg.type) {
@@ -1197,11 +1249,47 @@ class TalkPage {
     return true;
   }
 
+  // ------------------------------------------------------------------ long-term memory
+
+  /**
+   * "What do you remember?" (show) or "Forget me" (forget, after the visitor confirms): the
+   * server's answer goes into the transcript. Forgetting clears the transcript first: the
+   * conversation so far is forgotten too (a reload shows nothing of it either).
+   */
+  async askMemory(command) {
+    if (!this.session || !this.memoryUrl || this.memoryBusy) return;
+    const name = this.session.name || "the persona";
+    if (command === "forget" && !window.confirm(
+      `Forget me: erase everything ${name} and the other personas here remember about you, ` +
+      "and this conversation so far? This cannot be undone.")) return;
+    this.memoryBusy = true;
+    this._memoryButtons(false);
+    const res = await postJson(this.memoryUrl, { command });
+    this.memoryBusy = false;
+    this._memoryButtons(Boolean(this.session));
+    if (!res.ok) {
+      const retry = res.body.retry_after_s ? ` (try again in ${res.body.retry_after_s} s)` : "";
+      this.transcript.notice("error", (res.body.error || `memory request failed (${res.status})`)
+                                      + retry);
+      return;
+    }
+    if (command === "forget") {
+      for (const n of this.transcript.turns.keys()) this.forgotTurn = Math.max(this.forgotTurn, n);
+      this.transcript.clear();
+    }
+    this.transcript.memory(command, res.body.text || "");
+  }
+
+  _memoryButtons(on) {
+    for (const id of ["memory-show", "memory-forget"]) $(id).disabled = !on;
+  }
+
   // ------------------------------------------------------------------ the end
 
   /** The conversation's controls: on while it runs, off once it has ended. */
   _inputs(on) {
-    for (const id of ["say-text", "say-send", "end", "hold", "mute"]) $(id).disabled = !on;
+    for (const id of ["say-text", "say-send", "end", "hold", "mute", "memory-show",
+                      "memory-forget"]) $(id).disabled = !on;
   }
 
   _teardown() {
@@ -1270,6 +1358,8 @@ class TalkPage {
       this.load();
     });
     $("end").addEventListener("click", () => this.end());
+    $("memory-show").addEventListener("click", () => this.askMemory("show"));
+    $("memory-forget").addEventListener("click", () => this.askMemory("forget"));
     $("mute").addEventListener("click", () => this.setMuted(!(this.mic && this.mic.muted)));
     $("over-again").addEventListener("click", () => {
       this._teardown();
@@ -1339,7 +1429,9 @@ const page = new TalkPage();
 //   __talk.session()       {id, persona, language, idle_timeout_s} while one is open
 //   __talk.transcript()    [{kind: "turn", turn, you, typed, language, sentences, persona,
 //                          final, interrupted, refused, correction, gloss} |
-//                          {kind: "notice", level, text}] in page order
+//                          {kind: "notice", level, text} |
+//                          {kind: "memory", command, text}] in page order
+//   __talk.visitor()       this browser's visitor id (null: no storage)
 //   __talk.messages(since) the server's messages with `at`, received after `since`
 //   __talk.framesDrawn()   avatar frames drawn into the canvas
 //   __talk.audio()         {level, loudMs, lastLoudAt, playing, paused, muted}: the voice as
@@ -1375,6 +1467,7 @@ window.__talk = {
   mic: () => (page.mic ? { state: page.mic.state, reason: page.mic.reason, level: page.mic.level,
                           muted: page.mic.muted, openedAt: page.mic.openedAt } : null),
   retryIn: () => page.retryIn(),
+  visitor: () => visitorId(),
   link: () => (page.link ? { state: page.link.state, reason: page.link.reason,
                              events: page.link.events } : null),
 };
