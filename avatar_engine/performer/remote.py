@@ -74,6 +74,10 @@ class RemotePerformer(ClockedPerformer):
             raise ProviderError(
                 f"{self.persona}: the worker renders at {rendered.fps} fps, this process "
                 f"at {self.fps}; are both on the same avatar settings?", retryable=False)
-        if rendered.frames.raw_bytes > _UNPACK_IN_THREAD_BYTES:
-            return await asyncio.to_thread(unpack_frames, rendered.frames)
-        return unpack_frames(rendered.frames)
+        try:
+            if rendered.frames.raw_bytes > _UNPACK_IN_THREAD_BYTES:
+                return await asyncio.to_thread(unpack_frames, rendered.frames)
+            return unpack_frames(rendered.frames)
+        except ValueError as e:  # a corrupt answer, or a worker on another codec version
+            raise ProviderError(f"{self.persona}: the worker's frames do not unpack: {e}",
+                                retryable=False) from e
