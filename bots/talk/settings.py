@@ -40,5 +40,10 @@ class TalkSettings(FrozenModel):
         0.2, ge=0.0, le=2.0,
         description="the echo guard keeps ignoring the microphone this long after the "
                     "persona's voice was last loud (the echo's way back through the browser)")
+    max_sentences: int | None = Field(
+        2, ge=1, le=20,
+        description="pieces (sentences, or a first clause) a private answer has at most; a "
+                    "spoken conversation takes turns, and short answers leave the learner room "
+                    "to talk (null: the persona's own llm.max_sentences)")
     viewer_name: str = Field("Guest", min_length=1, max_length=40,
                              description="what the persona calls the visitor")

@@ -496,3 +496,36 @@ async def test_bad_input_gets_clear_errors(make_hub: MakeHub) -> None:
     with pytest.raises(SessionEnded):
         await s.say_text("anyone?")
     s.hear(np.zeros(960, np.int16))  # frames still arriving after the end are ignored
+
+
+class _Chatty(_LLM):
+    """A chat model that always says four sentences."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = True
+
+    async def stream(self, messages):  # type: ignore[no-untyped-def]
+        self.asked.append(list(messages))
+        for word in ("One. ", "Two. ", "Three. ", "Four. "):
+            yield word
+
+
+@pytest.mark.parametrize(("cap", "said"), [(2, "One. Two."), (None, "One. Two. Three.")])
+async def test_private_answers_are_capped_at_talk_max_sentences(
+        make_hub: MakeHub, cap: int | None, said: str) -> None:
+    """A conversation takes turns: its answers stop at ``talk.max_sentences`` (the persona's
+    own cap, three here, applies on the show and when the talk cap is off)."""
+    hub = await make_hub(pipeline=perform, max_sentences=cap)
+    persona = hub.personas["mika"]
+    assert persona.config.llm.max_sentences == 3
+    persona.llm, persona.tts = _Chatty(), _TTS()  # type: ignore[assignment]
+    s = await hub.open("mika")
+    msgs = Messages(s)
+    try:
+        await s.say_text("tell me a story")
+        answer = await msgs.wait_type("answer")
+    finally:
+        await msgs.close()
+    assert answer["text"] == said
+    assert persona.config.llm.max_sentences == 3  # the persona itself is untouched
