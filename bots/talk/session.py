@@ -194,7 +194,8 @@ class TalkSession:
         self._clock = clock
         self._on_closed = on_closed
         self._viewer = Viewer(id=self.client, name=viewer_name)
-        self._view = _private_view(persona, max_sentences=settings.max_sentences)
+        self._view = _private_view(persona, max_sentences=settings.max_sentences,
+                                   max_chars=settings.max_chars)
         self._echo = EchoGuard(threshold_dbfs=settings.echo_threshold_dbfs,
                                hang_s=settings.echo_hang_s)
         self._subscribers: list[asyncio.Queue[TalkMessage | None]] = []
@@ -762,18 +763,22 @@ def _describe_kept(kept: Kept, *, name: str, off: bool) -> str:
     return " ".join(parts)
 
 
-def _private_view(persona: PersonaRuntime, *, max_sentences: int | None = None
-                  ) -> PersonaRuntime:
+def _private_view(persona: PersonaRuntime, *, max_sentences: int | None = None,
+                  max_chars: int | None = None) -> PersonaRuntime:
     """The persona with a conversation memory of its own: the same models, voice, renderer
     and pool, but history and stage note private to one session. (Remembering a private
     answer in the persona's own memory would put it in the show's stage note, which the
-    public show's prompts carry.) ``max_sentences`` caps its answers (``talk.max_sentences``);
-    the model stops writing there, so the shared model is free for the next conversation
-    sooner."""
+    public show's prompts carry.) ``max_sentences`` and ``max_chars`` cap its answers
+    (``talk.max_sentences``, ``talk.max_chars``); the model stops writing there, so the
+    shared model is free for the next conversation sooner."""
     view = copy.copy(persona)
     view.conversations = Conversations(turns=persona.config.llm.history_turns, max_viewers=1)
     llm = persona.config.llm
+    caps: dict[str, int] = {}
     if max_sentences is not None and max_sentences < llm.max_sentences:
-        view.config = persona.config.model_copy(
-            update={"llm": llm.model_copy(update={"max_sentences": max_sentences})})
+        caps["max_sentences"] = max_sentences
+    if max_chars is not None and max_chars < llm.max_chars:
+        caps["max_chars"] = max_chars
+    if caps:
+        view.config = persona.config.model_copy(update={"llm": llm.model_copy(update=caps)})
     return view

@@ -45,5 +45,10 @@ class TalkSettings(FrozenModel):
         description="pieces (sentences, or a first clause) a private answer has at most; a "
                     "spoken conversation takes turns, and short answers leave the learner room "
                     "to talk (null: the persona's own llm.max_sentences)")
+    max_chars: int | None = Field(
+        200, ge=20, le=4000,
+        description="characters a private answer has at most (about 10 s of speech; the "
+                    "learner cannot be heard over a long answer: the echo guard ignores the "
+                    "microphone while the persona speaks) (null: the persona's llm.max_chars)")
     viewer_name: str = Field("Guest", min_length=1, max_length=40,
                              description="what the persona calls the visitor")

@@ -507,16 +507,23 @@ class _Chatty(_LLM):
 
     async def stream(self, messages):  # type: ignore[no-untyped-def]
         self.asked.append(list(messages))
-        for word in ("One. ", "Two. ", "Three. ", "Four. "):
+        for word in ("First sentence here. ", "Second sentence here. ", "Third one here. ",
+                     "Fourth one here. "):
             yield word
 
 
-@pytest.mark.parametrize(("cap", "said"), [(2, "One. Two."), (None, "One. Two. Three.")])
+TWO = "First sentence here. Second sentence here."
+
+
+@pytest.mark.parametrize(("cap", "chars", "said"), [
+    (2, None, TWO), (None, None, f"{TWO} Third one here."),
+    (None, len(TWO) - 1, TWO)])  # the space between is not counted
 async def test_private_answers_are_capped_at_talk_max_sentences(
-        make_hub: MakeHub, cap: int | None, said: str) -> None:
-    """A conversation takes turns: its answers stop at ``talk.max_sentences`` (the persona's
-    own cap, three here, applies on the show and when the talk cap is off)."""
-    hub = await make_hub(pipeline=perform, max_sentences=cap)
+        make_hub: MakeHub, cap: int | None, chars: int | None, said: str) -> None:
+    """A conversation takes turns: its answers stop at ``talk.max_sentences`` or
+    ``talk.max_chars`` (the persona's own caps, three sentences here, apply on the show and
+    when the talk caps are off)."""
+    hub = await make_hub(pipeline=perform, max_sentences=cap, max_chars=chars)
     persona = hub.personas["mika"]
     assert persona.config.llm.max_sentences == 3
     persona.llm, persona.tts = _Chatty(), _TTS()  # type: ignore[assignment]
