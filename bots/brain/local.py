@@ -190,6 +190,8 @@ class LocalLLM:
     def _load_blocking(self) -> Llama:
         """Blocking: load the GGUF file. Call with ``_LOAD_LOCK`` held."""
         try:
+            import llama_cpp  # noqa: F401  (kvcache may be imported already; llama_cpp not)
+
             from bots.brain.kvcache import StatefulLlama
         except ImportError as e:
             raise MissingDependency(

@@ -216,12 +216,17 @@ class SentenceCutter:
             characters as a word.
         max_piece_chars: a piece with no sentence end is cut past this length: at the last
             sentence end inside quotes, else at the last space or 、.
+        first_piece_chars: the same for the first piece, which nothing is said before: a
+            long first sentence with no clause mark is cut at its last space before this
+            length (0: only ``max_piece_chars``), so voicing starts without waiting for the
+            model to finish it.
         language: the reply's language (``"de"``, ``"fr-CA"``): its abbreviations and
             ordinals (:data:`CUT_RULES`); English rules for languages without their own.
     """
 
     first_clause_words: int = 4
     max_piece_chars: int = 220
+    first_piece_chars: int = 100
     language: str = "en"
     _buf: str = ""
     _emitted: int = field(default=0)
@@ -263,8 +268,10 @@ class SentenceCutter:
                 if _word_count(buf[:end]) - (buf[end - 1] == "-") >= self.first_clause_words:
                     piece = self._take(end)
                     return piece.rstrip(" -–—") if piece else piece
-        if len(buf) > self.max_piece_chars:
-            limit = self.max_piece_chars
+        limit = self.max_piece_chars
+        if self._emitted == 0 and self.first_piece_chars:
+            limit = min(limit, self.first_piece_chars)
+        if len(buf) > limit:
             quoted = [q for q in scan.quoted if q <= limit]
             if quoted:
                 return self._take(quoted[-1])

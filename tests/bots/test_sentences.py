@@ -203,3 +203,16 @@ def test_cutting_loses_no_words_in_any_language(text, step, lang):
 ])
 def test_speaker_labels_in_any_script(raw, expected):
     assert strip_label(raw, names=("Élodie", "ユイ", "Lena")) == expected
+
+
+def test_a_long_first_sentence_without_a_clause_mark_is_cut_early():
+    """Nothing is said before the first piece: a run-on first sentence is cut at a space
+    near ``first_piece_chars``, later ones only at ``max_piece_chars``."""
+    run_on = " ".join(["baked eggs with bacon and sausage and mango"] * 6) + "."
+    pieces = cut(run_on + " " + run_on, first_piece_chars=60)
+    assert len(pieces[0]) <= 60 and pieces[0].startswith("baked eggs")
+    assert all(len(p) > 60 for p in pieces[1:3])  # the rest is cut at sentence ends only
+    assert " ".join(pieces).split() == (run_on + " " + run_on).split()
+    assert cut("Short first. Then more.", first_piece_chars=60) == ["Short first.",
+                                                                    "Then more."]
+    assert cut(run_on, first_piece_chars=0, max_piece_chars=400) == [run_on]
