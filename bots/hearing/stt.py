@@ -165,12 +165,14 @@ def window_for(duration_s: float, settings: HearingSettings, *, multilingual: bo
     ``settings.short_window_s`` costs a third of that. The decoder was trained on 30 s windows
     and loses its sense of where speech ends when the quiet after it is short: with under
     ~4 s of it, tiny.en repeats sentences (bench/discord.py's sentences, 5-8 s windows). So the
-    short window is used only when it leaves ``SHORT_WINDOW_MARGIN_S`` after the speech, and
-    for a multilingual model only when ``short_window_multilingual`` says so (not measured on
-    Whisper base's languages).
+    short window is used only when it leaves ``SHORT_WINDOW_MARGIN_S`` after the speech. The
+    multilingual model has its own, longer window (``multilingual_window_s``): Whisper base
+    lost accuracy in French at 10-12 s.
     """
-    short = settings.short_window_s
-    if short is None or (multilingual and not settings.short_window_multilingual):
+    short = settings.multilingual_window_s if multilingual else settings.short_window_s
+    if short is None or (multilingual and settings.follow_detected_language_above is not None):
+        # Whisper's language detection is less sure in a short window (German espeak speech
+        # was reported as English at 15 s): a listener that acts on it gets the full window.
         return FULL_WINDOW_S
     return short if duration_s <= short - SHORT_WINDOW_MARGIN_S else FULL_WINDOW_S
 

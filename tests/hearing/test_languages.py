@@ -27,7 +27,7 @@ from bots.events import Utterance
 from bots.hearing.audio import FRAME_SAMPLES, resample, tts_to_discord_pcm
 from bots.hearing.listener import Heard, Listener
 from bots.hearing.settings import HearingSettings
-from bots.hearing.stt import WhisperSTT, select_model
+from bots.hearing.stt import FULL_WINDOW_S, WhisperSTT, select_model, window_for
 from tests.discord.fakes import Channel, Sink, SpeakingClient
 from tests.discord.helpers import pcm_frames, trim_silence
 
@@ -232,17 +232,26 @@ async def test_expected_language_is_a_hint_detection_is_reported(stt: WhisperSTT
 
 async def test_detection_shares_the_encoder_pass(stt: WhisperSTT, tmp_path: Path) -> None:
     """Reporting the detected language costs no second encoder pass (the encoder is most of
-    whisper's time on CPU), and the text is the same as without detection."""
+    whisper's time on CPU), and the text is the same as without detection. A listener that
+    follows the detection gets the full window: in the short one the report is less sure
+    (this German sentence is reported as English at 15 s)."""
     audio, rate = espeak(SPEECH["de"][0], "de", tmp_path)
     audio16k = resample(audio, rate, 16_000)
-    _, model = stt.model_for("de")
-    encoder = stt.encoder(model)
+    full = HearingSettings(follow_detected_language_above=0.99)
+    assert window_for(len(audio16k) / 16_000, full, multilingual=True) == FULL_WINDOW_S
+    assert window_for(len(audio16k) / 16_000, HearingSettings(), multilingual=True) == 15.0
+    follows = WhisperSTT(settings=full, languages=())
+    follows._models = stt._models
+    _, model = follows.model_for("de")
+    encoder = follows.encoder(model)
     before = (encoder.encodes, encoder.shared)
-    detected = await asyncio.to_thread(stt.transcribe, audio16k, language="de")
+    detected = await asyncio.to_thread(follows.transcribe, audio16k, language="de")
     assert (encoder.encodes - before[0], encoder.shared - before[1]) == (1, 1)
-    assert detected.detected_language == "de"
+    assert detected.detected_language == "de" and detected.window_s == FULL_WINDOW_S
 
-    plain = WhisperSTT(settings=HearingSettings(detect_language=False), languages=())
+    plain = WhisperSTT(settings=HearingSettings(detect_language=False,
+                                                follow_detected_language_above=0.99),
+                       languages=())
     plain._models = stt._models
     before = (encoder.encodes, encoder.shared)
     undetected = await asyncio.to_thread(plain.transcribe, audio16k, language="de")

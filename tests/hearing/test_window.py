@@ -34,9 +34,11 @@ def test_window_for_short_long_and_multilingual() -> None:
     assert window_for(6.0, s, multilingual=False) == 10.0  # 4 s of quiet left after it
     assert window_for(6.1, s, multilingual=False) == FULL_WINDOW_S
     assert window_for(14.0, s, multilingual=False) == FULL_WINDOW_S
-    assert window_for(2.5, s, multilingual=True) == FULL_WINDOW_S
-    both = HearingSettings(short_window_multilingual=True, short_window_s=12.0)
-    assert window_for(2.5, both, multilingual=True) == 12.0
+    assert window_for(2.5, s, multilingual=True) == 15.0  # Whisper base: a longer window
+    assert window_for(11.5, s, multilingual=True) == FULL_WINDOW_S
+    off = HearingSettings(multilingual_window_s=None, short_window_s=12.0)
+    assert window_for(2.5, off, multilingual=True) == FULL_WINDOW_S
+    assert window_for(2.5, off, multilingual=False) == 12.0
     assert window_for(2.5, HearingSettings(short_window_s=None), multilingual=False) == 30.0
     with pytest.raises(ValueError):
         HearingSettings(short_window_s=5.0)  # too short: tiny.en loops (bench/discord.py)
