@@ -166,13 +166,20 @@ def _is_emoji_or_symbol(ch: str) -> bool:
     return cat in ("So", "Sk", "Cs", "Co") or ch in "\u200d\ufe0f"
 
 
+_NAME_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+
+
 def strip_label(text: str, *, names: tuple[str, ...] = ()) -> str:
     """Remove a leading speaker label ("Mika:", "Assistant:") from one piece of a reply.
 
-    A label is stripped when it is one of ``names`` (the persona, the viewer) or a generic
-    one; other "Word:" openings ("Note: ...", "Fun fact: ...") stay as they are.
+    A label is stripped when it is one of ``names`` (the persona, the viewer), a part of one
+    (``LunaLofi`` -> ``Luna``) or a generic one; other "Word:" openings ("Note: ...",
+    "Fun fact: ...") stay as they are.
     """
     known = {n.casefold() for n in names if n} | _GENERIC_LABELS
+    # A part of a handle is a label too: "Luna:" for LunaLofi, "Star:" for star_gazer99.
+    known |= {part.casefold() for n in names if n for part in _NAME_PART.findall(n)
+              if len(part) >= 3}
     while True:
         m = _LABEL.match(text)
         if m is not None and m.group("name").casefold() in known:

@@ -216,3 +216,13 @@ def test_a_long_first_sentence_without_a_clause_mark_is_cut_early():
     assert cut("Short first. Then more.", first_piece_chars=60) == ["Short first.",
                                                                     "Then more."]
     assert cut(run_on, first_piece_chars=0, max_piece_chars=400) == [run_on]
+
+
+def test_a_part_of_the_viewers_handle_is_a_label_too():
+    """bench/show.py heard Lena say 'Luna: "I am not very good at music..."' to LunaLofi."""
+    names = ("Lena", "LunaLofi")
+    assert strip_label('Luna: "I am not very good at music."', names=names) == (
+        '"I am not very good at music."')
+    assert strip_label("Lofi: hi there", names=names) == "hi there"
+    assert strip_label("Note: chess is fun.", names=names) == "Note: chess is fun."
+    assert strip_label("Star: hello", names=("star_gazer99",)) == "hello"
